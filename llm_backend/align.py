@@ -1,0 +1,585 @@
+"""Turn entities quoted by an LLM into character offsets in the source text.
+
+Label Studio wants ``start``/``end`` such that ``text[start:end]`` is the labelled
+span, in Python ``str`` indices (code points).  A model only gives us a quote, so
+each quote is looked up by the first of these steps that finds a usable place:
+
+1. exact       -- ``str.find`` on the text itself;
+2. case        -- the same on a case-folded copy of the text that has exactly the
+                  text's length (a character whose fold would change the length,
+                  e.g. ``ß`` -> ``ss`` or ``İ`` -> ``i̇``, folds to one character),
+                  so every offset is also an offset into the original;
+3. normalised  -- NFKC, full case folding, Latin/Greek/Cyrillic accents dropped,
+                  curly quotes -> straight, dashes -> ``-``, whitespace runs
+                  (``\\r\\n`` included) -> one space, and surrounding punctuation
+                  stripped from the quote.  Every normalised character remembers
+                  the original characters it came from, so hits map back exactly;
+4. fuzzy       -- only for quotes of at least ``min_fuzzy_length`` characters that
+                  steps 1-3 found nowhere: ``rapidfuzz`` finds the best window in
+                  the normalised text, its edges are re-cut at word boundaries, and
+                  the result must still score ``fuzz.ratio >= fuzzy_threshold``
+                  against the quote.
+
+Choosing among occurrences: a whole-word hit beats one inside a longer word; a
+hit that overlaps nobody beats one that overlaps another entity's span; an
+earlier step beats a later one; then the hit nearest the entity's position hint
+or, without a hint, the first one in the text -- so the k-th listing of a quote
+gets its k-th occurrence.  A hit that cuts a word (a truncated quote like
+``"Microsof"``) is widened to whole words when the widened text still scores
+above the threshold; it is then reported as FUZZY.
+
+Guarantees:
+
+* every aligned span satisfies ``text[span.start:span.end] == span.text``;
+* spans never split a base character from its combining marks;
+* no two spans carry the same ``(start, end)``, and spans of the same quote never
+  overlap; spans of *different* quotes may overlap (nested entities such as
+  "Bank of America" / "America"), but only when no free occurrence exists;
+* a quote with no counterpart in the text is UNALIGNED, never attached to the
+  nearest similar word; quotes found verbatim but already used up are not sent to
+  the fuzzy step (a repeated listing is a duplicate, not a typo);
+* all texts derived from the document are built once per ``align()`` call; exact
+  steps are ``str.find`` loops and the fuzzy step is one C-level scan per entity
+  plus a bounded refinement, so cost grows linearly with the text.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+import re
+import unicodedata
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+
+__all__ = ["AlignOptions", "Entity", "MatchKind", "Span", "align", "aligned_spans"]
+
+log = logging.getLogger(__name__)
+
+
+class MatchKind(str, enum.Enum):
+    EXACT = "exact"
+    CASE_INSENSITIVE = "case_insensitive"
+    NORMALISED = "normalised"
+    FUZZY = "fuzzy"
+    UNALIGNED = "unaligned"
+
+
+@dataclass(frozen=True)
+class Entity:
+    text: str
+    label: str
+    position: int | None = None  # approximate char offset claimed by the model
+
+
+@dataclass(frozen=True)
+class Span:
+    entity: Entity
+    kind: MatchKind
+    start: int | None
+    end: int | None
+    text: str | None
+    score: float
+
+    @property
+    def aligned(self) -> bool:
+        return self.kind is not MatchKind.UNALIGNED
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    # On fuzz.ratio (indel-based, 0-100).  85 accepts one typo in an 8+ char
+    # quote but rejects "Jane Smith" for "John Smith" (80).
+    fuzzy_threshold: float = 85.0
+    all_occurrences: bool = False
+    # Shorter quotes are too ambiguous for fuzzy matching ("Ann" ~ "Anne").
+    min_fuzzy_length: int = 4
+    # A fuzzy quote with a position hint is first looked for this close to it.
+    hint_window: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fuzzy_threshold <= 100.0:
+            raise ValueError("fuzzy_threshold must be within 0-100")
+        if self.min_fuzzy_length < 1 or self.hint_window < 0:
+            raise ValueError("min_fuzzy_length must be >= 1 and hint_window >= 0")
+
+
+_DEFAULT_OPTIONS = AlignOptions()
+
+
+def aligned_spans(spans: Iterable[Span]) -> list[Span]:
+    """The spans that carry offsets, in their original order."""
+    return [s for s in spans if s.aligned]
+
+
+# --------------------------------------------------------------------------- text forms
+
+_WS_TABLE = {o: " " for o in range(0x3001) if chr(o).isspace()}
+_PUNCT_TABLE = {
+    **{ord(c): "'" for c in "\u2018\u2019\u201a\u201b\u2032\u00b4"},
+    **{ord(c): '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"},
+    **{ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"},
+}
+_DROP = frozenset("\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
+
+
+def _accented(o: int) -> bool:
+    return any(0x300 <= ord(c) <= 0x36F for c in unicodedata.normalize("NFD", chr(o)))
+
+
+# Characters whose normalised form is not a 1:1 image (accents to drop, invisible
+# characters); their runs take the slow per-cluster path.
+_SLOW_RE = re.compile(
+    "["
+    + "".join(re.escape(chr(o)) for o in (*range(0xC0, 0x530), *range(0x1E00, 0x2000)) if _accented(o))
+    + "\u0300-\u036f"
+    + "".join(sorted(_DROP))
+    + "]"
+)
+# Runs of 2+ whitespace collapse; non-ASCII runs (with the character before them,
+# which may be the base of a combining mark) may need real normalisation.
+# Everything else maps 1:1 and is handled by a single slice + translate.
+_SPECIAL_RE = re.compile(r"\s{2,}|\S?[^\x00-\x7f\s]+")
+# Scripts written without spaces: every character edge is a word edge.
+_NO_SPACE = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x2E80, 0x9FFF),
+             (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
+
+
+def _is_mark(c: str) -> bool:
+    return c >= "\u0300" and unicodedata.category(c)[0] == "M"
+
+
+def _is_word(c: str) -> bool:
+    return c.isalnum() or c == "_" or _is_mark(c)
+
+
+def _no_space(c: str) -> bool:
+    o = ord(c)
+    return o >= 0x0E00 and any(lo <= o <= hi for lo, hi in _NO_SPACE)
+
+
+def _is_boundary(s: str, i: int) -> bool:
+    if i <= 0 or i >= len(s):
+        return True
+    a, b = s[i - 1], s[i]
+    if _is_mark(b):
+        return False
+    return not (_is_word(a) and _is_word(b)) or _no_space(a) or _no_space(b)
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold_char(c: str) -> str:
+    for f in (c.casefold(), c.lower()):
+        if len(f) == 1:
+            return f
+    return c.casefold()[0]  # 'İ' -> 'i' + U+0307: keep the letter
+
+
+def _fold(s: str) -> str:
+    f = s.casefold()
+    # casefold never deletes characters, so equal length means 1:1 everywhere.
+    return f if len(f) == len(s) else "".join(map(_fold_char, s))
+
+
+@functools.lru_cache(maxsize=8192)
+def _norm_cluster(cluster: str) -> str:
+    d = unicodedata.normalize("NFKD", cluster)
+    d = "".join(c for c in d if not ("\u0300" <= c <= "\u036f" or c in _DROP))
+    d = unicodedata.normalize("NFKC", d.casefold())
+    return d.translate(_PUNCT_TABLE).translate(_WS_TABLE)
+
+
+class _NormMap:
+    """A normalised text plus, per segment, where it came from in the original.
+
+    Linear segments map character i to original character i; other segments are
+    one cluster whose every normalised character maps to the whole cluster.
+    """
+
+    def __init__(self, source: str) -> None:
+        self._n: list[int] = []
+        self._o: list[int] = []
+        self._nlen: list[int] = []
+        self._olen: list[int] = []
+        self._linear: list[bool] = []
+        parts: list[str] = []
+        self._size = 0
+        pos = 0
+        for m in _SPECIAL_RE.finditer(source):
+            a, b = m.span()
+            if a > pos:
+                self._add(parts, source[pos:a].lower().translate(_WS_TABLE), pos, a - pos, True)
+            chunk = m.group()
+            if chunk[0].isspace():
+                self._add(parts, " ", a, b - a, False)
+            elif (unicodedata.is_normalized("NFKC", chunk) and len(chunk.casefold()) == len(chunk)
+                  and not _SLOW_RE.search(chunk)):
+                self._add(parts, chunk.casefold().translate(_PUNCT_TABLE), a, b - a, True)
+            else:
+                i = 0
+                while i < len(chunk):
+                    j = i + 1
+                    while j < len(chunk) and _is_mark(chunk[j]):
+                        j += 1
+                    self._add(parts, _norm_cluster(chunk[i:j]), a + i, j - i, False)
+                    i = j
+            pos = b
+        if pos < len(source):
+            self._add(parts, source[pos:].lower().translate(_WS_TABLE), pos, len(source) - pos, True)
+        self.text = "".join(parts)
+
+    def _add(self, parts: list[str], piece: str, o: int, olen: int, linear: bool) -> None:
+        if not piece:
+            return  # dropped characters map nowhere
+        if self._linear and linear and self._linear[-1] and self._o[-1] + self._olen[-1] == o:
+            self._nlen[-1] += len(piece)
+            self._olen[-1] += olen
+        else:
+            self._n.append(self._size)
+            self._o.append(o)
+            self._nlen.append(len(piece))
+            self._olen.append(olen)
+            self._linear.append(linear)
+        parts.append(piece)
+        self._size += len(piece)
+
+    def orig_start(self, p: int) -> int:
+        i = bisect_right(self._n, p) - 1
+        return self._o[i] + (p - self._n[i] if self._linear[i] else 0)
+
+    def orig_end(self, p: int) -> int:
+        """Original end offset of a normalised slice ending (exclusively) at p."""
+        i = bisect_right(self._n, p - 1) - 1
+        if self._linear[i]:
+            return self._o[i] + (p - self._n[i])
+        return self._o[i] + self._olen[i]
+
+    def to_norm(self, o: int) -> int:
+        i = bisect_right(self._o, o) - 1
+        if i < 0:
+            return 0
+        if self._linear[i]:
+            return self._n[i] + min(o - self._o[i], self._nlen[i])
+        return self._n[i] if o == self._o[i] else self._n[i] + self._nlen[i]
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class _Quote:
+    raw: str  # whitespace-stripped
+    folded: str
+    norm: str
+    core: str  # norm without surrounding punctuation; identifies "the same quote"
+
+
+def _prepare(quote: str) -> _Quote | None:
+    raw = quote.strip()
+    norm = _NormMap(raw).text.strip()
+    core = norm
+    while core and (core[0].isspace() or unicodedata.category(core[0])[0] == "P"):
+        core = core[1:]
+    while core and (core[-1].isspace() or unicodedata.category(core[-1])[0] == "P"):
+        core = core[:-1]
+    return _Quote(raw, _fold(raw), norm, core) if core else None
+
+
+@dataclass(frozen=True)
+class _Cand:
+    start: int
+    end: int
+    kind: MatchKind
+    score: float
+    whole: bool  # starts and ends on word boundaries
+    widened: bool  # cut a word and was widened to whole words
+
+
+_STEP_KINDS = (MatchKind.EXACT, MatchKind.CASE_INSENSITIVE, MatchKind.NORMALISED)
+
+
+def _find_all(hay: str, needle: str) -> Iterator[int]:
+    i = hay.find(needle)
+    while i != -1:
+        yield i
+        i = hay.find(needle, i + 1)
+
+
+class _Taken:
+    """Spans handed out so far, indexed by start for cheap overlap queries."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, int, str]] = []
+        self._maxlen = 0
+
+    def add(self, s: int, e: int, key: str) -> None:
+        insort(self.items, (s, e, key))
+        self._maxlen = max(self._maxlen, e - s)
+
+    def conflict(self, s: int, e: int, key: str) -> int:
+        """0: free; 1: overlaps a different quote's span; 2: not allowed."""
+        # Only spans starting after s - maxlen can reach past s.
+        lo = bisect_right(self.items, (s - self._maxlen, 1 << 62, ""))
+        hi = bisect_left(self.items, (e, -1, ""))
+        worst = 0
+        for a, b, k in self.items[lo:hi]:
+            if b > s:
+                if (a, b) == (s, e) or k == key:
+                    return 2
+                worst = 1
+        return worst
+
+
+class _Aligner:
+    def __init__(self, text: str, options: AlignOptions) -> None:
+        self.text = text
+        self.opt = options
+        self.taken = _Taken()
+
+    @functools.cached_property
+    def folded(self) -> str:
+        return _fold(self.text)
+
+    @functools.cached_property
+    def norm(self) -> _NormMap:
+        return _NormMap(self.text)
+
+    # -- steps 1-3
+
+    def _hits(self, needle: _Quote, step: int) -> Iterator[tuple[int, int]]:
+        if step == 0:
+            n = len(needle.raw)
+            yield from ((i, i + n) for i in _find_all(self.text, needle.raw))
+        elif step == 1:
+            n = len(needle.folded)
+            yield from ((i, i + n) for i in _find_all(self.folded, needle.folded))
+        else:
+            nm = self.norm
+            for q in dict.fromkeys((needle.norm, needle.core)):
+                yield from ((nm.orig_start(i), nm.orig_end(i + len(q))) for i in _find_all(nm.text, q))
+
+    def _evaluate(self, s: int, e: int, step: int, q: _Quote) -> _Cand | None:
+        text = self.text
+        if _is_boundary(text, s) and _is_boundary(text, e):
+            return _Cand(s, e, _STEP_KINDS[step], 100.0, True, False)
+        wide = self._widen(s, e, q)
+        if wide is not None:
+            return wide
+        if (s < len(text) and _is_mark(text[s])) or (e < len(text) and _is_mark(text[e])):
+            return None  # would split a character from its accents
+        return _Cand(s, e, _STEP_KINDS[step], 100.0, False, False)
+
+    def _widen(self, s: int, e: int, q: _Quote) -> _Cand | None:
+        text, reach = self.text, len(q.core) // 2 + 2
+        s2, e2 = s, e
+        while not _is_boundary(text, s2) and s - s2 < reach:
+            s2 -= 1
+        while not _is_boundary(text, e2) and e2 - e < reach:
+            e2 += 1
+        if not (_is_boundary(text, s2) and _is_boundary(text, e2)):
+            return None
+        got = _NormMap(text[s2:e2]).text.strip()
+        if got == q.norm or got == q.core:
+            return _Cand(s2, e2, MatchKind.NORMALISED, 100.0, True, True)
+        if len(q.core) < self.opt.min_fuzzy_length:
+            return None
+        score = fuzz.ratio(q.core, got, score_cutoff=self.opt.fuzzy_threshold)
+        return _Cand(s2, e2, MatchKind.FUZZY, score, True, True) if score else None
+
+    def _candidates(self, q: _Quote) -> Iterator[tuple[int, _Cand]]:
+        seen: set[tuple[int, int]] = set()
+        for step in range(3):
+            for s, e in self._hits(q, step):
+                if (s, e) not in seen:
+                    seen.add((s, e))
+                    c = self._evaluate(s, e, step, q)
+                    if c is not None:
+                        yield step, c
+
+    def deterministic(self, q: _Quote, hint: int | None) -> tuple[_Cand | None, bool]:
+        best: _Cand | None = None
+        best_rank: tuple[bool, bool, int, int, int] | None = None
+        found = False
+        for step, c in self._candidates(q):
+            found = True
+            if best_rank is not None and step > best_rank[3] and best_rank[:3] == (False, False, 0):
+                break  # the best possible tier is already held by an earlier step
+            conflict = self.taken.conflict(c.start, c.end, q.core)
+            if conflict == 2:
+                continue
+            rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = c, rank
+        return best, found
+
+    # -- step 4
+
+    def fuzzy(self, q: _Quote, hint: int | None) -> _Cand | None:
+        core, nm = q.core, self.norm
+        if len(core) < self.opt.min_fuzzy_length or not nm.text:
+            return None
+        size = len(nm.text)
+        if hint is not None:
+            h = nm.to_norm(hint)
+            lo = max(0, h - self.opt.hint_window)
+            hi = min(size, h + self.opt.hint_window + len(core))
+            c = self._search_segments(core, self._free(lo, hi))
+            if c is not None:
+                return c
+        fallback = None
+        c = self._search(core, 0, size)
+        if c is not None:
+            conflict = self.taken.conflict(c.start, c.end, core)
+            if conflict == 0:
+                return c
+            if conflict == 1:
+                fallback = c
+        if self.taken.items:
+            c = self._search_segments(core, self._free(0, size))
+            if c is not None:
+                return c
+        return fallback
+
+    def _free(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Stretches of normalised text in [lo, hi) not covered by a taken span."""
+        out, pos, nm = [], lo, self.norm
+        for s, e, _ in self.taken.items:
+            ns, ne = nm.to_norm(s), nm.to_norm(e)
+            if ne <= pos:
+                continue
+            if ns >= hi:
+                break
+            if ns > pos:
+                out.append((pos, ns))
+            pos = max(pos, ne)
+        if pos < hi:
+            out.append((pos, hi))
+        return out
+
+    def _search_segments(self, core: str, segments: list[tuple[int, int]]) -> _Cand | None:
+        thr = self.opt.fuzzy_threshold
+        # A slice shorter than this cannot reach the threshold against the quote.
+        min_len = int(len(core) * thr / (200.0 - thr)) if thr < 100 else len(core)
+        text = self.norm.text
+        scored = []
+        for a, b in segments:
+            if b - a < min_len:
+                continue
+            if b - a <= len(core):
+                scored.append((fuzz.ratio(core, text[a:b]), a, b, a, b))
+                continue
+            r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, thr - 15))
+            if r is not None:
+                scored.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
+        scored.sort(key=lambda t: -t[0])
+        for _, a, b, ds, de in scored[:8]:
+            c = self._refine(core, a, b, ds, de)
+            if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
+                return c
+        return None
+
+    def _search(self, core: str, a: int, b: int) -> _Cand | None:
+        text = self.norm.text
+        if b - a <= len(core):
+            return self._refine(core, a, b, a, b)
+        r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, self.opt.fuzzy_threshold - 15))
+        return None if r is None else self._refine(core, a, b, a + r.dest_start, a + r.dest_end)
+
+    def _refine(self, core: str, a: int, b: int, ds: int, de: int) -> _Cand | None:
+        """Re-cut a window at word boundaries near its edges; keep the best ratio.
+
+        partial_ratio_alignment's window is exactly as wide as the quote, so with
+        insertions or deletions its edges are off by a few characters.
+        """
+        text, m, thr = self.norm.text, len(core), self.opt.fuzzy_threshold
+        w = min(max(3, m // 4 + 2), 48)
+        starts = [p for p in range(max(a, ds - w), min(b - 1, ds + w) + 1)
+                  if not text[p].isspace() and _is_boundary(text, p)]
+        ends = [p for p in range(max(a + 1, de - w), min(b, de + w) + 1)
+                if not text[p - 1].isspace() and _is_boundary(text, p)]
+        best: tuple[float, int, int, int] | None = None  # (score, -drift, start, end)
+        for s in starts:
+            for e in ends:
+                n = e - s
+                if n <= 0 or 200.0 * min(n, m) / (n + m) < thr:
+                    continue  # the length difference alone rules it out
+                score = fuzz.ratio(core, text[s:e], score_cutoff=thr)
+                key = (score, -abs(s - ds) - abs(e - de), s, e)
+                if score and (best is None or key[:2] > best[:2]):
+                    best = key
+        if best is None:
+            return None
+        nm = self.norm
+        return _Cand(nm.orig_start(best[2]), nm.orig_end(best[3]), MatchKind.FUZZY, best[0], True, False)
+
+    # -- all_occurrences
+
+    def expand(self, primary: _Cand) -> list[_Cand]:
+        found = _prepare(self.text[primary.start:primary.end])
+        if found is None:
+            return []
+        out = []
+        for _, c in sorted(self._candidates(found), key=lambda t: (t[1].start, t[0])):
+            if (c.whole or not primary.whole) and self.taken.conflict(c.start, c.end, "") == 0:
+                self.taken.add(c.start, c.end, found.core)
+                out.append(c)
+        return out
+
+
+def _span(entity: Entity, c: _Cand | None, text: str) -> Span:
+    if c is None:
+        return Span(entity, MatchKind.UNALIGNED, None, None, None, 0.0)
+    return Span(entity, c.kind, c.start, c.end, text[c.start:c.end], c.score)
+
+
+def align(text: str, entities: Sequence[Entity], options: AlignOptions = _DEFAULT_OPTIONS) -> list[Span]:
+    """Align each quoted entity to offsets in ``text``; see the module docstring.
+
+    Returns one Span per entity in input order (UNALIGNED where nothing fits);
+    with ``options.all_occurrences`` an aligned entity yields one Span per
+    occurrence, ordered by start.
+    """
+    al = _Aligner(text, options)
+    quotes = [_prepare(e.text) if e.text else None for e in entities]
+    hints = [None if e.position is None else min(max(e.position, 0), len(text)) for e in entities]
+    chosen: list[_Cand | None] = [None] * len(entities)
+    needs_fuzzy: list[int] = []
+    # Verbatim hits are placed for every entity before any fuzzy search, so a
+    # typo'd quote can never take the occurrence an exact quote needs.
+    for i, q in enumerate(quotes):
+        if q is None:
+            continue
+        c, found = al.deterministic(q, hints[i])
+        if c is not None:
+            chosen[i] = c
+            al.taken.add(c.start, c.end, q.core)
+        elif not found:
+            needs_fuzzy.append(i)
+    for i in needs_fuzzy:
+        q = quotes[i]
+        assert q is not None
+        c = al.fuzzy(q, hints[i])
+        if c is not None:
+            chosen[i] = c
+            al.taken.add(c.start, c.end, q.core)
+
+    extra: list[list[_Cand]] = [[] for _ in entities]
+    if options.all_occurrences:
+        for i, c in enumerate(chosen):
+            if c is not None:
+                extra[i] = al.expand(c)
+
+    spans: list[Span] = []
+    for i, entity in enumerate(entities):
+        c = chosen[i]
+        if c is None:
+            log.debug("unaligned entity %r (%s): no acceptable match in text", entity.text, entity.label)
+            spans.append(_span(entity, None, text))
+            continue
+        for cand in sorted([c, *extra[i]], key=lambda k: k.start):
+            spans.append(_span(entity, cand, text))
+    return spans

@@ -1,0 +1,210 @@
+"""The Label Studio ML backend protocol over Flask: /health, /setup, /predict, /webhook, /versions.
+
+`create_app(settings)` builds everything at call time and nothing at import. It does not import
+LiteLLM: `/health` and `/setup` answer in milliseconds; the model client loads on first use or in
+the warm-up thread that `serve` starts in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .batch import BatchRunner
+from .cache import Cache, open_cache
+from .errors import BadRequestError, LLMBackendError
+from .label_config import LabelConfig, parse_label_config
+from .llm import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
+from .metrics import Metrics
+from .predictor import PredictionJob, Predictor, TaskOutcome, project_id
+from .prompts import PromptLibrary
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Backend:
+    """The long-lived objects of one app, built once and handed to the views."""
+
+    settings: Settings
+    predictor: Predictor
+    runner: BatchRunner
+    metrics: Metrics
+    prompts: PromptLibrary
+    cache: Cache
+    started: float = field(default_factory=time.time)
+    project_configs: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # project -> latest model_version
+
+    def warm_up(self) -> threading.Thread:
+        """Import LiteLLM in the background so the first prediction does not pay for it."""
+        thread = threading.Thread(target=load_litellm, name="litellm-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response, int]:
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True, force=True)
+    if body is None:
+        raise BadRequestError("request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise BadRequestError(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _config_from(backend: Backend, body: dict[str, Any], key: str) -> LabelConfig:
+    xml = body.get(key)
+    project = project_id(body.get("project"))
+    if xml is None and project is not None:
+        xml = backend.project_configs.get(project)
+    if not isinstance(xml, str):
+        raise BadRequestError(f"\"{key}\" (the label config XML) is missing or not a string")
+    config = parse_label_config(xml)
+    for skipped in config.skipped:
+        log.info("control %s <%s> is skipped: %s", skipped.name, skipped.tag, skipped.reason)
+    if not config.controls:
+        kinds = "; ".join(f"{s.name} <{s.tag}>: {s.reason}" for s in config.skipped)
+        raise BadRequestError(f"label config has no control this backend can predict ({kinds})")
+    return config
+
+
+def _instruction(params: object) -> str | None:
+    """Label Studio's interactive mode: TextArea text the annotator typed becomes an instruction."""
+    if not isinstance(params, dict) or not isinstance(params.get("context"), dict):
+        return None
+    texts: list[str] = []
+    for region in params["context"].get("result") or []:
+        if isinstance(region, dict) and region.get("type") == "textarea":
+            value = region.get("value") or {}
+            texts.extend(str(t) for t in value.get("text") or [] if str(t).strip())
+    return "\n".join(texts)[:4000] or None
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: CompletionClient | None = None,
+    cache: Cache | None = None,
+) -> Flask:
+    settings = settings or load_settings()
+    metrics = Metrics()
+    prompts = PromptLibrary(settings.prompts_dir)
+    prompts.check()  # a broken default template stops the start, with file and line
+    cache = cache if cache is not None else open_cache(settings.cache_enabled, settings.cache_dir, settings.cache_url)
+    if client is None:
+        client = LiteLLMClient(
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+            retry_max_wait=settings.llm_retry_max_wait,
+        )
+    predictor = Predictor(settings, prompts, client, cache, metrics)
+    backend = Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache)
+
+    app = Flask("llm_backend")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["llm_backend"] = backend
+
+    @app.errorhandler(LLMBackendError)
+    def backend_error(exc: LLMBackendError) -> tuple[Response, int]:
+        return _error(exc.status if exc.status < 500 else 500, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return _error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", "internal error; see the backend's log")
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        metrics.requests.labels(request.url_rule.rule if request.url_rule else "other", str(response.status_code)).inc()
+        return response
+
+    @app.get("/")
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify({
+            "status": "UP",
+            "model_class": "LLMBackend",
+            "model": settings.llm_model,
+            "model_ready": litellm_loaded(),
+        })
+
+    @app.post("/setup")
+    def setup() -> Response:
+        body = _json_body()
+        config = _config_from(backend, body, "schema")
+        project = project_id(body.get("project"))
+        version = predictor.model_version(config, project)
+        if project:
+            backend.project_configs[project] = config.xml
+            backend.versions[project] = version
+        return jsonify({"model_version": version})
+
+    @app.post("/predict")
+    def predict() -> Response:
+        started = time.monotonic()
+        body = _json_body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequestError("\"tasks\" must be a list of Label Studio task objects")
+        config = _config_from(backend, body, "label_config")
+        project = project_id(body.get("project"))
+        version = predictor.model_version(config, project)
+        if project:
+            backend.versions[project] = version
+        instruction = _instruction(body.get("params"))
+        jobs: list[PredictionJob | None] = [
+            PredictionJob(config, project, task, instruction) if isinstance(task, dict) else None for task in tasks
+        ]
+        valid = [job for job in jobs if job is not None]
+        outcomes, _summary = backend.runner.run(valid, settings.predict_deadline - (time.monotonic() - started))
+        by_job = iter(outcomes)
+        results = [
+            next(by_job).to_result(version) if job is not None
+            else TaskOutcome("failed", error="task must be a JSON object").to_result(version)
+            for job in jobs
+        ]
+        metrics.predict_seconds.observe(time.monotonic() - started)
+        return jsonify({"results": results, "model_version": version})
+
+    @app.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        # Label Studio gives webhooks 1 s: acknowledge at once.
+        body = request.get_json(silent=True, force=True)
+        action = body.get("action") if isinstance(body, dict) else None
+        log.debug("webhook %s", action)
+        return jsonify({"status": "ok", "action": action}), 200
+
+    @app.get("/versions")
+    def versions() -> Response:
+        return jsonify({"versions": sorted(set(backend.versions.values())), "projects": backend.versions})
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    return app
+
+
+def backend_of(app: Flask) -> Backend:
+    backend: Backend = app.extensions["llm_backend"]
+    return backend

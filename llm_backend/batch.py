@@ -1,0 +1,106 @@
+"""Run a request's tasks concurrently under one process-wide limit, and return by a deadline.
+
+The executor is shared by every request in the process, so two users pressing "Retrieve
+predictions" at once share LLM_CONCURRENCY rather than doubling the load on the provider.
+Tasks still running at the deadline are reported as timed out (no `result`, so Label Studio asks
+again) but keep running: their answers land in the cache and the next request gets them free.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from .predictor import PredictionJob, Predictor, TaskOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchSummary:
+    tasks: int
+    ok: int
+    cached: int
+    failed: int
+    timeout: int
+    calls: int
+    retries: int
+    repairs: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    dropped: int
+    unaligned: int
+    seconds: float
+
+    @classmethod
+    def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
+        costs = [o.cost for o in outcomes if o.cost is not None]
+        return cls(
+            tasks=len(outcomes),
+            ok=sum(o.status == "ok" for o in outcomes),
+            cached=sum(o.status == "cached" for o in outcomes),
+            failed=sum(o.status == "failed" for o in outcomes),
+            timeout=sum(o.status == "timeout" for o in outcomes),
+            calls=sum(o.calls for o in outcomes),
+            retries=sum(o.retries for o in outcomes),
+            repairs=sum(o.repaired for o in outcomes),
+            prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+            completion_tokens=sum(o.completion_tokens for o in outcomes),
+            cost=sum(costs) if costs else None,
+            dropped=sum(o.dropped for o in outcomes),
+            unaligned=sum(o.unaligned for o in outcomes),
+            seconds=seconds,
+        )
+
+    def log_line(self) -> str:
+        cost = f"${self.cost:.6f}" if self.cost is not None else "unknown"
+        return (
+            f"predict: {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
+            f"failed={self.failed} timed_out={self.timeout} llm_calls={self.calls} retries={self.retries} "
+            f"repairs={self.repairs} tokens={self.prompt_tokens}+{self.completion_tokens} cost={cost} "
+            f"dropped={self.dropped} unaligned={self.unaligned}"
+        )
+
+
+class BatchRunner:
+    def __init__(self, predictor: Predictor, concurrency: int) -> None:
+        self.predictor = predictor
+        self.concurrency = concurrency
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Created on first use, i.e. in the worker after gunicorn forks, never in the master.
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-task")
+            return self._executor
+
+    def run(self, jobs: list[PredictionJob], deadline: float) -> tuple[list[TaskOutcome], BatchSummary]:
+        started = time.monotonic()
+        pool = self._pool()
+        futures: list[Future[TaskOutcome]] = [pool.submit(self.predictor.predict, job) for job in jobs]
+        wait(futures, timeout=max(0.0, deadline))
+        outcomes = []
+        for future in futures:
+            if future.done():
+                outcomes.append(future.result())
+            else:
+                outcomes.append(TaskOutcome(
+                    "timeout",
+                    error="not finished before the deadline; it keeps running and the next request gets it",
+                ))
+                self.predictor.metrics.tasks.labels("timeout").inc()
+        summary = BatchSummary.of(outcomes, time.monotonic() - started)
+        log.info(summary.log_line())
+        return outcomes, summary
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=False)
+                self._executor = None

@@ -1,0 +1,122 @@
+"""The response cache: validated answers by request key, so a re-run or retried batch is free.
+
+SQLite (a file in CACHE_DIR, WAL mode, safe across gunicorn workers) by default; Redis when
+CACHE_URL is set so several replicas share one cache. Only answers that passed validation are
+stored (the caller decides). A cache that fails is logged and bypassed: it must never fail a task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def set(self, key: str, value: dict[str, Any]) -> None: ...
+    def describe(self) -> str: ...
+
+
+class NullCache:
+    def get(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        return None
+
+    def describe(self) -> str:
+        return "off"
+
+
+class SQLiteCache:
+    """One connection per thread; WAL lets several processes read while one writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS responses"
+                " (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        # A connection must not cross a fork (gunicorn --preload builds the app in the master).
+        if connection is None or self._local.pid != os.getpid():
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            self._local.pid = os.getpid()
+        return connection
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            row = self._connect().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("cache read failed (%s); calling the model instead", exc)
+            return None
+        return json.loads(row[0]) if row else None
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        try:
+            # One statement is one transaction: a crash leaves the row either absent or whole.
+            self._connect().execute(
+                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                (key, json.dumps(value, ensure_ascii=False), time.time()),
+            )
+        except sqlite3.Error as exc:
+            log.warning("cache write failed (%s); the answer is returned but not cached", exc)
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+
+class RedisCache:
+    def __init__(self, url: str, prefix: str = "llm-backend:response:", ttl: int | None = None) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.prefix = prefix
+        self.ttl = ttl
+        self._url = url
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self._redis.get(self.prefix + key)
+        except Exception as exc:  # redis errors must not fail a task
+            log.warning("redis cache read failed (%s); calling the model instead", type(exc).__name__)
+            return None
+        return json.loads(raw) if raw else None
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        try:
+            self._redis.set(self.prefix + key, json.dumps(value, ensure_ascii=False), ex=self.ttl)
+        except Exception as exc:
+            log.warning("redis cache write failed (%s)", type(exc).__name__)
+
+    def describe(self) -> str:
+        # The URL may carry a password: show only scheme and host.
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self._url)
+        return f"redis:{parts.hostname}:{parts.port or 6379}"
+
+
+def open_cache(enabled: bool, cache_dir: Path, cache_url: str | None) -> Cache:
+    if not enabled:
+        return NullCache()
+    if cache_url:
+        return RedisCache(cache_url)
+    return SQLiteCache(Path(cache_dir) / "responses.sqlite3")

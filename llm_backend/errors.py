@@ -1,0 +1,73 @@
+"""The exceptions llm-backend raises, one tree so callers catch by meaning, not by library.
+
+    LLMBackendError                 base; `status` is the HTTP status a client should see
+    ├── SettingsError               an environment variable has an invalid value
+    ├── BadRequestError             a /setup or /predict body we cannot use (400)
+    │   └── LabelConfigError        the label config XML is unusable (400)
+    ├── PromptError                 a template failed to load or render (names file and line)
+    ├── TaskError                   one task cannot be predicted; the batch goes on
+    │   └── AnswerError             the model's answer is not valid for the config
+    └── LLMError                    the model call failed
+        ├── TransientLLMError       worth retrying (429, 5xx, timeouts, refused connections)
+        └── PermanentLLMError       retrying cannot help (auth, bad request, context window)
+
+Third-party exceptions (LiteLLM, Jinja, XML) are mapped to these at the boundary with
+`raise ... from exc`, so a client never receives a library's message or traceback unfiltered.
+"""
+
+from __future__ import annotations
+
+
+class LLMBackendError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SettingsError(LLMBackendError):
+    code = "invalid_settings"
+
+
+class BadRequestError(LLMBackendError):
+    status = 400
+    code = "bad_request"
+
+
+class LabelConfigError(BadRequestError):
+    code = "invalid_label_config"
+
+
+class PromptError(LLMBackendError):
+    code = "prompt_error"
+
+
+class TaskError(LLMBackendError):
+    status = 422
+    code = "task_error"
+
+
+class AnswerError(TaskError):
+    code = "invalid_answer"
+
+    def __init__(self, message: str, *, content: str | None = None) -> None:
+        super().__init__(message)
+        self.content = content
+
+
+class LLMError(TaskError):
+    code = "llm_error"
+
+
+class TransientLLMError(LLMError):
+    code = "llm_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentLLMError(LLMError):
+    code = "llm_rejected"

@@ -1,0 +1,26 @@
+"""Prometheus counters, one registry per app (tests build many apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tasks = Counter("llm_backend_tasks", "Tasks predicted, by outcome", ["status"], registry=r)
+        self.llm_calls = Counter("llm_backend_llm_calls", "Model calls made, retries and repairs included", registry=r)
+        self.retries = Counter("llm_backend_llm_retries", "Model calls retried after a transient failure", registry=r)
+        self.repairs = Counter("llm_backend_repairs", "Re-asks after an invalid answer", registry=r)
+        self.tokens = Counter("llm_backend_llm_tokens", "Tokens billed", ["kind"], registry=r)
+        self.cost = Counter("llm_backend_llm_cost_usd", "Cost in USD where LiteLLM knows the price", registry=r)
+        self.dropped = Counter("llm_backend_dropped", "Answer items dropped", ["reason"], registry=r)
+        self.requests = Counter("llm_backend_http_requests", "Protocol requests", ["route", "status"], registry=r)
+        self.predict_seconds = Histogram(
+            "llm_backend_predict_seconds", "Wall time of /predict requests", registry=r,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 90, 120),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

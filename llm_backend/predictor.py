@@ -1,0 +1,253 @@
+"""One task through the pure core: inputs -> prompt -> (cached) model answer -> validation -> regions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .align import AlignOptions
+from .answer import Answer, parse_answer
+from .cache import Cache
+from .errors import AnswerError, LLMBackendError, LLMError
+from .inputs import task_texts
+from .label_config import LabelConfig
+from .llm import Completion, CompletionClient, LLMRequest
+from .metrics import Metrics
+from .prompts import PromptLibrary
+from .regions import build_regions
+from .schema import json_schema
+from .settings import Settings
+from .singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskOutcome:
+    status: str  # ok | cached | failed | timeout
+    regions: list[dict[str, Any]] | None = None
+    score: float | None = None
+    error: str | None = None
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    repaired: bool = False
+    dropped: int = 0
+    unaligned: int = 0
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.calls - 1 - int(self.repaired))
+
+    def to_result(self, model_version: str) -> dict[str, Any]:
+        """The item Label Studio expects; failures carry no `result` so LS asks again later."""
+        if self.regions is None:
+            return {"model_version": model_version, "error": self.error or self.status}
+        item: dict[str, Any] = {"result": self.regions, "model_version": model_version}
+        if self.score is not None:
+            item["score"] = self.score
+        return item
+
+
+@dataclass
+class _Exchange:
+    completion: Completion
+    answer: Answer
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    repaired: bool
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    config: LabelConfig
+    project: str | None
+    task: dict[str, Any]
+    instruction: str | None = None
+    model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def project_id(raw: object) -> str | None:
+    """Label Studio sends project as "<id>.<created unix time>"; we key prompts by the id."""
+    if raw is None:
+        return None
+    text = str(raw).split(".", 1)[0].strip()
+    return text if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) else None
+
+
+def score_from_logprobs(logprobs: list[dict[str, Any]] | None) -> float | None:
+    """Geometric-mean token probability of the answer: 1.0 = the model never hesitated."""
+    values = [item.get("logprob") for item in logprobs or [] if isinstance(item.get("logprob"), (int, float))]
+    if not values:
+        return None
+    return round(math.exp(sum(values) / len(values)), 4)
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+
+
+class Predictor:
+    def __init__(
+        self,
+        settings: Settings,
+        prompts: PromptLibrary,
+        client: CompletionClient,
+        cache: Cache,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.prompts = prompts
+        self.client = client
+        self.cache = cache
+        self.metrics = metrics
+        self._flights: SingleFlight[_Exchange] = SingleFlight()
+        self.align_options = AlignOptions(
+            fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
+        )
+
+    def model_version(self, config: LabelConfig, project: str | None, model: str | None = None) -> str:
+        """Stable while model, templates and config stay the same; changes when any of them changes."""
+        model = model or self.settings.llm_model
+        parts = {
+            "model": model,
+            "temperature": self.settings.llm_temperature,
+            "max_tokens": self.settings.llm_max_tokens,
+            "mode": self.settings.llm_output_mode,
+            "config": config.fingerprint,
+            "prompts": self.prompts.fingerprint(project),
+            "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
+        }
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1])[:40] or "model"
+        return f"{slug}-{digest}"
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
+        mode = self.settings.llm_output_mode
+        if mode == "schema":
+            return {"type": "json_schema", "json_schema": {"name": "annotation", "schema": schema, "strict": True}}
+        if mode == "json":
+            return {"type": "json_object"}
+        return None
+
+    def build_request(self, job: PredictionJob, texts: dict[str, str]) -> LLMRequest:
+        schema = json_schema(job.config)
+        context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
+        context.update(
+            task={"id": job.task.get("id"), "data": job.task.get("data", {})},
+            objects=[
+                {"name": name, "tag": job.config.objects[name].tag, "field": job.config.objects[name].data_key,
+                 "text": text}
+                for name, text in texts.items()
+            ],
+            instruction=job.instruction,
+        )
+        messages = self.prompts.messages(job.project, context)
+        return LLMRequest(
+            model=job.model or self.settings.llm_model,
+            messages=tuple(message.as_dict() for message in messages),
+            response_format=self._response_format(schema),
+            temperature=self.settings.llm_temperature,
+            max_tokens=self.settings.llm_max_tokens,
+            api_base=self.settings.api_base,
+        )
+
+    def _exchange(self, job: PredictionJob, request: LLMRequest) -> _Exchange:
+        completion = self.client.complete(request)
+        calls, prompt_tokens, completion_tokens, cost = (
+            completion.attempts, completion.prompt_tokens, completion.completion_tokens, completion.cost,
+        )
+        repaired = False
+        try:
+            answer = parse_answer(job.config, completion.content)
+        except AnswerError as first_error:
+            # One repair round: show the model its reply and what was wrong with it.
+            self.metrics.repairs.inc()
+            repaired = True
+            controls = [{"name": c.name} for c in job.config.controls]
+            repair_text = self.prompts.render(job.project, "repair.j2", {"error": first_error.message,
+                                                                         "controls": controls})
+            retry = request.followed_by({"role": "assistant", "content": completion.content[:20_000]},
+                                        {"role": "user", "content": repair_text})
+            try:
+                completion = self.client.complete(retry)
+            except LLMError as exc:
+                exc.attempts = calls + getattr(exc, "attempts", 1)  # type: ignore[attr-defined]
+                raise
+            calls += completion.attempts
+            prompt_tokens += completion.prompt_tokens
+            completion_tokens += completion.completion_tokens
+            cost = _add(cost, completion.cost)
+            try:
+                answer = parse_answer(job.config, completion.content)
+            except AnswerError as second_error:
+                second_error.attempts = calls  # type: ignore[attr-defined]
+                raise AnswerError(f"invalid answer after one repair: {second_error.message}",
+                                  content=completion.content) from None
+        # Stored under the ORIGINAL request: a re-run of a repaired task is free too.
+        self.cache.set(request.cache_key, completion.to_cache())
+        return _Exchange(completion, answer, calls, prompt_tokens, completion_tokens, cost, repaired)
+
+    def predict(self, job: PredictionJob) -> TaskOutcome:
+        try:
+            outcome = self._predict(job)
+        except LLMBackendError as exc:
+            outcome = TaskOutcome("failed", error=exc.message, calls=getattr(exc, "attempts", 0))
+            log.warning("task %s failed: %s", job.task.get("id"), exc.message)
+        except Exception:
+            log.exception("task %s failed with an unexpected error", job.task.get("id"))
+            outcome = TaskOutcome("failed", error="internal error while predicting this task; see the server log")
+        self._count(outcome)
+        return outcome
+
+    def _predict(self, job: PredictionJob) -> TaskOutcome:
+        texts = task_texts(job.config, job.task)
+        request = self.build_request(job, texts)
+        cached = self.cache.get(request.cache_key)
+        if cached is not None:
+            completion = Completion.from_cache(cached)
+            answer = parse_answer(job.config, completion.content)
+            return self._outcome("cached", job, texts, answer, completion)
+        exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request))
+        if shared:
+            return self._outcome("cached", job, texts, exchange.answer, exchange.completion)
+        outcome = self._outcome("ok", job, texts, exchange.answer, exchange.completion)
+        outcome.calls = exchange.calls
+        outcome.prompt_tokens, outcome.completion_tokens = exchange.prompt_tokens, exchange.completion_tokens
+        outcome.cost = exchange.cost
+        outcome.repaired = exchange.repaired
+        return outcome
+
+    def _outcome(self, status: str, job: PredictionJob, texts: dict[str, str], answer: Answer,
+                 completion: Completion) -> TaskOutcome:
+        report = build_regions(job.config, answer.values, texts, self.align_options)
+        return TaskOutcome(
+            status,
+            regions=report.regions,
+            score=score_from_logprobs(completion.logprobs),
+            dropped=len(answer.dropped),
+            unaligned=len(report.unaligned),
+        )
+
+    def _count(self, outcome: TaskOutcome) -> None:
+        m = self.metrics
+        m.tasks.labels(outcome.status).inc()
+        m.llm_calls.inc(outcome.calls)
+        m.retries.inc(outcome.retries)
+        m.tokens.labels("prompt").inc(outcome.prompt_tokens)
+        m.tokens.labels("completion").inc(outcome.completion_tokens)
+        if outcome.cost:
+            m.cost.inc(outcome.cost)
+        if outcome.dropped:
+            m.dropped.labels("invalid_value").inc(outcome.dropped)
+        if outcome.unaligned:
+            m.dropped.labels("unaligned_entity").inc(outcome.unaligned)

@@ -1,0 +1,90 @@
+"""A validated answer -> Label Studio result regions, one list per task.
+
+Only the config's controls and values can appear here: the answer was validated against the
+config, and every region is built from the config's own names. NER quotes become offsets
+through the aligner; quotes it cannot place are dropped and counted, never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .align import AlignOptions, Entity, MatchKind, Span, align
+from .label_config import Control, ControlKind, LabelConfig
+from .schema import EntityAnswer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegionReport:
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    unaligned: list[Span] = field(default_factory=list)
+    match_kinds: dict[str, int] = field(default_factory=dict)
+
+
+def region_id(control: Control, index: int, value: dict[str, Any]) -> str:
+    # Deterministic, so the same answer gives byte-identical predictions (cache re-runs, tests).
+    raw = json.dumps([control.name, index, value], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:10]
+
+
+def _region(control: Control, index: int, value: dict[str, Any], score: float | None = None) -> dict[str, Any]:
+    region: dict[str, Any] = {
+        "id": region_id(control, index, value),
+        "from_name": control.name,
+        "to_name": control.to_name[0],
+        "type": control.result_type,
+        "value": value,
+    }
+    if score is not None:
+        region["score"] = score
+    return region
+
+
+def _values(control: Control, answer: Any) -> list[dict[str, Any]]:
+    if control.kind is ControlKind.CHOICES:
+        chosen = answer if isinstance(answer, list) else [answer]
+        return [{"choices": chosen}] if chosen else []
+    if control.kind is ControlKind.TEXTAREA:
+        return [{"text": answer}] if answer else []
+    if control.kind is ControlKind.RATING:
+        return [{"rating": answer}]
+    if control.kind is ControlKind.NUMBER:
+        return [{"number": answer}]
+    if control.kind is ControlKind.TAXONOMY:
+        return [{"taxonomy": answer}] if answer else []
+    raise ValueError(f"no region builder for {control.kind}")
+
+
+def build_regions(
+    config: LabelConfig,
+    values: dict[str, Any],
+    texts: dict[str, str],
+    options: AlignOptions,
+) -> RegionReport:
+    report = RegionReport()
+    for control in config.controls:
+        answer = values.get(control.name)
+        if control.kind is ControlKind.LABELS:
+            entities: list[EntityAnswer] = answer or []
+            spans = align(texts[control.to_name[0]], [Entity(e.text, e.label) for e in entities], options)
+            for index, span in enumerate(spans):
+                if not span.aligned:
+                    report.unaligned.append(span)
+                    log.info("dropped entity %r (%s): not found in %s", span.entity.text[:80], span.entity.label,
+                             control.to_name[0])
+                    continue
+                report.match_kinds[span.kind.value] = report.match_kinds.get(span.kind.value, 0) + 1
+                value = {"start": span.start, "end": span.end, "text": span.text, "labels": [span.entity.label]}
+                # A fuzzy match is less certain than an exact one; the region says so.
+                score = round(span.score / 100, 4) if span.kind is MatchKind.FUZZY else None
+                report.regions.append(_region(control, index, value, score))
+            continue
+        for index, value in enumerate(_values(control, answer)):
+            report.regions.append(_region(control, index, value))
+    return report

@@ -1,0 +1,97 @@
+"""One typed settings object, read from the environment in one place.
+
+Every field maps to the upper-case environment variable of the same name (`llm_model` ->
+`LLM_MODEL`). An invalid value raises `SettingsError` naming the variable, so `serve` stops at
+start instead of failing on the first prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import SettingsError
+
+# The repository's own templates; used when PROMPTS_DIR is not set and ./prompts does not exist.
+BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+def _default_prompts_dir() -> Path:
+    local = Path("prompts")
+    return local.resolve() if local.is_dir() else BUNDLED_PROMPTS_DIR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # The model
+    llm_model: str = Field("openai/gpt-4o-mini", min_length=1)
+    llm_api_base: AnyHttpUrl | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(60.0, gt=0, le=3600)
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+    llm_max_tokens: int | None = Field(None, gt=0)
+    # schema: JSON schema as response_format (OpenAI, vLLM, Ollama); json: JSON mode plus the
+    # schema in the prompt; prompt: plain text with the schema in the prompt, parsed tolerantly.
+    llm_output_mode: Literal["schema", "json", "prompt"] = "schema"
+    llm_concurrency: int = Field(8, ge=1, le=512)
+    llm_max_retries: int = Field(4, ge=0, le=20)
+    llm_retry_max_wait: float = Field(30.0, gt=0, le=600)
+
+    # Serving
+    host: str = "0.0.0.0"
+    port: int = Field(9090, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    threads: int = Field(8, ge=1, le=256)
+    predict_deadline: float = Field(80.0, gt=0, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Prompts, cache
+    prompts_dir: Path = Field(default_factory=_default_prompts_dir)
+    cache_dir: Path = Path(".cache/llm-backend")
+    cache_url: str | None = None
+    cache_enabled: bool = True
+
+    # NER alignment
+    align_fuzzy_threshold: float = Field(85.0, ge=50, le=100)
+    ner_all_occurrences: bool = False
+
+    # Label Studio
+    label_studio_url: AnyHttpUrl | None = None
+    label_studio_api_key: SecretStr | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// or rediss:// URL (leave it unset for the SQLite cache)")
+        return value or None
+
+    @property
+    def api_base(self) -> str | None:
+        return str(self.llm_api_base).rstrip("/") if self.llm_api_base else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and explicit overrides); raise SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            variable = "_".join(str(part) for part in err["loc"]).upper() or "?"
+            shown = err.get("input")
+            # Never echo the value of a secret back.
+            if "KEY" in variable or "PASS" in variable or not isinstance(shown, (str, int, float)):
+                lines.append(f"{variable}: {err['msg']}")
+            else:
+                lines.append(f"{variable}: {err['msg']} (got {shown!r})")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,1068 @@
+"""A scriptable, OpenAI-compatible chat-completions server for tests and benchmarks.
+
+LiteLLM reaches it through ``api_base`` exactly as it would reach OpenAI or a vLLM
+server, so the whole HTTP path (request encoding, ``response_format`` forwarding,
+status-code -> exception mapping, ``Retry-After`` handling, keep-alive pooling) is
+exercised for real instead of being mocked away. Only the standard library is used
+on the server side so it can run anywhere the tests run, including as a separate
+process next to a gunicorn-hosted backend.
+
+In-process usage::
+
+    from tests.llm_server import FakeLLMServer, Reply
+
+    with FakeLLMServer() as server:
+        server.add_rule("capital of France", Reply(json={"answer": "Paris"}))
+        server.add_rule("flaky", [Reply(status=429, headers={"Retry-After": "1"}), Reply(json={"ok": True})])
+        litellm.completion(
+            model="openai/test-model",
+            api_base=server.base_url,
+            api_key="sk-test",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
+        assert server.count(200) == 1
+
+Out-of-process usage (benchmarks, gunicorn tests)::
+
+    $ python -m tests.llm_server --port 8999 --latency 0.25 --max-concurrent 8
+
+    control = LLMServerControl("http://127.0.0.1:8999")
+    control.reset()
+    control.add_rule("capital of France", {"json": {"answer": "Paris"}})
+    control.stats()["by_status"]
+
+When no rule matches, the answer is derived from the request: a deterministic
+instance of the ``response_format`` JSON schema if there is one, otherwise ``{}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = [
+    "FakeLLMServer",
+    "LLMServerControl",
+    "Reply",
+    "ReplyFactory",
+    "schema_instance",
+]
+
+logger = logging.getLogger(__name__)
+
+MODEL_ID = "test-model"
+
+# OpenAI's (type, code) pairs for the error statuses tests commonly script; the
+# exact strings matter little to LiteLLM (it maps on status code) but keeping
+# them realistic makes error messages in failing tests recognisable.
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    408: ("timeout", "timeout"),
+    422: ("invalid_request_error", None),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    502: ("server_error", None),
+    503: ("server_error", "overloaded"),
+}
+
+
+@dataclass
+class Reply:
+    """One scripted answer.
+
+    With neither ``json`` nor ``content`` set, a 200 reply carries the
+    schema-driven default content, so ``Reply(delay=5)`` or ``Reply(logprobs=...)``
+    only change timing or metadata of the normal answer.
+    """
+
+    json: Any = None
+    content: str | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    error_message: str | None = None
+    logprobs: list[dict[str, Any]] | None = None
+    usage: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reply:
+        """Build a reply from its JSON form, as sent to the control endpoints."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a reply must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown reply field(s): {sorted(unknown)}; allowed: {sorted(known)}")
+        reply = cls(**data)
+        if not isinstance(reply.status, int) or not 100 <= reply.status <= 599:
+            raise ValueError(f"invalid status: {reply.status!r}")
+        if not isinstance(reply.headers, dict):
+            raise ValueError("headers must be an object")
+        reply.headers = {str(k): str(v) for k, v in reply.headers.items()}
+        reply.delay = float(reply.delay)
+        return reply
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ReplyFactory = Callable[[dict[str, Any]], Reply]
+
+
+@dataclass
+class _Rule:
+    contains: str
+    replies: list[Reply]
+    times: int | None
+    used: int = 0
+
+    def exhausted(self) -> bool:
+        return self.times is not None and self.used >= self.times
+
+    def take(self) -> Reply:
+        # The last reply repeats so that e.g. [429, 429, ok] means "fail twice, then succeed forever".
+        reply = self.replies[min(self.used, len(self.replies) - 1)]
+        self.used += 1
+        return reply
+
+
+@dataclass
+class _Failures:
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    retry_after: float | None = 1.0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def schema_instance(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, _depth: int = 0) -> Any:
+    """Return a deterministic value that validates against ``schema``.
+
+    Covers the subset of JSON Schema that structured-output schemas use (what
+    OpenAI strict mode and pydantic emit); anything more exotic falls back to a
+    plausible value rather than raising, because a test server must always answer.
+    """
+    root = schema if root is None else root
+    # Recursive schemas (a tree node whose children are nodes) would otherwise
+    # expand forever; past this depth nullable branches and empty arrays win.
+    deep = _depth > 16
+    if not isinstance(schema, Mapping):
+        return None
+    if "$ref" in schema:
+        return schema_instance(_resolve_ref(root, schema["$ref"]), root, _depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if options:
+            non_null = [o for o in options if not _is_null_schema(o, root)]
+            if deep and len(non_null) < len(options):
+                return None
+            return schema_instance(non_null[0] if non_null else options[0], root, _depth + 1)
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in schema["allOf"]:
+            part = _resolve_ref(root, part["$ref"]) if "$ref" in part else part
+            for k, v in part.items():
+                if k in ("properties", "$defs", "definitions") and isinstance(v, Mapping):
+                    merged[k] = {**merged.get(k, {}), **v}
+                elif k == "required":
+                    merged[k] = [*merged.get(k, []), *v]
+                else:
+                    merged.setdefault(k, v)
+        return schema_instance(merged, root, _depth + 1)
+
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        non_null_types = [t for t in kind if t != "null"]
+        if (deep and "null" in kind) or not non_null_types:
+            return None
+        kind = non_null_types[0]
+    if kind is None:
+        if "properties" in schema:
+            kind = "object"
+        elif "items" in schema or "prefixItems" in schema:
+            kind = "array"
+
+    if kind == "object":
+        props: Mapping[str, Any] = schema.get("properties", {})
+        return {name: schema_instance(sub, root, _depth + 1) for name, sub in props.items()}
+    if kind == "array":
+        prefix = [schema_instance(s, root, _depth + 1) for s in schema.get("prefixItems", [])]
+        wanted = int(schema.get("minItems", 0))
+        items = schema.get("items")
+        while len(prefix) < wanted and isinstance(items, Mapping):
+            prefix.append(schema_instance(items, root, _depth + 1))
+        return prefix
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 0))
+    if kind in ("number", "integer"):
+        return _number_instance(schema, integer=kind == "integer")
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    # An empty schema accepts anything.
+    return None
+
+
+def _number_instance(schema: Mapping[str, Any], *, integer: bool) -> int | float:
+    step = 1 if integer else 0.5
+    if "minimum" in schema:
+        value = schema["minimum"]
+    elif "exclusiveMinimum" in schema:
+        value = schema["exclusiveMinimum"] + step
+    elif "maximum" in schema and schema["maximum"] < 0:
+        value = schema["maximum"]
+    elif "exclusiveMaximum" in schema and schema["exclusiveMaximum"] <= 0:
+        value = schema["exclusiveMaximum"] - step
+    else:
+        value = 0
+    if integer:
+        return int(value) if float(value).is_integer() else int(value) + 1
+    return value
+
+
+def _resolve_ref(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
+    if not ref.startswith("#"):
+        # Remote refs cannot be fetched from a test server; an empty schema keeps answering.
+        return {}
+    node: Any = root
+    for token in ref.lstrip("#").strip("/").split("/"):
+        if not token:
+            continue
+        token = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    return node
+
+
+def _is_null_schema(schema: Any, root: Mapping[str, Any]) -> bool:
+    if isinstance(schema, Mapping) and "$ref" in schema:
+        schema = _resolve_ref(root, schema["$ref"])
+    return isinstance(schema, Mapping) and schema.get("type") == "null"
+
+
+def default_content(body: Mapping[str, Any]) -> str:
+    """The assistant content answered when nothing was scripted for a request."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        json_schema = response_format.get("json_schema")
+        if isinstance(json_schema, Mapping) and isinstance(json_schema.get("schema"), Mapping):
+            return json.dumps(schema_instance(json_schema["schema"]))
+    return "{}"
+
+
+def _message_text(body: Mapping[str, Any]) -> str:
+    """All text of the request's messages, which is what rules match against."""
+    parts: list[str] = []
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            # Multimodal messages carry text in typed parts next to image parts.
+            parts.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return "\n".join(parts)
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _format_seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # 64+ concurrent clients connecting at once must queue in the backlog, not be refused.
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeLLMServer) -> None:
+        self.fake = fake
+        # Keep-alive connections outlive serve_forever(); they are tracked so stop()
+        # can cut them, otherwise a pooled client would keep talking to a "stopped" server.
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        with self.sockets_lock:
+            sockets = list(self.open_sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 so httpx (LiteLLM) and requests can keep connections alive, as they do with real providers.
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeLLM/1.0"
+    # Idle keep-alive connections are dropped after this many seconds.
+    timeout = 60
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; with Nagle's algorithm the second one waits
+        # for the client's delayed ACK (~40 ms), which would dominate every simulated latency.
+        with contextlib.suppress(OSError):
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The base class answers unparsable requests (bad request line, unknown method,
+        # oversized headers) with an HTML page; clients of an OpenAI API expect JSON.
+        self.close_connection = True
+        short = self.responses.get(code, ("error", ""))[0]
+        payload = json.dumps(error_body(code, message or explain or short)).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(payload)
+
+    # ---- plumbing
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline()
+                try:
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                except ValueError as exc:
+                    raise _BadRequest("malformed chunked body") from exc
+                if size == 0:
+                    # Drain trailers up to the blank line that ends the message.
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise _BadRequest("invalid Content-Length") from exc
+        if length < 0:
+            raise _BadRequest("invalid Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _read_json(self) -> Any:
+        raw = self._read_body()
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _BadRequest(f"request body is not valid JSON: {exc}") from exc
+
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), headers=headers)
+
+    def _send_error_json(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        self._send_json(status, error_body(status, message), headers)
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        try:
+            route = _ROUTES.get((method, path))
+            if route is None:
+                # The body must still be consumed, or it would be parsed as the next keep-alive request.
+                self._read_body()
+                self._send_error_json(404, f"no route for {method} {path}")
+                return
+            route(self, path)
+        except _BadRequest as exc:
+            self.close_connection = True
+            self._send_error_json(400, str(exc))
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            # The client gave up (e.g. a LiteLLM timeout); nothing left to answer.
+            self.close_connection = True
+        except Exception as exc:
+            logger.exception("fake LLM server failed on %s %s", method, path)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send_error_json(500, f"fake LLM server error: {exc!r}")
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # ---- OpenAI API
+
+    def _chat_completions(self, path: str) -> None:
+        fake = self.server.fake
+        received = time.time()
+        try:
+            body = self._read_json()
+        except _BadRequest:
+            fake._record({"_raw": "<invalid JSON>"}, path, received, 400, self.client_address)
+            raise
+        if not isinstance(body, dict):
+            fake._record({"_raw": body}, path, received, 400, self.client_address)
+            raise _BadRequest("request body must be a JSON object")
+        if not isinstance(body.get("messages"), list):
+            fake._record(body, path, received, 400, self.client_address)
+            raise _BadRequest("'messages' must be a list")
+        record = fake._record(body, path, received, None, self.client_address)
+        try:
+            with fake._slot():
+                reply = fake._choose_reply(body)
+                fake._sleep(fake.latency + reply.delay)
+                content_type = "application/json"
+                if reply.status >= 400:
+                    message = reply.error_message or f"fake LLM server scripted HTTP {reply.status}"
+                    payload = json.dumps(error_body(reply.status, message)).encode()
+                elif body.get("stream"):
+                    payload, content_type = _stream_payload(body, reply), "text/event-stream"
+                else:
+                    payload = json.dumps(_completion(body, reply)).encode()
+                # Recorded before writing: a client that already holds its answer must see it counted.
+                fake._finish(record, reply.status)
+                self._send(reply.status, payload, content_type, reply.headers)
+        except Exception:
+            if record["_status"] is None:
+                fake._finish(record, 500)
+            raise
+
+    def _models(self, path: str) -> None:
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "fake"}],
+            },
+        )
+
+    # ---- control API
+
+    def _control_reset(self, path: str) -> None:
+        self._read_body()
+        self.server.fake.reset()
+        self._send_json(200, {"ok": True})
+
+    def _control_rule(self, path: str) -> None:
+        data = self._read_json()
+        if not isinstance(data, dict) or not isinstance(data.get("contains"), str) or "reply" not in data:
+            raise _BadRequest('expected {"contains": str, "reply": {...} | [...], "times": int | null}')
+        times = data.get("times")
+        if times is not None and (not isinstance(times, int) or times < 0):
+            raise _BadRequest("'times' must be a non-negative integer or null")
+        try:
+            raw = data["reply"]
+            replies = [Reply.from_dict(r) for r in raw] if isinstance(raw, list) else Reply.from_dict(raw)
+            self.server.fake.add_rule(data["contains"], replies, times=times)
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True})
+
+    def _control_default(self, path: str) -> None:
+        data = self._read_json()
+        try:
+            self.server.fake.set_default(None if data is None else Reply.from_dict(data))
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True})
+
+    def _control_failures(self, path: str) -> None:
+        data = self._read_json() or {}
+        if not isinstance(data, dict):
+            raise _BadRequest("expected a JSON object")
+        allowed = {"rate_429", "rate_500", "retry_after", "seed"}
+        if set(data) - allowed:
+            raise _BadRequest(f"unknown field(s): {sorted(set(data) - allowed)}")
+        try:
+            self.server.fake.inject_failures(**data)
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True})
+
+    def _control_latency(self, path: str) -> None:
+        data = self._read_json() or {}
+        if not isinstance(data, dict):
+            raise _BadRequest("expected a JSON object")
+        fake = self.server.fake
+        try:
+            # Only the keys present change, so latency can be tuned without touching the slot limit.
+            if "latency" in data:
+                fake.latency = _non_negative_float(data["latency"], "latency")
+            if "max_concurrent" in data:
+                fake.max_concurrent = _optional_positive_int(data["max_concurrent"], "max_concurrent")
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True, "latency": fake.latency, "max_concurrent": fake.max_concurrent})
+
+    def _control_stats(self, path: str) -> None:
+        self._send_json(200, self.server.fake.stats())
+
+
+_ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
+    ("POST", "/v1/chat/completions"): _Handler._chat_completions,
+    ("POST", "/chat/completions"): _Handler._chat_completions,
+    ("GET", "/v1/models"): _Handler._models,
+    ("GET", "/models"): _Handler._models,
+    ("POST", "/_control/reset"): _Handler._control_reset,
+    ("POST", "/_control/rule"): _Handler._control_rule,
+    ("POST", "/_control/default"): _Handler._control_default,
+    ("POST", "/_control/failures"): _Handler._control_failures,
+    ("POST", "/_control/latency"): _Handler._control_latency,
+    ("GET", "/_control/stats"): _Handler._control_stats,
+}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's error envelope, which LiteLLM parses for the exception message."""
+    kind, code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    return {"error": {"message": message, "type": kind, "param": None, "code": code if code else str(status)}}
+
+
+def _content_of(body: Mapping[str, Any], reply: Reply) -> str:
+    if reply.content is not None:
+        return reply.content
+    if reply.json is not None:
+        return json.dumps(reply.json)
+    return default_content(body)
+
+
+def _usage(body: Mapping[str, Any], content: str, reply: Reply) -> dict[str, Any]:
+    prompt = _estimate_tokens(_message_text(body))
+    completion = _estimate_tokens(content)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if reply.usage:
+        usage.update(reply.usage)
+    return usage
+
+
+def _completion(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
+    content = _content_of(body, reply)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", MODEL_ID),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
+            }
+        ],
+        "usage": _usage(body, content, reply),
+    }
+
+
+def _stream_payload(body: Mapping[str, Any], reply: Reply) -> bytes:
+    """Server-sent events equivalent of ``_completion``, for callers that pass ``stream=True``."""
+    content = _content_of(body, reply)
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", MODEL_ID),
+    }
+    logprobs = {"content": reply.logprobs} if reply.logprobs is not None else None
+    chunks: list[dict[str, Any]] = [
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": content},
+                    "finish_reason": None,
+                    "logprobs": logprobs,
+                }
+            ],
+        },
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]},
+    ]
+    stream_options = body.get("stream_options")
+    if isinstance(stream_options, Mapping) and stream_options.get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": _usage(body, content, reply)})
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    events.append("data: [DONE]\n\n")
+    return "".join(events).encode()
+
+
+def _non_negative_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number")
+    return float(value)
+
+
+def _optional_positive_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or null")
+    return value
+
+
+class FakeLLMServer:
+    """OpenAI-compatible chat-completions server running in a daemon thread.
+
+    ``reset()`` clears rules, the default reply, injected failures, counters and
+    recorded requests, but keeps ``latency`` and ``max_concurrent``: those describe
+    the simulated hardware, which a benchmark sets once on the command line.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        max_concurrent: int | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = _non_negative_float(latency, "latency")
+        self._max_concurrent = _optional_positive_int(max_concurrent, "max_concurrent")
+        self._lock = threading.Lock()
+        self._slots = threading.Condition()
+        self._in_flight = 0
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._rules: list[_Rule] = []
+        self._default: Reply | ReplyFactory | None = None
+        self._failures = _Failures()
+        self._rng = random.Random(0)
+        self.requests: list[dict[str, Any]] = []
+        self.max_in_flight_seen = 0
+
+    # ---- lifecycle
+
+    def start(self) -> FakeLLMServer:
+        if self._httpd is not None:
+            raise RuntimeError("server already started")
+        self._stopping.clear()
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-llm-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        # Wake handlers sleeping in a delay or waiting for a slot so they finish promptly.
+        self._stopping.set()
+        with self._slots:
+            self._slots.notify_all()
+        httpd.shutdown()
+        httpd.close_open_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    # ---- scripting
+
+    @property
+    def max_concurrent(self) -> int | None:
+        return self._max_concurrent
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int | None) -> None:
+        with self._slots:
+            self._max_concurrent = _optional_positive_int(value, "max_concurrent")
+            # A raised limit must release requests already queued behind the old one.
+            self._slots.notify_all()
+
+    def add_rule(self, contains: str, reply: Reply | list[Reply], *, times: int | None = None) -> None:
+        """Answer requests whose message text contains ``contains``; earlier rules win."""
+        replies = list(reply) if isinstance(reply, list) else [reply]
+        if not replies:
+            raise ValueError("a rule needs at least one reply")
+        if not all(isinstance(r, Reply) for r in replies):
+            raise TypeError("replies must be Reply instances")
+        if times is not None and times < 0:
+            raise ValueError("times must be >= 0")
+        with self._lock:
+            self._rules.append(_Rule(contains, replies, times))
+
+    def set_default(self, reply: Reply | ReplyFactory | None) -> None:
+        """Answer unmatched requests with a reply, a function of the body, or (None) the schema default."""
+        with self._lock:
+            self._default = reply
+
+    def inject_failures(
+        self,
+        *,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        retry_after: float | None = 1.0,
+        seed: int = 0,
+    ) -> None:
+        """Fail this fraction of requests at random, before rules are consulted."""
+        rate_429 = _non_negative_float(rate_429, "rate_429")
+        rate_500 = _non_negative_float(rate_500, "rate_500")
+        if rate_429 + rate_500 > 1:
+            raise ValueError("rate_429 + rate_500 must not exceed 1")
+        if retry_after is not None:
+            retry_after = _non_negative_float(retry_after, "retry_after")
+        with self._lock:
+            self._failures = _Failures(rate_429, rate_500, retry_after)
+            self._rng = random.Random(seed)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._rules.clear()
+            self._default = None
+            self._failures = _Failures()
+            self._rng = random.Random(0)
+            self.requests.clear()
+            self.max_in_flight_seen = 0
+
+    # ---- observation
+
+    @property
+    def calls(self) -> int:
+        """Chat-completion requests received, including ones still in flight."""
+        with self._lock:
+            return len(self.requests)
+
+    def count(self, status: int | None = None) -> int:
+        """Requests answered with ``status``; with None, all received (same as ``calls``)."""
+        with self._lock:
+            if status is None:
+                return len(self.requests)
+            return sum(1 for r in self.requests if r["_status"] == status)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            by_status: dict[str, int] = {}
+            for record in self.requests:
+                if record["_status"] is not None:
+                    key = str(record["_status"])
+                    by_status[key] = by_status.get(key, 0) + 1
+            return {
+                "calls": len(self.requests),
+                "by_status": by_status,
+                "max_in_flight_seen": self.max_in_flight_seen,
+                "in_flight": self._in_flight,
+                "requests": [dict(r) for r in self.requests],
+            }
+
+    # ---- request handling (called from handler threads)
+
+    def _record(
+        self,
+        body: dict[str, Any],
+        path: str,
+        received: float,
+        status: int | None,
+        client: tuple[str, int],
+    ) -> dict[str, Any]:
+        # The request body itself is the record, so tests read e.g. requests[0]["response_format"];
+        # bookkeeping lives under underscore keys that no OpenAI request uses.
+        body["_path"] = path
+        body["_received_at"] = received
+        body["_answered_at"] = time.time() if status is not None else None
+        body["_status"] = status
+        # The client's address:port identifies the TCP connection, which shows whether keep-alive is reused.
+        body["_client"] = f"{client[0]}:{client[1]}"
+        with self._lock:
+            self.requests.append(body)
+        return body
+
+    def _finish(self, record: dict[str, Any], status: int) -> None:
+        with self._lock:
+            record["_status"] = status
+            record["_answered_at"] = time.time()
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _slot(self) -> _SlotGuard:
+        return _SlotGuard(self)
+
+    def _acquire_slot(self) -> None:
+        with self._slots:
+            while (
+                self._max_concurrent is not None
+                and self._in_flight >= self._max_concurrent
+                and not self._stopping.is_set()
+            ):
+                self._slots.wait()
+            self._in_flight += 1
+            with self._lock:
+                self.max_in_flight_seen = max(self.max_in_flight_seen, self._in_flight)
+
+    def _release_slot(self) -> None:
+        with self._slots:
+            self._in_flight -= 1
+            self._slots.notify()
+
+    def _choose_reply(self, body: dict[str, Any]) -> Reply:
+        text = _message_text(body)
+        with self._lock:
+            failures = self._failures
+            if failures.rate_429 or failures.rate_500:
+                roll = self._rng.random()
+                if roll < failures.rate_429:
+                    headers = (
+                        {} if failures.retry_after is None else {"Retry-After": _format_seconds(failures.retry_after)}
+                    )
+                    return Reply(status=429, headers=headers, error_message="injected rate limit")
+                if roll < failures.rate_429 + failures.rate_500:
+                    return Reply(status=500, error_message="injected server error")
+            for rule in self._rules:
+                if not rule.exhausted() and rule.contains in text:
+                    return rule.take()
+            default = self._default
+        if default is None:
+            return Reply()
+        if isinstance(default, Reply):
+            return default
+        # Called outside the lock so a slow or re-entrant factory cannot stall other requests.
+        reply = default(body)
+        if not isinstance(reply, Reply):
+            raise TypeError(f"default reply factory returned {type(reply).__name__}, expected Reply")
+        return reply
+
+
+class _SlotGuard:
+    def __init__(self, fake: FakeLLMServer) -> None:
+        self._fake = fake
+
+    def __enter__(self) -> None:
+        self._fake._acquire_slot()
+
+    def __exit__(self, *exc: object) -> None:
+        self._fake._release_slot()
+
+
+# --------------------------------------------------------------------------- client
+
+
+class _Unset:
+    """Marks "leave unchanged", since None is a meaningful max_concurrent (no limit)."""
+
+
+_UNSET = _Unset()
+
+
+class LLMServerControl:
+    """Drives a ``FakeLLMServer`` running in another process through its control endpoints."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        # Accept either the server root or the /v1 base URL, whichever the caller has at hand.
+        url = url.rstrip("/")
+        self.url = url.removesuffix("/v1")
+        self.timeout = timeout
+        import requests
+
+        self._session = requests.Session()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def _post(self, endpoint: str, payload: Any) -> dict[str, Any]:
+        response = self._session.post(f"{self.url}/_control/{endpoint}", json=payload, timeout=self.timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        self._post("reset", None)
+
+    def add_rule(
+        self,
+        contains: str,
+        reply: Reply | Mapping[str, Any] | list[Reply | Mapping[str, Any]],
+        *,
+        times: int | None = None,
+    ) -> None:
+        replies = reply if isinstance(reply, list) else [reply]
+        encoded = [r.to_dict() if isinstance(r, Reply) else dict(r) for r in replies]
+        self._post(
+            "rule",
+            {
+                "contains": contains,
+                "reply": encoded if isinstance(reply, list) else encoded[0],
+                "times": times,
+            },
+        )
+
+    def set_default(self, reply: Reply | Mapping[str, Any] | None) -> None:
+        self._post("default", reply.to_dict() if isinstance(reply, Reply) else reply)
+
+    def inject_failures(
+        self,
+        *,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        retry_after: float | None = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self._post("failures", {"rate_429": rate_429, "rate_500": rate_500, "retry_after": retry_after, "seed": seed})
+
+    def set_latency(
+        self, latency: float | None = None, *, max_concurrent: int | _Unset | None = _UNSET
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {}
+        if latency is not None:
+            payload["latency"] = latency
+        if not isinstance(max_concurrent, _Unset):
+            payload["max_concurrent"] = max_concurrent
+        return self._post("latency", payload)
+
+    def stats(self) -> dict[str, Any]:
+        response = self._session.get(f"{self.url}/_control/stats", timeout=self.timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the server answers, for callers that just spawned it as a subprocess."""
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._session.get(f"{self.url}/v1/models", timeout=1).raise_for_status()
+                return
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="requests processed at once; the rest queue")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+
+    server = FakeLLMServer(args.host, args.port, latency=args.latency, max_concurrent=args.max_concurrent)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server.start()
+    # Printed (and flushed) so a parent process can wait for this line before sending traffic.
+    print(f"fake LLM server listening on {server.base_url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from llm_backend.errors import LabelConfigError
+from llm_backend.label_config import ControlKind, parse_label_config, taxonomy_paths
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
+
+
+def test_real_setup_body_config_parses() -> None:
+    config = parse_label_config(fixture_json("setup.json")["schema"])
+    assert [(c.name, c.kind) for c in config.controls] == [
+        ("sentiment", ControlKind.CHOICES), ("ner", ControlKind.LABELS), ("summary", ControlKind.TEXTAREA),
+    ]
+    assert config.objects["text"].data_key == "text"
+    assert config.controls[0].multiple is False
+    assert [o.value for o in config.controls[1].options] == ["Person", "Organization"]
+
+
+def test_all_controls() -> None:
+    config = parse_label_config(ALL_CONTROLS_CONFIG)
+    kinds = {c.name: c.kind for c in config.controls}
+    assert kinds == {
+        "sentiment": ControlKind.CHOICES, "topics": ControlKind.CHOICES, "ner": ControlKind.LABELS,
+        "summary": ControlKind.TEXTAREA, "quality": ControlKind.RATING, "year": ControlKind.NUMBER,
+        "category": ControlKind.TAXONOMY,
+    }
+    topics = config.control("topics")
+    assert topics is not None and topics.multiple
+    assert [o.result_value for o in topics.options] == ["Sports", "POL", "Tech"]
+    sentiment = config.control("sentiment")
+    assert sentiment is not None and sentiment.options[0].hint == "the author likes it"
+    category = config.control("category")
+    assert category is not None
+    assert taxonomy_paths(category.options, leafs_only=False) == [
+        ("News",), ("News", "World"), ("News", "Local"), ("Opinion",),
+    ]
+    assert taxonomy_paths(category.options, leafs_only=True) == [("News", "World"), ("News", "Local"), ("Opinion",)]
+
+
+def test_choices_grouped_in_views_and_lowercase_attributes() -> None:
+    config = parse_label_config(
+        '<View><Text name="t" value="$body"/><Choices name="c" toname="t">'
+        '<View><Choice value="A"/></View><View><Choice value="B"/></View></Choices></View>'
+    )
+    assert [o.value for o in config.controls[0].options] == ["A", "B"]
+    assert config.objects["t"].data_key == "body"
+
+
+def test_unsupported_controls_are_reported_not_fatal() -> None:
+    config = parse_label_config(
+        '<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img"><Label value="Car"/>'
+        '</RectangleLabels><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="A"/></Choices>'
+        '<TextArea name="per" toName="t" perRegion="true"/></View>'
+    )
+    assert [c.name for c in config.controls] == ["c"]
+    skipped = {s.name: s.reason for s in config.skipped}
+    assert "not supported" in skipped["box"]
+    assert "perRegion" in skipped["per"]
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        ("", "empty"),
+        ("<View><Text name='t' value='$t'/>", "not well-formed"),
+        ('<!DOCTYPE v [<!ENTITY x "y">]><View><Text name="t" value="&x;"/></View>', "forbidden XML"),
+        ('<?xml version="1.0"?><!DOCTYPE v SYSTEM "http://example.invalid/x.dtd"><View/>', "forbidden XML"),
+        ('<View><Text name="t" value="$t"/><Choices name="c" toName="nowhere"><Choice value="A"/></Choices></View>',
+         "no object tag"),
+        ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="A"/></Choices>'
+         '<Choices name="c" toName="t"><Choice value="B"/></Choices></View>', "unique"),
+        ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"/></View>', "no <Choice>"),
+        ('<View><Text name="t" value="$t"/><Labels name="c" toName="t"><Label value="A"/><Label value="A"/></Labels>'
+         '</View>', "twice"),
+        ("<View>" * 100 + "</View>" * 100, "deeper"),
+        ('<View><Text name="t" value="$t"/></View>', "no control"),
+    ],
+    ids=["empty", "malformed", "entity", "external-dtd", "toName-nowhere", "duplicate-name", "no-choices",
+         "duplicate-label", "deep", "no-controls"],
+)
+def test_bad_configs_raise_clear_errors(xml: str, message: str) -> None:
+    with pytest.raises(LabelConfigError, match=message):
+        parse_label_config(xml)
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + "".join(f'<!ENTITY lol{i} "{"&lol{};".format(i - 1 if i > 1 else "") * 10}">' for i in range(1, 9))
+        + ']><View><Text name="t" value="&lol8;"/></View>'
+    )
+    with pytest.raises(LabelConfigError, match="forbidden XML"):
+        parse_label_config(bomb)
+
+
+def test_choices_config_fingerprint_is_stable() -> None:
+    assert parse_label_config(CHOICES_CONFIG).fingerprint == parse_label_config(CHOICES_CONFIG).fingerprint
