@@ -55,6 +55,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import LCSseq
 
 __all__ = ["AlignOptions", "Entity", "MatchKind", "Span", "align", "aligned_spans"]
 
@@ -334,6 +335,17 @@ class _Taken:
         return worst
 
 
+def _max_missing(n: int) -> int:
+    """How many quote characters a fuzzy span may lack.
+
+    The ratio alone would accept "John Smith" for the quote "John Smithson"
+    (87): a span may add characters the quote cut off (truncation), but a quote
+    whose characters are missing from the text beyond a typo or two is a
+    different name, not a misspelling.
+    """
+    return max(2, n // 10)
+
+
 class _Aligner:
     def __init__(self, text: str, options: AlignOptions) -> None:
         self.text = text
@@ -508,8 +520,10 @@ class _Aligner:
                 if n <= 0 or 200.0 * min(n, m) / (n + m) < thr:
                     continue  # the length difference alone rules it out
                 score = fuzz.ratio(core, text[s:e], score_cutoff=thr)
+                if not score or len(core) - LCSseq.similarity(core, text[s:e]) > _max_missing(m):
+                    continue
                 key = (score, -abs(s - ds) - abs(e - de), s, e)
-                if score and (best is None or key[:2] > best[:2]):
+                if best is None or key[:2] > best[:2]:
                     best = key
         if best is None:
             return None

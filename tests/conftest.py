@@ -93,3 +93,87 @@ def make_client(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
         return create_app(make_settings(**overrides)).test_client()
 
     return make
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BackendProcess:
+    """`llm-backend serve` in a subprocess (real gunicorn), stopped on exit."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        import subprocess
+        import sys
+
+        self.port = int(env["PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llm_backend", "serve", "--host", "127.0.0.1"],
+            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            start_new_session=True,
+        )
+
+    def wait_until_listening(self, timeout: float = 60) -> float:
+        """Seconds until the port accepted a connection."""
+        import socket
+        import time
+
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited: {self.log()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return time.monotonic() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"backend did not listen in {timeout} s: {self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self, sig: int = 15) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.Signals(sig))
+            try:
+                self.process.wait(timeout=60)
+            except Exception:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        return int(self.process.returncode)
+
+
+@pytest.fixture
+def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callable[..., BackendProcess]]:
+    started: list[BackendProcess] = []
+
+    def start(**env: str) -> BackendProcess:
+        values = {
+            "PORT": str(free_port()),
+            "LLM_MODEL": "openai/test-model",
+            "LLM_API_BASE": llm_server.base_url,
+            "LLM_API_KEY": "sk-test-not-a-secret",
+            "LLM_TIMEOUT": "10",
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "PROMPTS_DIR": str(REPO / "prompts"),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        values.update(env)
+        backend = BackendProcess(values, tmp_path / f"backend-{len(started)}.log")
+        started.append(backend)
+        backend.wait_until_listening()
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()

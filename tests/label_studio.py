@@ -167,10 +167,9 @@ def ensure_venv(path: Path | None = None, *, python: str = sys.executable) -> Pa
             return executable
         if not (path / "bin" / "python").exists():
             subprocess.run([python, "-m", "venv", str(path)], check=True)
-        subprocess.run(
-            [str(path / "bin" / "python"), "-m", "pip", "install", f"label-studio=={LS_VERSION}"],
-            check=True,
-        )
+        # Quiet: the full resolver log is ~200 lines per run; pip still prints errors.
+        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off"]
+        subprocess.run([*pip, f"label-studio=={LS_VERSION}"], check=True)
     if not executable.exists():
         raise RuntimeError(f"pip installed label-studio=={LS_VERSION} into {path} but {executable} is missing")
     return executable
@@ -295,6 +294,11 @@ class LabelStudio:
     With ``legacy_tokens=True`` (default) the client authenticates with ``Authorization: Token
     <token>``; with ``legacy_tokens=False`` the organization only accepts PATs and sessions, so
     the client logs in with ``username``/``password`` (session cookie) instead.
+
+    After :meth:`start`: ``url`` (``http://127.0.0.1:<port>``), ``token`` (the legacy token, 40
+    hex), ``username``, ``password``, ``data_dir``, ``log_path``, ``process``, ``session`` (the
+    authenticated ``requests.Session``) and ``startup_seconds`` (wall time of ``start()``, without
+    a venv install). Without ``data_dir`` a temp dir is used and removed by :meth:`stop`.
     """
 
     def __init__(
@@ -318,7 +322,8 @@ class LabelStudio:
         self.reuse_migrated_db = reuse_migrated_db
         self.extra_env = dict(extra_env or {})
         self._own_data_dir = data_dir is None
-        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="label-studio-"))
+        # Created by start(), so an instance that is never started leaves nothing behind.
+        self.data_dir = data_dir or Path(tempfile.gettempdir()) / f"label-studio-{secrets.token_hex(6)}"
         self.log_path = self.data_dir / "label-studio.log"
         self.url = ""
         self.startup_seconds: float | None = None
@@ -331,12 +336,18 @@ class LabelStudio:
         if self.process is not None:
             raise RuntimeError("Label Studio already started")
         executable = self.executable or ensure_venv()
+        database = self.data_dir / "label_studio.sqlite3"
+        if database.exists():
+            # LS only creates the user (and sets its password and token) on an empty database, so
+            # this instance's fresh credentials would be silently ignored.
+            raise RuntimeError(f"{self.data_dir} already holds a Label Studio database; use a fresh directory")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = _child_env(self.data_dir, self.legacy_tokens, self.extra_env)
-        if self.reuse_migrated_db and not (self.data_dir / "label_studio.sqlite3").exists():
+        started = time.monotonic()
+        if self.reuse_migrated_db:
             template = _migrated_database(executable, env)
             if template is not None:
-                shutil.copyfile(template, self.data_dir / "label_studio.sqlite3")
+                shutil.copyfile(template, database)
         port = _free_port()
         command = [
             str(executable),
@@ -353,7 +364,7 @@ class LabelStudio:
             "--user-token",
             self.token,
         ]
-        started = time.monotonic()
+        launched = time.monotonic()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -368,7 +379,7 @@ class LabelStudio:
             )
         _running.add(self)
         try:
-            self._wait_until_healthy(started)
+            self._wait_until_healthy(launched)
             if not self.legacy_tokens:
                 self._use_session_auth()
             else:

@@ -953,6 +953,7 @@ class LLMServerControl:
         url = url.rstrip("/")
         self.url = url.removesuffix("/v1")
         self.timeout = timeout
+        # Imported here so the server side (python -m tests.llm_server) stays standard-library only.
         import requests
 
         self._session = requests.Session()

@@ -1,0 +1,192 @@
+"""Batch predict under failure: retries, deadline, cache, concurrency. All over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
+from tests.llm_server import FakeLLMServer, Reply
+
+
+def _batch(n: int, prefix: str = "task") -> dict[str, Any]:
+    return {"label_config": CHOICES_CONFIG, "project": "5.1",
+            "tasks": [{"id": i, "data": {"text": f"{prefix} number {i}"}} for i in range(n)]}
+
+
+def _choices(results: list[dict[str, Any]]) -> list[Any]:
+    return [r["result"][0]["value"]["choices"] if "result" in r else None for r in results]
+
+
+def test_rate_limits_and_server_errors_lose_no_task_and_bill_each_answer_once(
+    make_client: Any, llm: FakeLLMServer
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    llm.inject_failures(rate_429=0.3, rate_500=0.1, retry_after=0.05, seed=7)
+    retries = 10
+    client = make_client(llm_max_retries=retries, llm_retry_max_wait=0.2, llm_concurrency=8)
+    results = client.post("/predict", json=_batch(50)).get_json()["results"]
+    assert _choices(results) == [["Positive"]] * 50
+    assert llm.count(429) > 0 and llm.count(500) > 0
+    assert llm.count(200) == 50  # every answer was paid for exactly once
+    assert llm.calls == 50 + llm.count(429) + llm.count(500)
+    assert llm.calls <= 50 * (1 + retries)
+
+
+def test_retry_after_is_honoured(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.add_rule("wait", [Reply(status=429, headers={"Retry-After": "1"}), Reply(json={"sentiment": "Neutral"})])
+    client = make_client(llm_retry_max_wait=5)
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "wait"}}]}
+    assert "result" in client.post("/predict", json=body).get_json()["results"][0]
+    first, second = llm.requests
+    assert second["_received_at"] - first["_received_at"] >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(status=401, error_message="Incorrect API key provided"), "AuthenticationError"),
+        (Reply(status=400, error_message="This model's maximum context length is 8192 tokens"), "ContextWindow"),
+        (Reply(status=400, error_message="Invalid parameter"), "BadRequestError"),
+    ],
+    ids=["auth", "context-window", "bad-request"],
+)
+def test_permanent_failures_are_not_retried(make_client: Any, llm: FakeLLMServer, reply: Reply, message: str) -> None:
+    llm.set_default(reply)
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
+    result = make_client(llm_max_retries=5).post("/predict", json=body).get_json()["results"][0]
+    assert "result" not in result and message in result["error"]
+    assert llm.calls == 1
+
+
+def test_refused_connection_is_transient_and_reported(make_client: Any) -> None:
+    client = make_client(llm_api_base=f"http://127.0.0.1:{free_port()}/v1", llm_max_retries=2,
+                         llm_retry_max_wait=0.1)
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
+    result = client.post("/predict", json=body).get_json()["results"][0]
+    assert "result" not in result and "Connection" in result["error"]
+
+
+def test_deadline_returns_finished_tasks_and_the_next_request_pays_nothing_twice(
+    make_client: Any, llm: FakeLLMServer
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Negative"}, delay=1.0))
+    client = make_client(llm_concurrency=2, predict_deadline=1.6)
+    first = client.post("/predict", json=_batch(6)).get_json()["results"]
+    finished = [r for r in first if "result" in r]
+    assert 1 <= len(finished) < 6
+    assert all("deadline" in r["error"] for r in first if "result" not in r)
+    second = client.post("/predict", json={**_batch(6)}).get_json()["results"]
+    while len([r for r in second if "result" in r]) < 6:
+        time.sleep(0.5)
+        second = client.post("/predict", json=_batch(6)).get_json()["results"]
+    assert _choices(second) == [["Negative"]] * 6
+    assert llm.count(200) == 6  # nothing answered before was asked again
+
+
+def test_same_batch_twice_makes_no_new_calls(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    client = make_client()
+    first = client.post("/predict", json=_batch(10)).get_json()
+    calls = llm.calls
+    second = client.post("/predict", json=_batch(10)).get_json()
+    assert calls == 10 and llm.calls == 10
+    assert second == first
+
+
+def test_failed_validation_is_not_cached(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.add_rule("hard", Reply(json={"sentiment": "Wonderful"}), times=2)
+    llm.add_rule("hard", Reply(json={"sentiment": "Positive"}))
+    client = make_client()
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "hard"}}]}
+    assert "result" not in client.post("/predict", json=body).get_json()["results"][0]
+    assert "result" in client.post("/predict", json=body).get_json()["results"][0]
+    assert llm.calls == 3
+
+
+def test_identical_concurrent_tasks_make_one_call(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.set_default(Reply(json={"sentiment": "Neutral"}, delay=0.3))
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": i, "data": {"text": "same text"}} for i in range(4)]}
+    results = make_client().post("/predict", json=body).get_json()["results"]
+    assert _choices(results) == [["Neutral"]] * 4
+    assert llm.calls == 1
+
+
+def test_concurrent_requests_share_the_process_wide_limit(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.set_default(Reply(json={"sentiment": "Neutral"}, delay=0.3))
+    client = make_client(llm_concurrency=3)
+    outputs: list[Any] = []
+    threads = [threading.Thread(target=lambda p=p: outputs.append(client.post("/predict", json=_batch(6, p))))
+               for p in ("alpha", "beta")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(_choices(o.get_json()["results"]) == [["Neutral"]] * 6 for o in outputs)
+    assert llm.max_in_flight_seen == 3
+
+
+def test_cache_is_shared_by_processes_through_sqlite(
+    start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    cache_dir = str(tmp_path / "shared-cache")
+    one = start_backend(CACHE_DIR=cache_dir, WORKERS="2")
+    two = start_backend(CACHE_DIR=cache_dir, WORKERS="2")
+    first = requests.post(f"{one.url}/predict", json=_batch(8), timeout=60).json()
+    assert llm.calls == 8
+    for _ in range(4):  # new connections, spread over both processes' workers
+        assert requests.post(f"{two.url}/predict", json=_batch(8), timeout=60).json() == first
+        assert requests.post(f"{one.url}/predict", json=_batch(8), timeout=60).json() == first
+    assert llm.calls == 8
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (CI installs it: apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    import redis
+
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.mark.redis
+def test_cache_is_shared_by_replicas_through_redis(make_client: Any, llm: FakeLLMServer, redis_url: str,
+                                                   tmp_path: Path) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    replica_a = make_client(cache_url=redis_url, cache_dir=tmp_path / "a")
+    replica_b = make_client(cache_url=redis_url, cache_dir=tmp_path / "b")
+    first = replica_a.post("/predict", json=_batch(6)).get_json()
+    assert replica_b.post("/predict", json=_batch(6)).get_json() == first
+    assert llm.calls == 6
+
+
+def test_cache_can_be_turned_off(make_client: Any, llm: FakeLLMServer) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    client = make_client(cache_enabled=False)
+    client.post("/predict", json=_batch(3))
+    client.post("/predict", json=_batch(3))
+    assert llm.calls == 6

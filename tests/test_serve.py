@@ -1,0 +1,75 @@
+"""`llm-backend serve`: real gunicorn, real sockets, the startup contract Label Studio relies on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess
+from tests.llm_server import FakeLLMServer, Reply
+
+
+def test_health_answers_in_the_first_second(start_backend: Callable[..., BackendProcess]) -> None:
+    backend = start_backend()
+    started = time.monotonic()
+    health = requests.get(f"{backend.url}/health", timeout=1)
+    assert health.status_code == 200 and health.json()["status"] == "UP"
+    setup = requests.post(f"{backend.url}/setup", json={"schema": CHOICES_CONFIG, "project": "1.1"}, timeout=3)
+    assert setup.status_code == 200 and setup.json()["model_version"]
+    # Label Studio allows 1 s for /health and 3 s for /setup, even while LiteLLM is still loading.
+    assert time.monotonic() - started < 3
+
+
+def test_predict_through_gunicorn(start_backend: Callable[..., BackendProcess], llm: FakeLLMServer) -> None:
+    llm.add_rule("lovely", Reply(json={"sentiment": "Positive"}))
+    backend = start_backend(WORKERS="2")
+    body = {"label_config": CHOICES_CONFIG, "project": "1.1",
+            "tasks": [{"id": i, "data": {"text": f"lovely day {i}"}} for i in range(5)]}
+    response = requests.post(f"{backend.url}/predict", json=body, timeout=60)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["result"][0]["value"]["choices"] for r in results] == [["Positive"]] * 5
+    assert llm.calls == 5
+
+
+def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., BackendProcess],
+                                                llm: FakeLLMServer) -> None:
+    import threading
+
+    llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=2))
+    backend = start_backend()
+    answer: dict[str, Any] = {}
+
+    def call() -> None:
+        body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "slow"}}]}
+        answer["response"] = requests.post(f"{backend.url}/predict", json=body, timeout=30)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while llm.calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.stop(15) == 0
+    thread.join()
+    assert answer["response"].json()["results"][0]["result"][0]["value"] == {"choices": ["Neutral"]}
+
+
+def test_invalid_setting_stops_the_start_naming_the_variable() -> None:
+    env = {**os.environ, "LLM_TIMEOUT": "-3", "PORT": "99999"}
+    out = subprocess.run([sys.executable, "-m", "llm_backend", "serve"], env=env, capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 2
+    assert "LLM_TIMEOUT" in out.stderr and "PORT" in out.stderr
+
+
+def test_secret_settings_are_not_echoed() -> None:
+    env = {**os.environ, "LLM_API_KEY": "sk-live-very-secret", "LLM_TIMEOUT": "abc"}
+    out = subprocess.run([sys.executable, "-m", "llm_backend", "serve"], env=env, capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 2 and "sk-live-very-secret" not in out.stderr + out.stdout
