@@ -20,13 +20,14 @@ import random
 import statistics
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_backend.align import AlignOptions, Entity, align  # noqa: E402
+from llm_backend.align import AlignOptions, Entity, align
 
 SEED = 1234
 PER_CLASS = 250
@@ -54,14 +55,31 @@ PUNCT_ENTITIES = ["O\u2019Brien Logistics", "Coca\u2013Cola Bottling", "Smith\u2
                   "L\u2019Or\u00e9al Paris", "Procter \u2014 Gamble", "D\u2019Angelo Ristorante",
                   "Rolls\u2013Royce Motors", "Hewlett\u2013Packard Labs", "Mary\u2019s Bakery",
                   "Ben \u201cThe Rock\u201d Carter"]
-FILLER = ("the a report said that during meeting yesterday with officials from about new plan "
-          "was announced by after quarterly results in office near market shares rose while "
-          "analysts expected further growth statement confirmed partners agreed project "
-          "budget later this year according to sources close deal talks continued annual "
-          "review board members visited headquarters signed contract").split()
+FILLER = [
+    "the", "a", "report", "said", "that", "during", "meeting", "yesterday", "with", "officials", "from",
+    "about", "new", "plan", "was", "announced", "by", "after", "quarterly", "results", "in", "office",
+    "near", "market", "shares", "rose", "while", "analysts", "expected", "further", "growth",
+    "statement", "confirmed", "partners", "agreed", "project", "budget", "later", "this", "year",
+    "according", "to", "sources", "close", "deal", "talks", "continued", "annual", "review", "board",
+    "members", "visited", "headquarters", "signed", "contract"
+]
 CJK_NAMES = ["张三", "李四", "王小明", "陈美玲", "刘德华", "赵丽颖", "孙悟空", "周杰伦", "山田太郎",
              "佐藤花子"]
-CJK_FILLER = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严")
+CJK_FILLER = list(
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种"
+    "面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本"
+    "去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比"
+    "或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
+    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做"
+    "必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权"
+    "收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信"
+    "马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连"
+    "断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存"
+    "候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严"
+)
+# Keep name characters out of the filler so a name is never planted by accident.
+CJK_FILLER = [c for c in CJK_FILLER if c not in "".join(CJK_NAMES)]
+CJK_COMPANIES = ["ＩＢＭ", "ＳＯＮＹ", "Ｈｕａｗｅｉ", "ＮＥＣ"]  # full-width Latin, as CJK text often has
 EMOJI = ["\U0001F600", "\U0001F44D\U0001F3FD", "\U0001F1EB\U0001F1F7", "\u2764\ufe0f",
          "\U0001F468\u200d\U0001F469\u200d\U0001F467", "\U0001F680", "\u2728", "\U0001F389"]
 
@@ -95,8 +113,12 @@ def filler(r: random.Random, lo: int = 3, hi: int = 9) -> str:
 class Builder:
     """Concatenates sentences and records where planted entities land."""
 
-    def __init__(self, r: random.Random) -> None:
+    def __init__(self, r: random.Random, *avoid: str) -> None:
         self.r = r
+        # Other entities must not contain or repeat the target: a second, unlisted
+        # copy would make "the planted span" ambiguous (the repeat class measures
+        # repeated mentions on purpose).
+        self.avoid = [a.lower() for a in avoid]
         self.parts: list[str] = []
         self.size = 0
         self.others: list[tuple[str, int, int]] = []
@@ -116,6 +138,8 @@ class Builder:
             self.add(" ")
         if other and r.random() < 0.7:
             o = entity(r)
+            while any(o.lower() in a or a in o.lower() for a in self.avoid):
+                o = entity(r)
             self.add(filler(r, 1, 4) + " ")
             self.others.append((o, self.size, self.size + len(o)))
             self.add(o)
@@ -134,16 +158,16 @@ def finish(r: random.Random, b: Builder, targets: list[tuple[str, tuple[int, int
     for name, s, _ in b.others:
         if r.random() < 0.6 and not any(t and t[0] <= s < t[1] for _, t in targets):
             items.append((s, Entity(name, "OTHER"), None, False))
-    for k, (quote, span) in enumerate(targets):
+    for quote, span in targets:
         pos = span[0] if span else r.randint(0, len(text))
-        items.append((pos * 10 + k, Entity(quote, "TARGET"), span, True))
-    items.sort(key=lambda t: t[0])
+        items.append((pos, Entity(quote, "TARGET"), span, True))
+    items.sort(key=lambda t: t[0])  # stable: repeated targets keep their k-th order
     ents = [it[1] for it in items]
     return Sample(text, ents, {i: it[2] for i, it in enumerate(items) if it[3]})
 
 
 def plain(r: random.Random, planted: str, quote: str) -> Sample:
-    b = Builder(r)
+    b = Builder(r, " ".join(planted.split()), quote)
     for _ in range(r.randint(0, 3)):
         b.sentence()
     span = b.sentence(planted)
@@ -216,7 +240,7 @@ def gen(r: random.Random, cls: str) -> Sample:
             q = e[:-1]
         return plain(r, e, q)
     if cls == "repeat":
-        b = Builder(r)
+        b = Builder(r, e)
         spans = []
         for _ in range(r.randint(2, 3)):
             for _ in range(r.randint(0, 2)):
@@ -242,13 +266,17 @@ def gen(r: random.Random, cls: str) -> Sample:
             fake += " International"
         return plain(r, company, fake)
     if cls == "cjk":
-        name = r.choice(CJK_NAMES)
+        kind = r.randrange(3)
+        name = r.choice(CJK_NAMES if kind != 1 else CJK_COMPANIES)
+        # kind 0: the quote as written; 1: full-width in the text, ASCII in the quote
+        # (NFKC); 2: the model kept the surrounding CJK brackets/full stop.
+        quote = {0: name, 1: unicodedata.normalize("NFKC", name), 2: f"「{name}」"}[kind]
         pre = "".join(r.choice(CJK_FILLER) for _ in range(r.randint(0, 40)))
         post = "".join(r.choice(CJK_FILLER) for _ in range(r.randint(0, 40)))
         text = f"{pre}{name}{post}。"
-        return Sample(text, [Entity(name, "TARGET")], {0: (len(pre), len(pre) + len(name))})
+        return Sample(text, [Entity(quote, "TARGET")], {0: (len(pre), len(pre) + len(name))})
     if cls == "emoji":
-        b = Builder(r)
+        b = Builder(r, e)
         for _ in range(r.randint(1, 3)):
             b.add(r.choice(EMOJI) + " ")
             b.sentence()
@@ -282,7 +310,10 @@ def ours(text: str, entities: list[Entity]) -> list[tuple[int, int] | None]:
             for s in spans]
 
 
-def score(samples: list[Sample], fn: Callable[[str, list[Entity]], list[tuple[int, int] | None]]) -> tuple[float, float, float]:
+Aligner = Callable[[str, list[Entity]], list[tuple[int, int] | None]]
+
+
+def score(samples: list[Sample], fn: Aligner) -> tuple[float, float, float]:
     exact = wrong = unaligned = total = 0
     for s in samples:
         got = fn(s.text, s.entities)

@@ -12,9 +12,9 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from llm_backend.app import create_app  # noqa: E402
-from llm_backend.settings import Settings  # noqa: E402
-from tests.llm_server import FakeLLMServer  # noqa: E402
+from llm_backend.app import create_app
+from llm_backend.settings import Settings
+from tests.llm_server import FakeLLMServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

@@ -78,7 +78,7 @@ import requests
 LS_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: Seconds to wait for ``GET /health``; a cold CI runner without the migrated-DB cache needs ~35 s.
+#: Seconds to wait for ``GET /health`` (and for the one-off migration run): ~20-35 s when migrating.
 STARTUP_TIMEOUT = 240.0
 #: Above LS's own ML_TIMEOUT_PREDICT (100 s), so a slow backend surfaces as LS's error, not ours.
 PREDICT_TIMEOUT = 200.0
@@ -342,6 +342,8 @@ class LabelStudio:
             # this instance's fresh credentials would be silently ignored.
             raise RuntimeError(f"{self.data_dir} already holds a Label Studio database; use a fresh directory")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.url = ""
+        self.session = requests.Session()
         env = _child_env(self.data_dir, self.legacy_tokens, self.extra_env)
         started = time.monotonic()
         if self.reuse_migrated_db:
@@ -357,15 +359,13 @@ class LabelStudio:
             "127.0.0.1",
             "--port",
             str(port),
-            "--username",
-            self.username,
-            "--password",
-            self.password,
-            "--user-token",
-            self.token,
+            # "--opt=value": a random password may start with "-", which argparse takes for an option.
+            f"--username={self.username}",
+            f"--password={self.password}",
+            f"--user-token={self.token}",
         ]
         launched = time.monotonic()
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
                 env=env,
@@ -385,7 +385,8 @@ class LabelStudio:
             else:
                 self.session.headers["Authorization"] = f"Token {self.token}"
         except BaseException:
-            self.stop()
+            # Keep the data dir: the log it holds is the only account of what went wrong.
+            self._terminate()
             raise
         self.startup_seconds = time.monotonic() - started
         return self
@@ -415,7 +416,12 @@ class LabelStudio:
         )
 
     def stop(self) -> None:
-        """Terminate the whole process group and reap it; safe to call twice."""
+        """Terminate the whole process group and reap it, then drop a temp data dir; idempotent."""
+        self._terminate()
+        if self._own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _terminate(self) -> None:
         process, self.process = self.process, None
         _running.discard(self)
         self.session.close()
@@ -428,8 +434,6 @@ class LabelStudio:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        if self._own_data_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:
         return _tail(self.log_path, lines)

@@ -35,9 +35,9 @@ def test_health_is_fast_and_does_not_import_litellm() -> None:
     code = (
         "import sys, time; from llm_backend.app import create_app; from llm_backend.settings import Settings;"
         "t=time.monotonic(); c=create_app(Settings(cache_enabled=False)).test_client();"
-        "r=c.get('/health'); s=c.post('/setup', json={'schema': %r, 'project': '1.2'});"
+        f"r=c.get('/health'); s=c.post('/setup', json={{'schema': {CHOICES_CONFIG!r}, 'project': '1.2'}});"
         "print(r.status_code, s.status_code, 'litellm' in sys.modules, round(time.monotonic()-t, 2))"
-    ) % CHOICES_CONFIG
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     status, setup_status, imported, _seconds = out.stdout.split()
     assert (status, setup_status, imported) == ("200", "200", "False"), out.stderr

@@ -123,7 +123,7 @@ def test_strict_where_it_is_not(patch: dict[str, Any], message: str) -> None:
 
 def test_missing_property_is_an_error_and_extra_ones_are_ignored() -> None:
     missing = {k: v for k, v in GOOD.items() if k != "ner"}
-    with pytest.raises(AnswerError, match="ner.*Field required"):
+    with pytest.raises(AnswerError, match=r"ner.*Field required"):
         parse_answer(ALL, json.dumps(missing))
     answer = parse_answer(ALL, json.dumps({**GOOD, "injected": "Malicious", "sentiment_2": "x"}))
     assert set(answer.values) == {c.name for c in ALL.controls}
