@@ -273,14 +273,39 @@ class _NormMap:
 
 @dataclass(frozen=True)
 class _Quote:
-    raw: str  # whitespace-stripped
+    raw: str  # trimmed quote, searched verbatim and case-folded
     folded: str
-    norm: str
+    norm: str  # normalised raw
     core: str  # norm without surrounding punctuation; identifies "the same quote"
 
 
+_OPENERS = "\"'\u2018\u201c\u00ab\u2039\u300c\u300e([{"
+_CLOSERS = "\"'\u2019\u201d\u00bb\u203a\u300d\u300f"
+_BRACKETS = {")": "(", "]": "[", "}": "{"}
+_TRAILING = ",;:.\u2026\u3002\uff0c\u3001"
+# A final period that belongs to the name: initials, dotted acronyms, company and
+# title abbreviations.  Any other final period was copied from the sentence.
+_ABBREVIATION = re.compile(r"(?:\b\w|\w\.\w|\b(?:Inc|Ltd|Co|Corp|Jr|Sr|Dr|Mr|Mrs|Ms|St|Bros|Plc|Prof|No))\.$", re.I)
+
+
+def _trim(quote: str) -> str:
+    """Drop what models wrap around or append to a quote: quotes, brackets, a
+    sentence's comma or full stop, an ellipsis -- so "Paris." labels "Paris"."""
+    q = quote.strip()
+    while q:
+        if q[0] in _OPENERS and not (q[0] == "(" and ")" in q):
+            q = q[1:].lstrip()
+        elif q[-1] in _CLOSERS or (q[-1] in _BRACKETS and _BRACKETS[q[-1]] not in q):
+            q = q[:-1].rstrip()
+        elif q[-1] in _TRAILING and not (q[-1] == "." and _ABBREVIATION.search(q)):
+            q = q[:-1].rstrip()
+        else:
+            return q
+    return q
+
+
 def _prepare(quote: str) -> _Quote | None:
-    raw = quote.strip()
+    raw = _trim(quote)
     norm = _NormMap(raw).text.strip()
     core = norm
     while core and (core[0].isspace() or unicodedata.category(core[0])[0] == "P"):
@@ -311,7 +336,7 @@ def _find_all(hay: str, needle: str) -> Iterator[int]:
 
 
 class _Taken:
-    """Spans handed out so far, indexed by start for cheap overlap queries."""
+    """Spans handed out so far, sorted by start for cheap overlap queries."""
 
     def __init__(self) -> None:
         self.items: list[tuple[int, int, str]] = []
@@ -322,28 +347,28 @@ class _Taken:
         self._maxlen = max(self._maxlen, e - s)
 
     def conflict(self, s: int, e: int, key: str) -> int:
-        """0: free; 1: overlaps a different quote's span; 2: not allowed."""
-        # Only spans starting after s - maxlen can reach past s.
-        lo = bisect_right(self.items, (s - self._maxlen, 1 << 62, ""))
-        hi = bisect_left(self.items, (e, -1, ""))
+        """0 free; 1 nests with another quote's span; 2 crosses one; 3 forbidden."""
+        lo = bisect_right(self.items, (s - self._maxlen, 1 << 62, ""))  # earlier ones end before s
         worst = 0
-        for a, b, k in self.items[lo:hi]:
+        for a, b, k in self.items[lo : bisect_left(self.items, (e, -1, ""))]:
             if b > s:
                 if (a, b) == (s, e) or k == key:
-                    return 2
-                worst = 1
+                    return 3
+                worst = max(worst, 1 if (a <= s and e <= b) or (s <= a and b <= e) else 2)
         return worst
 
 
 def _max_missing(n: int) -> int:
     """How many quote characters a fuzzy span may lack.
 
-    The ratio alone would accept "John Smith" for the quote "John Smithson"
-    (87): a span may add characters the quote cut off (truncation), but a quote
-    whose characters are missing from the text beyond a typo or two is a
-    different name, not a misspelling.
+    The ratio alone accepts "John Smith" for the quote "John Smithson" (87): a
+    span may hold characters the quote cut off (truncation), but a quote whose
+    characters are absent from the text beyond a typo or two names someone else.
     """
     return max(2, n // 10)
+
+
+_LONG = 64  # quotes longer than this are costly to re-scan and often contain other entities
 
 
 class _Aligner:
@@ -362,17 +387,14 @@ class _Aligner:
 
     # -- steps 1-3
 
-    def _hits(self, needle: _Quote, step: int) -> Iterator[tuple[int, int]]:
-        if step == 0:
-            n = len(needle.raw)
-            yield from ((i, i + n) for i in _find_all(self.text, needle.raw))
-        elif step == 1:
-            n = len(needle.folded)
-            yield from ((i, i + n) for i in _find_all(self.folded, needle.folded))
-        else:
-            nm = self.norm
-            for q in dict.fromkeys((needle.norm, needle.core)):
-                yield from ((nm.orig_start(i), nm.orig_end(i + len(q))) for i in _find_all(nm.text, q))
+    def _hits(self, q: _Quote, step: int) -> Iterator[tuple[int, int]]:
+        if step < 2:
+            hay, needle = (self.text, q.raw) if step == 0 else (self.folded, q.folded)
+            yield from ((i, i + len(needle)) for i in _find_all(hay, needle))
+            return
+        nm = self.norm
+        for needle in dict.fromkeys((q.norm, q.core)):
+            yield from ((nm.orig_start(i), nm.orig_end(i + len(needle))) for i in _find_all(nm.text, needle))
 
     def _evaluate(self, s: int, e: int, step: int, q: _Quote) -> _Cand | None:
         text = self.text
@@ -395,14 +417,14 @@ class _Aligner:
         if not (_is_boundary(text, s2) and _is_boundary(text, e2)):
             return None
         got = _NormMap(text[s2:e2]).text.strip()
-        if got == q.norm or got == q.core:
+        if got in (q.norm, q.core):  # only accents or a combining mark were cut
             return _Cand(s2, e2, MatchKind.NORMALISED, 100.0, True, True)
         if len(q.core) < self.opt.min_fuzzy_length:
             return None
         score = fuzz.ratio(q.core, got, score_cutoff=self.opt.fuzzy_threshold)
         return _Cand(s2, e2, MatchKind.FUZZY, score, True, True) if score else None
 
-    def _candidates(self, q: _Quote) -> Iterator[tuple[int, _Cand]]:
+    def candidates(self, q: _Quote) -> Iterator[tuple[int, _Cand]]:
         seen: set[tuple[int, int]] = set()
         for step in range(3):
             for s, e in self._hits(q, step):
@@ -413,15 +435,16 @@ class _Aligner:
                         yield step, c
 
     def deterministic(self, q: _Quote, hint: int | None) -> tuple[_Cand | None, bool]:
+        """Best free hit of steps 1-3, and whether the quote occurs at all."""
         best: _Cand | None = None
         best_rank: tuple[bool, bool, int, int, int] | None = None
         found = False
-        for step, c in self._candidates(q):
+        for step, c in self.candidates(q):
             found = True
             if best_rank is not None and step > best_rank[3] and best_rank[:3] == (False, False, 0):
-                break  # the best possible tier is already held by an earlier step
+                break  # an earlier step already holds the best possible tier
             conflict = self.taken.conflict(c.start, c.end, q.core)
-            if conflict == 2:
+            if conflict == 3:
                 continue
             rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
             if best_rank is None or rank < best_rank:
@@ -431,38 +454,29 @@ class _Aligner:
     # -- step 4
 
     def fuzzy(self, q: _Quote, hint: int | None) -> _Cand | None:
-        core, nm = q.core, self.norm
-        if len(core) < self.opt.min_fuzzy_length or not nm.text:
+        core, size = q.core, len(self.norm.text)
+        if len(core) < self.opt.min_fuzzy_length or not size:
             return None
-        size = len(nm.text)
         if hint is not None:
-            h = nm.to_norm(hint)
-            lo = max(0, h - self.opt.hint_window)
-            hi = min(size, h + self.opt.hint_window + len(core))
-            c = self._search_segments(core, self._free(lo, hi))
-            if c is not None:
+            h, w = self.norm.to_norm(hint), self.opt.hint_window
+            c = self._search(core, self._free(max(0, h - w), min(size, h + w + len(core))))
+            if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
                 return c
-        fallback = None
-        c = self._search(core, 0, size)
-        if c is not None:
-            conflict = self.taken.conflict(c.start, c.end, core)
-            if conflict == 0:
-                return c
-            if conflict == 1:
-                fallback = c
-        if self.taken.items:
-            c = self._search_segments(core, self._free(0, size))
-            if c is not None:
-                return c
-        return fallback
+        c = self._search(core, [(0, size)])
+        conflict = 3 if c is None else self.taken.conflict(c.start, c.end, core)
+        if c is not None and (conflict == 0 or (conflict == 1 and len(core) > _LONG)):
+            return c
+        if self.taken.items:  # the best window is in use: look where nothing is taken
+            free = self._search(core, self._free(0, size))
+            if free is not None and self.taken.conflict(free.start, free.end, core) == 0:
+                return free
+        return c if conflict < 3 else None
 
     def _free(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """Stretches of normalised text in [lo, hi) not covered by a taken span."""
         out, pos, nm = [], lo, self.norm
         for s, e, _ in self.taken.items:
             ns, ne = nm.to_norm(s), nm.to_norm(e)
-            if ne <= pos:
-                continue
             if ns >= hi:
                 break
             if ns > pos:
@@ -472,34 +486,29 @@ class _Aligner:
             out.append((pos, hi))
         return out
 
-    def _search_segments(self, core: str, segments: list[tuple[int, int]]) -> _Cand | None:
-        thr = self.opt.fuzzy_threshold
-        # A slice shorter than this cannot reach the threshold against the quote.
+    def _search(self, core: str, segments: list[tuple[int, int]]) -> _Cand | None:
+        """Best refined fuzzy match inside the given normalised stretches."""
+        text, thr = self.norm.text, self.opt.fuzzy_threshold
+        # A stretch shorter than this cannot reach the threshold against the quote.
         min_len = int(len(core) * thr / (200.0 - thr)) if thr < 100 else len(core)
-        text = self.norm.text
-        scored = []
+        segments = [(a, b) for a, b in segments if b - a >= min_len]
+        if len(core) > _LONG and len(segments) > 1:
+            # Scanning many stretches with a long quote is slow; a long quote with
+            # a few typos keeps most of its words, so a stretch must hold one.
+            words = sorted({w for w in re.findall(r"\w{4,}", core)}, key=len, reverse=True)[:8]
+            hits = sorted(i for w in words for i in _find_all(text, w))
+            segments = [(a, b) for a, b in segments if bisect_left(hits, b) > bisect_left(hits, a)]
+        windows = []
         for a, b in segments:
-            if b - a < min_len:
-                continue
             if b - a <= len(core):
-                scored.append((fuzz.ratio(core, text[a:b]), a, b, a, b))
+                windows.append((fuzz.ratio(core, text[a:b]), a, b, a, b))
                 continue
             r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, thr - 15))
             if r is not None:
-                scored.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
-        scored.sort(key=lambda t: -t[0])
-        for _, a, b, ds, de in scored[:8]:
-            c = self._refine(core, a, b, ds, de)
-            if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
-                return c
-        return None
-
-    def _search(self, core: str, a: int, b: int) -> _Cand | None:
-        text = self.norm.text
-        if b - a <= len(core):
-            return self._refine(core, a, b, a, b)
-        r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, self.opt.fuzzy_threshold - 15))
-        return None if r is None else self._refine(core, a, b, a + r.dest_start, a + r.dest_end)
+                windows.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
+        windows.sort(key=lambda t: -t[0])
+        found = [c for w in windows[:8] if (c := self._refine(core, *w[1:])) is not None]
+        return max(found, key=lambda c: c.score, default=None)
 
     def _refine(self, core: str, a: int, b: int, ds: int, de: int) -> _Cand | None:
         """Re-cut a window at word boundaries near its edges; keep the best ratio.
@@ -520,7 +529,7 @@ class _Aligner:
                 if n <= 0 or 200.0 * min(n, m) / (n + m) < thr:
                     continue  # the length difference alone rules it out
                 score = fuzz.ratio(core, text[s:e], score_cutoff=thr)
-                if not score or len(core) - LCSseq.similarity(core, text[s:e]) > _max_missing(m):
+                if not score or m - LCSseq.similarity(core, text[s:e]) > _max_missing(m):
                     continue
                 key = (score, -abs(s - ds) - abs(e - de), s, e)
                 if best is None or key[:2] > best[:2]:
@@ -533,11 +542,12 @@ class _Aligner:
     # -- all_occurrences
 
     def expand(self, primary: _Cand) -> list[_Cand]:
-        found = _prepare(self.text[primary.start:primary.end])
+        """Free occurrences of the matched text beyond the primary span."""
+        found = _prepare(self.text[primary.start : primary.end])
         if found is None:
             return []
         out = []
-        for _, c in sorted(self._candidates(found), key=lambda t: (t[1].start, t[0])):
+        for _, c in sorted(self.candidates(found), key=lambda t: (t[1].start, t[0])):
             if (c.whole or not primary.whole) and self.taken.conflict(c.start, c.end, "") == 0:
                 self.taken.add(c.start, c.end, found.core)
                 out.append(c)

@@ -177,3 +177,13 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
     yield start
     for backend in started:
         backend.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Label Studio 1.23.2 for the session (installed into .venv-ls on first use)."""
+    from tests.label_studio import ensure_venv, start_label_studio
+
+    ensure_venv()
+    with start_label_studio(tmp_path_factory.mktemp("ls")) as ls:
+        yield ls

@@ -1,0 +1,95 @@
+"""End to end with a real Label Studio 1.23.2: connect the backend, "Retrieve predictions", and
+check what Label Studio stored. The model is the test LLM server, reached by LiteLLM over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import CHOICES_CONFIG, BackendProcess, fixture_json
+from tests.llm_server import FakeLLMServer, Reply
+
+pytestmark = pytest.mark.label_studio
+
+NER_CONFIG = fixture_json("setup.json")["schema"]
+REVIEWS = [
+    ("I love this phone, the battery lasts forever.", "Positive"),
+    ("Terrible service, never again.", "Negative"),
+    ("It arrived on Tuesday.", "Neutral"),
+    ("Best purchase of the year!", "Positive"),
+    ("The screen cracked after a week.", "Negative"),
+]
+
+
+def test_choices_project_gets_a_valid_prediction_for_every_task(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    for text, label in REVIEWS:
+        llm.add_rule(text, Reply(json={"sentiment": label}))
+    backend = start_backend()
+    project = label_studio.create_project("sentiment e2e", CHOICES_CONFIG)
+    task_ids = label_studio.import_tasks(project, [{"text": text} for text, _ in REVIEWS])
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    version = label_studio.get_ml_backend(ml)["model_version"]
+    label_studio.retrieve_predictions(project, task_ids)
+
+    predictions = {p["task"]: p for p in label_studio.predictions(project)}
+    assert sorted(predictions) == sorted(task_ids)
+    for task_id, (_text, label) in zip(task_ids, REVIEWS, strict=True):
+        prediction = predictions[task_id]
+        assert prediction["model_version"] == version
+        assert prediction["result"] == [{
+            "id": prediction["result"][0]["id"], "from_name": "sentiment", "to_name": "text", "type": "choices",
+            "value": {"choices": [label]},
+        }]
+    # All selected tasks arrived in one /predict: one model call each, no more.
+    assert llm.calls == len(REVIEWS)
+
+
+def test_failed_tasks_are_not_stored_and_are_asked_again(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    llm.add_rule("flaky", [Reply(json={"sentiment": "Wonderful"})] * 2 + [Reply(json={"sentiment": "Positive"})])
+    llm.add_rule("steady", Reply(json={"sentiment": "Neutral"}))
+    backend = start_backend()
+    project = label_studio.create_project("retry e2e", CHOICES_CONFIG)
+    task_ids = label_studio.import_tasks(project, [{"text": "steady one"}, {"text": "flaky one"}])
+    label_studio.connect_ml_backend(project, backend.url)
+
+    label_studio.retrieve_predictions(project, task_ids)
+    stored = label_studio.predictions(project)
+    assert [p["task"] for p in stored] == [task_ids[0]]  # the invalid answer was not stored as a prediction
+
+    label_studio.retrieve_predictions(project, task_ids)
+    stored = {p["task"]: p["result"][0]["value"] for p in label_studio.predictions(project)}
+    assert stored == {task_ids[0]: {"choices": ["Neutral"]}, task_ids[1]: {"choices": ["Positive"]}}
+    assert llm.calls == 4  # steady once; flaky: invalid, failed repair, then a valid answer
+
+
+def test_ner_textarea_project_offsets_match_the_text(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    text = "Yesterday john smith met Ada Lovelace at ACME Corp. John Smith left early."
+    llm.add_rule("Yesterday", Reply(json={
+        "sentiment": "Neutral",
+        "ner": [{"text": "John Smith", "label": "Person"}, {"text": "Ada  Lovelace", "label": "Person"},
+                {"text": "Acme Corp", "label": "Organization"}, {"text": "John Smith", "label": "Person"},
+                {"text": "Grace Hopper", "label": "Person"}, {"text": "ACME", "label": "Planet"}],
+        "summary": ["Two people met at a company."],
+    }))
+    backend = start_backend()
+    project = label_studio.create_project("ner e2e", NER_CONFIG)
+    task_ids = label_studio.import_tasks(project, [{"text": text}])
+    label_studio.connect_ml_backend(project, backend.url)
+    label_studio.retrieve_predictions(project, task_ids)
+    [prediction] = label_studio.predictions(project)
+    spans = sorted((r["value"]["start"], r["value"]["end"], r["value"]["text"], r["value"]["labels"][0])
+                   for r in prediction["result"] if r["type"] == "labels")
+    assert spans == [(10, 20, "john smith", "Person"), (25, 37, "Ada Lovelace", "Person"),
+                     (41, 50, "ACME Corp", "Organization"), (52, 62, "John Smith", "Person")]
+    for start, end, quoted, _ in spans:
+        assert text[start:end] == quoted
+    textarea = [r for r in prediction["result"] if r["type"] == "textarea"]
+    assert textarea[0]["value"] == {"text": ["Two people met at a company."]}

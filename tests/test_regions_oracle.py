@@ -1,0 +1,78 @@
+"""Regions checked by an independent oracle: label_studio_sdk's LabelInterface.validate_prediction.
+
+The SDK is heavy (pandas, opencv), so it runs in the Label Studio virtualenv that the real-LS
+tests install anyway, fed our predictions as JSON on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
+from tests.llm_server import FakeLLMServer, Reply
+
+pytestmark = pytest.mark.label_studio
+
+ORACLE = """
+import json, sys
+from label_studio_sdk.label_interface import LabelInterface
+cases = json.load(sys.stdin)
+out = []
+for case in cases:
+    interface = LabelInterface(case["config"])
+    out.append(interface.validate_prediction({"result": case["result"], "model_version": "x"}, return_errors=True))
+print(json.dumps(out, default=str))
+"""
+
+TEXT = "Ada Lovelace wrote the first program in London in 1843. Politics aside, ada lovelace was a pioneer."
+CASES = [
+    (CHOICES_CONFIG, {"sentiment": "positive"}),
+    (fixture_json("setup.json")["schema"], {"sentiment": "Neutral", "ner": [{"text": "Ada Lovelace", "label": "Person"}],
+                                            "summary": ["A note"]}),
+    (ALL_CONTROLS_CONFIG, {
+        "sentiment": "Positive", "topics": ["Tech", "politics"],
+        "ner": [{"text": "Ada Lovelace", "label": "Person"}, {"text": "London", "label": "Location"},
+                {"text": "Ada Lovelace", "label": "Person"}, {"text": "Charles Babbage", "label": "Person"}],
+        "summary": ["Ada Lovelace wrote the first program."], "quality": 5, "year": 1999,
+        "category": ["News / World", "Opinion"],
+    }),
+]
+
+
+def _oracle(cases: list[dict[str, Any]]) -> list[Any]:
+    from tests.label_studio import ensure_venv
+
+    python = ensure_venv().parent / "python"
+    out = subprocess.run([str(python), "-c", ORACLE], input=json.dumps(cases), capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sdk_oracle_accepts_our_regions(make_client: Any, llm: FakeLLMServer) -> None:
+    client = make_client()
+    cases = []
+    for index, (config, answer) in enumerate(CASES):
+        llm.add_rule(f"case {index}:", Reply(json=answer))
+        body = {"label_config": config, "tasks": [{"id": 1, "data": {"text": f"case {index}: {TEXT}"}}]}
+        [item] = client.post("/predict", json=body).get_json()["results"]
+        assert item["result"], item
+        for region in item["result"]:
+            if region["type"] == "labels":
+                start, end = region["value"]["start"], region["value"]["end"]
+                assert f"case {index}: {TEXT}"[start:end] == region["value"]["text"]
+        cases.append({"config": config, "result": item["result"]})
+    assert _oracle(cases) == [[], [], []]
+    types = {region["type"] for region in cases[2]["result"]}
+    assert types == {"choices", "labels", "textarea", "rating", "number", "taxonomy"}
+
+
+def test_sdk_oracle_is_not_a_rubber_stamp() -> None:
+    bad = [{"id": "x", "from_name": "sentiment", "to_name": "text", "type": "choices",
+            "value": {"choices": ["NotALabel"]}}]
+    [errors] = _oracle([{"config": CHOICES_CONFIG, "result": bad}])
+    assert errors
