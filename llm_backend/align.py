@@ -279,9 +279,10 @@ class _Quote:
     core: str  # norm without surrounding punctuation; identifies "the same quote"
 
 
-_OPENERS = "\"'\u2018\u201c\u00ab\u2039\u300c\u300e([{"
-_CLOSERS = "\"'\u2019\u201d\u00bb\u203a\u300d\u300f"
-_BRACKETS = {")": "(", "]": "[", "}": "{"}
+_OPEN_QUOTES = "\"'\u2018\u201c\u00ab\u2039\u300c\u300e"
+_CLOSE_QUOTES = "\"'\u2019\u201d\u00bb\u203a\u300d\u300f"
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+_OPENER = {c: o for o, c in _PAIRS.items()}
 _TRAILING = ",;:.\u2026\u3002\uff0c\u3001"
 # A final period that belongs to the name: initials, dotted acronyms, company and
 # title abbreviations.  Any other final period was copied from the sentence.
@@ -289,18 +290,22 @@ _ABBREVIATION = re.compile(r"(?:\b\w|\w\.\w|\b(?:Inc|Ltd|Co|Corp|Jr|Sr|Dr|Mr|Mrs
 
 
 def _trim(quote: str) -> str:
-    """Drop what models wrap around or append to a quote: quotes, brackets, a
-    sentence's comma or full stop, an ellipsis -- so "Paris." labels "Paris"."""
+    """Drop what models wrap around or append to a quote -- quotation marks,
+    unbalanced or enclosing brackets, a sentence's comma or full stop, an
+    ellipsis -- so that "Paris." labels "Paris" but "Acme Inc." keeps its period."""
     q = quote.strip()
     while q:
-        if q[0] in _OPENERS and not (q[0] == "(" and ")" in q):
-            q = q[1:].lstrip()
-        elif q[-1] in _CLOSERS or (q[-1] in _BRACKETS and _BRACKETS[q[-1]] not in q):
-            q = q[:-1].rstrip()
-        elif q[-1] in _TRAILING and not (q[-1] == "." and _ABBREVIATION.search(q)):
-            q = q[:-1].rstrip()
+        first, last = q[0], q[-1]
+        if first in _PAIRS and last == _PAIRS[first] and q.count(first) == 1:
+            q = q[1:-1]
+        elif (first in _OPEN_QUOTES or (first in _PAIRS and _PAIRS[first] not in q)) and len(q) > 1:
+            q = q[1:]
+        elif (last in _CLOSE_QUOTES or (last in _OPENER and _OPENER[last] not in q)
+              or (last in _TRAILING and not (last == "." and _ABBREVIATION.search(q)))):
+            q = q[:-1]
         else:
             return q
+        q = q.strip()
     return q
 
 
@@ -458,10 +463,17 @@ class _Aligner:
         if len(core) < self.opt.min_fuzzy_length or not size:
             return None
         if hint is not None:
-            h, w = self.norm.to_norm(hint), self.opt.hint_window
-            c = self._search(core, self._free(max(0, h - w), min(size, h + w + len(core))))
-            if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
-                return c
+            # Widen the search around the hint step by step, so the nearest
+            # acceptable occurrence wins over a better-scoring distant one.
+            h, radius = self.norm.to_norm(hint), max(2 * len(core), 64)
+            while True:
+                lo, hi = max(0, h - radius), min(size, h + radius + len(core))
+                c = self._search(core, self._free(lo, hi), earliest=False)
+                if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
+                    return c
+                if radius >= self.opt.hint_window or (lo, hi) == (0, size):
+                    break
+                radius = min(4 * radius, self.opt.hint_window)
         c = self._search(core, [(0, size)])
         conflict = 3 if c is None else self.taken.conflict(c.start, c.end, core)
         if c is not None and (conflict == 0 or (conflict == 1 and len(core) > _LONG)):
@@ -486,7 +498,7 @@ class _Aligner:
             out.append((pos, hi))
         return out
 
-    def _search(self, core: str, segments: list[tuple[int, int]]) -> _Cand | None:
+    def _search(self, core: str, segments: list[tuple[int, int]], earliest: bool = True) -> _Cand | None:
         """Best refined fuzzy match inside the given normalised stretches."""
         text, thr = self.norm.text, self.opt.fuzzy_threshold
         # A stretch shorter than this cannot reach the threshold against the quote.
@@ -506,9 +518,26 @@ class _Aligner:
             r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, thr - 15))
             if r is not None:
                 windows.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
-        windows.sort(key=lambda t: -t[0])
-        found = [c for w in windows[:8] if (c := self._refine(core, *w[1:])) is not None]
-        return max(found, key=lambda c: c.score, default=None)
+        windows.sort(key=lambda t: -t[0])  # stable: equal scores stay in text order
+        best: tuple[_Cand, float, int, int] | None = None
+        for score, a, b, ds, de in windows[:8]:
+            c = self._refine(core, a, b, ds, de)
+            if c is not None and (best is None or c.score > best[0].score):
+                best = (c, score, a, ds)
+        if best is None:
+            return None
+        c, score, a, ds = best
+        # rapidfuzz reports *a* best window, not the first; the k-th listing of a
+        # quote should get the k-th occurrence, so walk back over equal ones.
+        for _ in range(8 if earliest else 0):
+            r = fuzz.partial_ratio_alignment(core, text[a:ds], score_cutoff=score) if ds - a >= min_len else None
+            if r is None:
+                break
+            prev = self._refine(core, a, ds, a + r.dest_start, a + r.dest_end)
+            if prev is None or prev.score < c.score:
+                break
+            c, ds = prev, a + r.dest_start
+        return c
 
     def _refine(self, core: str, a: int, b: int, ds: int, de: int) -> _Cand | None:
         """Re-cut a window at word boundaries near its edges; keep the best ratio.

@@ -162,10 +162,10 @@ def number_bounds(control: Control) -> tuple[float | None, float | None, float |
     return parse("min"), parse("max"), parse("step")
 
 
-def _number(control: Control) -> Callable[[object], float]:
+def _number(control: Control) -> Callable[[object], int | float]:
     low, high, step = number_bounds(control)
 
-    def validate(value: object) -> float:
+    def validate(value: object) -> int | float:
         if isinstance(value, bool):
             raise ValueError("must be a number")
         try:
@@ -175,7 +175,9 @@ def _number(control: Control) -> Callable[[object], float]:
         if not math.isfinite(number):
             raise ValueError("must be a finite number")
         if (low is not None and number < low) or (high is not None and number > high):
-            raise ValueError(f"must be between {low} and {high}, got {number}")
+            bounds = " and ".join(f"{word} {bound:g}" for word, bound in (("at least", low), ("at most", high))
+                                  if bound is not None)
+            raise ValueError(f"must be {bounds}, got {number:g}")
         if step:
             base = low or 0.0
             number = base + round((number - base) / step) * step
@@ -208,7 +210,7 @@ _VALIDATORS: dict[ControlKind, tuple[Any, Callable[[Control], Callable[..., Any]
     ControlKind.LABELS: (list[EntityAnswer], _entities),
     ControlKind.TEXTAREA: (list[str], _texts),
     ControlKind.RATING: (int, _rating),
-    ControlKind.NUMBER: (float, _number),
+    ControlKind.NUMBER: (int | float, _number),
     ControlKind.TAXONOMY: (list[list[str]], _taxonomy),
 }
 

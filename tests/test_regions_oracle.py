@@ -31,8 +31,8 @@ print(json.dumps(out, default=str))
 TEXT = "Ada Lovelace wrote the first program in London in 1843. Politics aside, ada lovelace was a pioneer."
 CASES = [
     (CHOICES_CONFIG, {"sentiment": "positive"}),
-    (fixture_json("setup.json")["schema"], {"sentiment": "Neutral", "ner": [{"text": "Ada Lovelace", "label": "Person"}],
-                                            "summary": ["A note"]}),
+    (fixture_json("setup.json")["schema"],
+     {"sentiment": "Neutral", "ner": [{"text": "Ada Lovelace", "label": "Person"}], "summary": ["A note"]}),
     (ALL_CONTROLS_CONFIG, {
         "sentiment": "Positive", "topics": ["Tech", "politics"],
         "ner": [{"text": "Ada Lovelace", "label": "Person"}, {"text": "London", "label": "Location"},

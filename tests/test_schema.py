@@ -108,7 +108,7 @@ def test_lenient_where_intent_is_clear(patch: dict[str, Any], expected: dict[str
         ({"sentiment": "Great"}, "sentiment.*not one of the allowed choices"),
         ({"quality": 9}, "quality.*from 1 to 5"),
         ({"quality": 2.5}, "quality.*whole number"),
-        ({"year": 1800}, "year.*between"),
+        ({"year": 1800}, "year.*at least 1900 and at most 2100"),
         ({"year": "soon"}, "year.*number"),
         ({"summary": [1, 2]}, "summary.*strings"),
         ({"ner": "Ada"}, "ner.*list"),
