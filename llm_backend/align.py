@@ -464,25 +464,42 @@ class _Aligner:
             return None
         if hint is not None:
             # Widen the search around the hint step by step, so the nearest
-            # acceptable occurrence wins over a better-scoring distant one.
-            h, radius = self.norm.to_norm(hint), max(2 * len(core), 64)
+            # acceptable occurrence wins over an equally good distant one.
+            h, m, radius = self.norm.to_norm(hint), len(core), 0
             while True:
-                lo, hi = max(0, h - radius), min(size, h + radius + len(core))
-                c = self._search(core, self._free(lo, hi), earliest=False)
+                lo, hi = max(0, h - radius - m), min(size, h + radius + 2 * m)
+                c = self._search(core, self._free(lo, hi))
                 if c is not None and self.taken.conflict(c.start, c.end, core) == 0:
                     return c
                 if radius >= self.opt.hint_window or (lo, hi) == (0, size):
                     break
-                radius = min(4 * radius, self.opt.hint_window)
+                radius = min(max(4 * radius, m), self.opt.hint_window)
         c = self._search(core, [(0, size)])
-        conflict = 3 if c is None else self.taken.conflict(c.start, c.end, core)
-        if c is not None and (conflict == 0 or (conflict == 1 and len(core) > _LONG)):
+        if c is None:
+            return None
+        # rapidfuzz reports *a* best window, not the first, and repeated mentions
+        # are usually verbatim copies: the first free copy of the matched text
+        # keeps "k-th listing -> k-th occurrence" without another fuzzy scan.
+        c = self._first_free_copy(c) or c
+        conflict = self.taken.conflict(c.start, c.end, core)
+        if conflict == 0 or (conflict == 1 and len(core) > _LONG):
             return c
-        if self.taken.items:  # the best window is in use: look where nothing is taken
+        if self.taken.items:  # every copy of the best window is in use: look where nothing is taken
             free = self._search(core, self._free(0, size))
             if free is not None and self.taken.conflict(free.start, free.end, core) == 0:
                 return free
         return c if conflict < 3 else None
+
+    def _first_free_copy(self, c: _Cand) -> _Cand | None:
+        nm = self.norm
+        needle = nm.text[nm.to_norm(c.start) : nm.to_norm(c.end)]
+        for i in _find_all(nm.text, needle):
+            j = i + len(needle)
+            if _is_boundary(nm.text, i) and _is_boundary(nm.text, j):
+                s, e = nm.orig_start(i), nm.orig_end(j)
+                if self.taken.conflict(s, e, "") == 0:
+                    return _Cand(s, e, c.kind, c.score, True, False)
+        return None
 
     def _free(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """Stretches of normalised text in [lo, hi) not covered by a taken span."""
@@ -498,7 +515,7 @@ class _Aligner:
             out.append((pos, hi))
         return out
 
-    def _search(self, core: str, segments: list[tuple[int, int]], earliest: bool = True) -> _Cand | None:
+    def _search(self, core: str, segments: list[tuple[int, int]]) -> _Cand | None:
         """Best refined fuzzy match inside the given normalised stretches."""
         text, thr = self.norm.text, self.opt.fuzzy_threshold
         # A stretch shorter than this cannot reach the threshold against the quote.
@@ -519,25 +536,8 @@ class _Aligner:
             if r is not None:
                 windows.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
         windows.sort(key=lambda t: -t[0])  # stable: equal scores stay in text order
-        best: tuple[_Cand, float, int, int] | None = None
-        for score, a, b, ds, de in windows[:8]:
-            c = self._refine(core, a, b, ds, de)
-            if c is not None and (best is None or c.score > best[0].score):
-                best = (c, score, a, ds)
-        if best is None:
-            return None
-        c, score, a, ds = best
-        # rapidfuzz reports *a* best window, not the first; the k-th listing of a
-        # quote should get the k-th occurrence, so walk back over equal ones.
-        for _ in range(8 if earliest else 0):
-            r = fuzz.partial_ratio_alignment(core, text[a:ds], score_cutoff=score) if ds - a >= min_len else None
-            if r is None:
-                break
-            prev = self._refine(core, a, ds, a + r.dest_start, a + r.dest_end)
-            if prev is None or prev.score < c.score:
-                break
-            c, ds = prev, a + r.dest_start
-        return c
+        found = [c for w in windows[:8] if (c := self._refine(core, *w[1:])) is not None]
+        return max(found, key=lambda c: c.score, default=None)
 
     def _refine(self, core: str, a: int, b: int, ds: int, de: int) -> _Cand | None:
         """Re-cut a window at word boundaries near its edges; keep the best ratio.

@@ -93,12 +93,13 @@ def _instruction(params: object) -> str | None:
     return "\n".join(texts)[:4000] or None
 
 
-def create_app(
+def build_backend(
     settings: Settings | None = None,
     *,
     client: CompletionClient | None = None,
     cache: Cache | None = None,
-) -> Flask:
+) -> Backend:
+    """The long-lived objects without the web layer (also used by the offline commands)."""
     settings = settings or load_settings()
     metrics = Metrics()
     prompts = PromptLibrary(settings.prompts_dir)
@@ -112,7 +113,17 @@ def create_app(
             retry_max_wait=settings.llm_retry_max_wait,
         )
     predictor = Predictor(settings, prompts, client, cache, metrics)
-    backend = Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache)
+    return Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: CompletionClient | None = None,
+    cache: Cache | None = None,
+) -> Flask:
+    backend = build_backend(settings, client=client, cache=cache)
+    settings, predictor, metrics = backend.settings, backend.predictor, backend.metrics
 
     app = Flask("llm_backend")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 
 from .predictor import PredictionJob, Predictor, TaskOutcome
@@ -98,6 +99,18 @@ class BatchRunner:
         summary = BatchSummary.of(outcomes, time.monotonic() - started)
         log.info(summary.log_line())
         return outcomes, summary
+
+    def as_completed(self, jobs: list[PredictionJob]) -> Iterator[tuple[int, TaskOutcome]]:
+        """(index, outcome) as each task finishes: for progress bars in long offline runs."""
+        pool = self._pool()
+        futures = {pool.submit(self.predictor.predict, job): index for index, job in enumerate(jobs)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            # Interrupted (Ctrl-C): drop what has not started; what has finished is in the cache.
+            for future in futures:
+                future.cancel()
 
     def shutdown(self) -> None:
         with self._lock:
