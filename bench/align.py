@@ -83,7 +83,7 @@ CJK_COMPANIES = ["ＩＢＭ", "ＳＯＮＹ", "Ｈｕａｗｅｉ", "ＮＥＣ"]
 EMOJI = ["\U0001F600", "\U0001F44D\U0001F3FD", "\U0001F1EB\U0001F1F7", "\u2764\ufe0f",
          "\U0001F468\u200d\U0001F469\u200d\U0001F467", "\U0001F680", "\u2728", "\U0001F389"]
 
-CLASSES = ["exact", "case", "whitespace", "punctuation", "typo", "truncated", "repeat",
+CLASSES = ["exact", "case", "whitespace", "punctuation", "typo", "typo-2-any", "truncated", "repeat",
            "hallucinated", "cjk", "emoji"]
 # Minimum share of exact offsets per class; hallucinated must produce no span at all.
 TARGET_EXACT = {"exact": 0.99, "case": 0.99, "whitespace": 0.99, "punctuation": 0.99,
@@ -229,8 +229,9 @@ def gen(r: random.Random, cls: str) -> Sample:
         # 10-character name are as far from it as a different name ("Jane Smith"
         # vs "John Smith"), which no aligner can tell apart and ours rejects.
         edits = 1 if len(e) < 12 else r.randint(1, 2)
-        q = typo(r, e, edits)
-        return plain(r, e, q)
+        return plain(r, e, typo(r, e, edits))
+    if cls == "typo-2-any":  # shown for honesty, no target: two edits whatever the length
+        return plain(r, e, typo(r, e, 2))
     if cls == "truncated":
         # The quote lost 1-3 characters at one end, mid-word.  The correct span is
         # the whole entity: a Label Studio user labels words, not word fragments.
@@ -249,7 +250,9 @@ def gen(r: random.Random, cls: str) -> Sample:
             assert span is not None
             spans.append(span)
         b.sentence()
-        return finish(r, b, [(e, s) for s in spans])
+        # Every third sample: the model misspells the name the same way each time.
+        quote = typo(r, e, 1) if r.random() < 1 / 3 and len(e) >= 8 else e
+        return finish(r, b, [(quote, s) for s in spans])
     if cls == "hallucinated":
         # Share a word with a planted entity, like "Barack Obama" vs "Barack Street".
         kind = r.randrange(3)

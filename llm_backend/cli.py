@@ -116,6 +116,13 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
     _print_prompt(settings, PromptLibrary(settings.prompts_dir), config, project, task)
 
 
+def _register_batch_commands() -> None:
+    from .cli_batch import commands
+
+    for command in commands:
+        main.add_command(command)
+
+
 def _print_prompt(settings: Settings, library: Any, config: Any, project: str | None, task: dict[str, Any]) -> None:
     from .cache import NullCache
     from .metrics import Metrics
@@ -130,3 +137,6 @@ def _print_prompt(settings: Settings, library: Any, config: Any, project: str | 
         click.echo(f"--- {message['role']} ---")
         click.echo(message["content"])
     click.echo(f"--- model_version: {predictor.model_version(config, project)}")
+
+
+_register_batch_commands()
