@@ -1,46 +1,38 @@
 """Turn entities quoted by an LLM into character offsets in the source text.
 
-Label Studio wants ``start``/``end`` such that ``text[start:end]`` is the labelled
-span, in Python ``str`` indices (code points).  A model only gives us a quote, so
-each quote is looked up by the first of these steps that finds a usable place:
+Label Studio needs ``start``/``end`` with ``text[start:end]`` equal to the labelled
+span (Python ``str`` indices, i.e. code points).  Each quote is trimmed of what
+models wrap around it (quotation marks, a sentence's full stop) and looked up by
+the first step that finds it:
 
-1. exact       -- ``str.find`` on the text itself;
-2. case        -- the same on a case-folded copy of the text that has exactly the
-                  text's length (a character whose fold would change the length,
-                  e.g. ``ß`` -> ``ss`` or ``İ`` -> ``i̇``, folds to one character),
-                  so every offset is also an offset into the original;
-3. normalised  -- NFKC, full case folding, Latin/Greek/Cyrillic accents dropped,
-                  curly quotes -> straight, dashes -> ``-``, whitespace runs
-                  (``\\r\\n`` included) -> one space, and surrounding punctuation
-                  stripped from the quote.  Every normalised character remembers
-                  the original characters it came from, so hits map back exactly;
-4. fuzzy       -- only for quotes of at least ``min_fuzzy_length`` characters that
-                  steps 1-3 found nowhere: ``rapidfuzz`` finds the best window in
-                  the normalised text, its edges are re-cut at word boundaries, and
-                  the result must still score ``fuzz.ratio >= fuzzy_threshold``
-                  against the quote.
+1. exact -- ``str.find`` on the text;
+2. case-insensitive -- on a case-folded copy of the text with the text's exact
+   length (``ß``, ``İ`` and the like fold to one character), so offsets carry over;
+3. normalised -- NFKC, full case folding, Latin/Greek/Cyrillic accents dropped,
+   curly quotes and dashes made plain, whitespace runs (``\r\n`` included)
+   collapsed, surrounding punctuation stripped from the quote; every normalised
+   character maps back to the original characters it came from;
+4. fuzzy -- only for quotes of ``min_fuzzy_length``+ characters that steps 1-3
+   found nowhere: rapidfuzz finds the best window in the normalised text, its
+   edges are re-cut at word boundaries, and the span must still score
+   ``fuzz.ratio >= fuzzy_threshold`` against the quote.
 
-Choosing among occurrences: a whole-word hit beats one inside a longer word; a
-hit that overlaps nobody beats one that overlaps another entity's span; an
-earlier step beats a later one; then the hit nearest the entity's position hint
-or, without a hint, the first one in the text -- so the k-th listing of a quote
-gets its k-th occurrence.  A hit that cuts a word (a truncated quote like
-``"Microsof"``) is widened to whole words when the widened text still scores
-above the threshold; it is then reported as FUZZY.
+Among several hits, a whole-word hit beats one inside a longer word, a free one
+beats one overlapping another entity's span, an earlier step beats a later one;
+then the hit nearest the position hint wins or, without a hint, the first one,
+so the k-th listing of a quote gets its k-th occurrence.  A hit that cuts a word
+(truncated quote "Microsof") is widened to whole words if that still scores above
+the threshold, and is then reported as FUZZY.
 
-Guarantees:
-
-* every aligned span satisfies ``text[span.start:span.end] == span.text``;
-* spans never split a base character from its combining marks;
-* no two spans carry the same ``(start, end)``, and spans of the same quote never
-  overlap; spans of *different* quotes may overlap (nested entities such as
-  "Bank of America" / "America"), but only when no free occurrence exists;
-* a quote with no counterpart in the text is UNALIGNED, never attached to the
-  nearest similar word; quotes found verbatim but already used up are not sent to
-  the fuzzy step (a repeated listing is a duplicate, not a typo);
-* all texts derived from the document are built once per ``align()`` call; exact
-  steps are ``str.find`` loops and the fuzzy step is one C-level scan per entity
-  plus a bounded refinement, so cost grows linearly with the text.
+Guarantees: ``text[span.start:span.end] == span.text`` for every aligned span; a
+span never separates a character from its combining marks; no ``(start, end)`` is
+handed out twice and spans of the same quote never overlap (different quotes may
+nest or overlap, e.g. "Bank of America" / "America", but only when no free
+occurrence exists); a quote with no counterpart in the text stays UNALIGNED, and
+a quote whose verbatim occurrences are all used up is a duplicate, not a typo, so
+it never goes to the fuzzy step.  The derived texts are built once per call, steps
+1-3 are ``str.find`` loops and the fuzzy step is one C-level scan per entity plus
+a bounded refinement, so the cost is linear in the text length.
 """
 
 from __future__ import annotations
@@ -374,6 +366,19 @@ def _max_missing(n: int) -> int:
 
 
 _LONG = 64  # quotes longer than this are costly to re-scan and often contain other entities
+_MAX_INSIDE = 200  # hits inside longer words examined per quote
+_WORD = r"[^\W\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]"  # not _NO_SPACE
+
+
+@functools.lru_cache(maxsize=1024)
+def _word_re(needle: str) -> re.Pattern[str]:
+    """Finds needle not glued to a letter or digit on an edge where it has one.
+
+    A superset filter: every hit is re-checked with _is_boundary.
+    """
+    left = rf"(?<!{_WORD})" if re.match(_WORD, needle[:1]) else ""
+    right = rf"(?!{_WORD})" if re.match(_WORD, needle[-1:]) else ""
+    return re.compile(left + re.escape(needle) + right)
 
 
 class _Aligner:
@@ -392,14 +397,22 @@ class _Aligner:
 
     # -- steps 1-3
 
-    def _hits(self, q: _Quote, step: int) -> Iterator[tuple[int, int]]:
+    def _hits(self, q: _Quote, step: int, whole: bool) -> Iterator[tuple[int, int]]:
+        """Occurrences of the quote for one step, in text order (original offsets).
+
+        With ``whole`` only those a regex sees as whole words (found at C speed,
+        so a quote like "the" does not cost one Python call per "other").
+        """
         if step < 2:
-            hay, needle = (self.text, q.raw) if step == 0 else (self.folded, q.folded)
-            yield from ((i, i + len(needle)) for i in _find_all(hay, needle))
-            return
-        nm = self.norm
-        for needle in dict.fromkeys((q.norm, q.core)):
-            yield from ((nm.orig_start(i), nm.orig_end(i + len(needle))) for i in _find_all(nm.text, needle))
+            hay, needles = (self.text, (q.raw,)) if step == 0 else (self.folded, (q.folded,))
+        else:
+            hay, needles = self.norm.text, tuple(dict.fromkeys((q.norm, q.core)))
+        for needle in needles:
+            found = (m.start() for m in _word_re(needle).finditer(hay)) if whole else _find_all(hay, needle)
+            if step < 2:
+                yield from ((i, i + len(needle)) for i in found)
+            else:
+                yield from ((self.norm.orig_start(i), self.norm.orig_end(i + len(needle))) for i in found)
 
     def _evaluate(self, s: int, e: int, step: int, q: _Quote) -> _Cand | None:
         text = self.text
@@ -414,6 +427,9 @@ class _Aligner:
 
     def _widen(self, s: int, e: int, q: _Quote) -> _Cand | None:
         text, reach = self.text, len(q.core) // 2 + 2
+        short = len(q.core) < self.opt.min_fuzzy_length
+        if short and not ((s < len(text) and _is_mark(text[s])) or (e < len(text) and _is_mark(text[e]))):
+            return None  # short quotes are only widened over combining marks; skip the costly checks
         s2, e2 = s, e
         while not _is_boundary(text, s2) and s - s2 < reach:
             s2 -= 1
@@ -424,15 +440,14 @@ class _Aligner:
         got = _NormMap(text[s2:e2]).text.strip()
         if got in (q.norm, q.core):  # only accents or a combining mark were cut
             return _Cand(s2, e2, MatchKind.NORMALISED, 100.0, True, True)
-        if len(q.core) < self.opt.min_fuzzy_length:
+        if short:
             return None
         score = fuzz.ratio(q.core, got, score_cutoff=self.opt.fuzzy_threshold)
         return _Cand(s2, e2, MatchKind.FUZZY, score, True, True) if score else None
 
-    def candidates(self, q: _Quote) -> Iterator[tuple[int, _Cand]]:
-        seen: set[tuple[int, int]] = set()
+    def candidates(self, q: _Quote, whole: bool, seen: set[tuple[int, int]]) -> Iterator[tuple[int, _Cand]]:
         for step in range(3):
-            for s, e in self._hits(q, step):
+            for s, e in self._hits(q, step, whole):
                 if (s, e) not in seen:
                     seen.add((s, e))
                     c = self._evaluate(s, e, step, q)
@@ -440,21 +455,27 @@ class _Aligner:
                         yield step, c
 
     def deterministic(self, q: _Quote, hint: int | None) -> tuple[_Cand | None, bool]:
-        """Best free hit of steps 1-3, and whether the quote occurs at all."""
+        """Best usable hit of steps 1-3, and whether the quote occurs at all."""
         best: _Cand | None = None
         best_rank: tuple[bool, bool, int, int, int] | None = None
-        found = False
-        for step, c in self.candidates(q):
-            found = True
-            if best_rank is not None and step > best_rank[3] and best_rank[:3] == (False, False, 0):
-                break  # an earlier step already holds the best possible tier
-            conflict = self.taken.conflict(c.start, c.end, q.core)
-            if conflict == 3:
-                continue
-            rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
-            if best_rank is None or rank < best_rank:
-                best, best_rank = c, rank
-        return best, found
+        seen: set[tuple[int, int]] = set()
+        for whole in (True, False):
+            inside = 0
+            for step, c in self.candidates(q, whole, seen):
+                conflict = self.taken.conflict(c.start, c.end, q.core)
+                if conflict == 3:
+                    continue
+                rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = c, rank
+                if best_rank[:3] == (False, False, 0) and (step > best_rank[3] or hint is None or c.start > hint):
+                    return best, True  # nothing later in this step or in later steps can rank higher
+                inside += not c.whole
+                if inside > _MAX_INSIDE:
+                    break  # a short quote inside thousands of words: the first free ones will do
+            if best_rank is not None and best_rank[:2] == (False, False):
+                break  # a whole-word hit beats every hit inside a word
+        return best, bool(seen)
 
     # -- step 4
 
@@ -576,17 +597,13 @@ class _Aligner:
         if found is None:
             return []
         out = []
-        for _, c in sorted(self.candidates(found), key=lambda t: (t[1].start, t[0])):
+        seen: set[tuple[int, int]] = set()
+        hits = [*self.candidates(found, True, seen), *self.candidates(found, False, seen)]
+        for _, c in sorted(hits, key=lambda t: (t[1].start, t[0])):
             if (c.whole or not primary.whole) and self.taken.conflict(c.start, c.end, "") == 0:
                 self.taken.add(c.start, c.end, found.core)
                 out.append(c)
         return out
-
-
-def _span(entity: Entity, c: _Cand | None, text: str) -> Span:
-    if c is None:
-        return Span(entity, MatchKind.UNALIGNED, None, None, None, 0.0)
-    return Span(entity, c.kind, c.start, c.end, text[c.start:c.end], c.score)
 
 
 def align(text: str, entities: Sequence[Entity], options: AlignOptions = _DEFAULT_OPTIONS) -> list[Span]:
@@ -597,42 +614,32 @@ def align(text: str, entities: Sequence[Entity], options: AlignOptions = _DEFAUL
     occurrence, ordered by start.
     """
     al = _Aligner(text, options)
-    quotes = [_prepare(e.text) if e.text else None for e in entities]
+    quotes = [(i, q) for i, e in enumerate(entities) if e.text and (q := _prepare(e.text)) is not None]
     hints = [None if e.position is None else min(max(e.position, 0), len(text)) for e in entities]
     chosen: list[_Cand | None] = [None] * len(entities)
-    needs_fuzzy: list[int] = []
+    needs_fuzzy: list[tuple[int, _Quote]] = []
     # Verbatim hits are placed for every entity before any fuzzy search, so a
     # typo'd quote can never take the occurrence an exact quote needs.
-    for i, q in enumerate(quotes):
-        if q is None:
-            continue
+    for i, q in quotes:
         c, found = al.deterministic(q, hints[i])
         if c is not None:
             chosen[i] = c
             al.taken.add(c.start, c.end, q.core)
         elif not found:
-            needs_fuzzy.append(i)
-    for i in needs_fuzzy:
-        q = quotes[i]
-        assert q is not None
-        c = al.fuzzy(q, hints[i])
+            needs_fuzzy.append((i, q))
+    for i, q in needs_fuzzy:
+        chosen[i] = c = al.fuzzy(q, hints[i])
         if c is not None:
-            chosen[i] = c
             al.taken.add(c.start, c.end, q.core)
-
-    extra: list[list[_Cand]] = [[] for _ in entities]
-    if options.all_occurrences:
-        for i, c in enumerate(chosen):
-            if c is not None:
-                extra[i] = al.expand(c)
+    # Extra occurrences only after every entity has its own span.
+    extra = [al.expand(c) if c is not None and options.all_occurrences else [] for c in chosen]
 
     spans: list[Span] = []
-    for i, entity in enumerate(entities):
-        c = chosen[i]
+    for entity, c, more in zip(entities, chosen, extra, strict=True):
         if c is None:
             log.debug("unaligned entity %r (%s): no acceptable match in text", entity.text, entity.label)
-            spans.append(_span(entity, None, text))
-            continue
-        for cand in sorted([c, *extra[i]], key=lambda k: k.start):
-            spans.append(_span(entity, cand, text))
+            spans.append(Span(entity, MatchKind.UNALIGNED, None, None, None, 0.0))
+        else:
+            spans.extend(Span(entity, k.kind, k.start, k.end, text[k.start : k.end], k.score)
+                         for k in sorted([c, *more], key=lambda k: k.start))
     return spans

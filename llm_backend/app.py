@@ -7,6 +7,7 @@ the warm-up thread that `serve` starts in each worker.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -19,7 +20,9 @@ from werkzeug.exceptions import HTTPException
 from .batch import BatchRunner
 from .cache import Cache, open_cache
 from .errors import BadRequestError, LLMBackendError
+from .fetch import MediaFetcher
 from .label_config import LabelConfig, parse_label_config
+from .label_studio_api import LabelStudioClient
 from .llm import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
 from .metrics import Metrics
 from .predictor import PredictionJob, Predictor, TaskOutcome, project_id
@@ -112,7 +115,14 @@ def build_backend(
             max_retries=settings.llm_max_retries,
             retry_max_wait=settings.llm_retry_max_wait,
         )
-    predictor = Predictor(settings, prompts, client, cache, metrics)
+    label_studio = (
+        LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value())
+        if settings.ls_url and settings.label_studio_api_key else None
+    )
+    fetcher = MediaFetcher(label_studio=label_studio, label_studio_url=settings.ls_url,
+                           allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
+                           timeout=settings.media_timeout)
+    predictor = Predictor(settings, prompts, client, cache, metrics, fetcher)
     return Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache)
 
 
@@ -143,6 +153,29 @@ def create_app(
     def unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal_error", "internal error; see the backend's log")
+
+    @app.before_request
+    def authenticate() -> tuple[Response, int] | None:
+        if request.path == "/webhook":
+            # Label Studio sends webhooks without basic auth; a shared secret header protects them instead.
+            if settings.webhook_secret is not None:
+                given = request.headers.get("X-Webhook-Secret", "").encode()
+                if not hmac.compare_digest(given, settings.webhook_secret.get_secret_value().encode()):
+                    return _error(401, "unauthorized", "missing or wrong X-Webhook-Secret header")
+            return None
+        if request.method == "GET" and request.path in ("/", "/health"):
+            return None  # container and load-balancer health checks carry no credentials
+        if settings.basic_auth_user and settings.basic_auth_pass:
+            auth = request.authorization
+            user_ok = hmac.compare_digest(((auth.username or "") if auth else "").encode(),
+                                          settings.basic_auth_user.encode())
+            pass_ok = hmac.compare_digest(((auth.password or "") if auth else "").encode(),
+                                          settings.basic_auth_pass.get_secret_value().encode())
+            if not (auth and user_ok and pass_ok):
+                response, status = _error(401, "unauthorized", "basic auth required (BASIC_AUTH_USER/BASIC_AUTH_PASS)")
+                response.headers["WWW-Authenticate"] = 'Basic realm="llm-backend"'
+                return response, status
+        return None
 
     @app.after_request
     def count(response: Response) -> Response:

@@ -56,6 +56,21 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
         sys.exit(2)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A label config XML to check (controls, toName, $field).")
+def doctor(config_path: Path | None) -> None:
+    """Check settings, the model, Label Studio and a label config; print each result with its fix.
+
+    Exits 1 when any check fails."""
+    from .doctor import render, run_doctor
+
+    configure_logging("ERROR")
+    checks = run_doctor(config_path)
+    click.echo(render(checks))
+    sys.exit(1 if any(check.failed for check in checks) else 0)
+
+
 @main.group()
 def prompts() -> None:
     """Inspect and customise the prompt templates."""

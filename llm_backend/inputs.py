@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from .errors import TaskError
+from .fetch import MediaFetcher, is_reference
 from .label_config import LabelConfig, ObjectTag
 
 
@@ -54,7 +55,7 @@ def _paragraphs(value: Any, obj: ObjectTag) -> str:
     return "\n".join(lines)
 
 
-def object_text(task: dict[str, Any], obj: ObjectTag) -> str:
+def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | None = None) -> str:
     """The text an object shows for this task, or a TaskError naming the missing field."""
     data = task.get("data")
     if not isinstance(data, dict):
@@ -74,16 +75,16 @@ def object_text(task: dict[str, Any], obj: ObjectTag) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise TaskError(f"task data field \"{key}\" must be text, got {type(value).__name__}")
     text = str(value)
-    if (obj.value_type or "").lower() == "url":
-        raise TaskError(
-            f"data.{key} is a URL ({text[:200]}); fetching task media is not supported by this version"
-        )
+    if (obj.value_type or "").lower() == "url" or is_reference(text):
+        if fetcher is None:
+            raise TaskError(f"data.{key} is a URL ({text[:200]}) and media fetching is not configured")
+        text = fetcher.fetch_text(text, task.get("id"))
     if obj.tag == "hypertext":
         return readable_html(text)
     return text
 
 
-def task_texts(config: LabelConfig, task: dict[str, Any]) -> dict[str, str]:
+def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, str]:
     """{object name: text} for every object a supported control points to."""
     used = {control.to_name[0] for control in config.controls}
-    return {name: object_text(task, obj) for name, obj in config.objects.items() if name in used}
+    return {name: object_text(task, obj, fetcher) for name, obj in config.objects.items() if name in used}

@@ -158,6 +158,9 @@ def classify(exc: BaseException) -> LLMError:
         message += f": {detail}"
     if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
         return PermanentLLMError(message)
+    if "missing credentials" in message.lower() or "api_key" in message.lower():
+        # LiteLLM reports a missing key as a 500 from the provider; retrying cannot supply one.
+        return PermanentLLMError(message + " (set LLM_API_KEY, or the provider's usual variable)")
     if names & _TRANSIENT_NAMES or status in TRANSIENT_STATUS or isinstance(exc, (TimeoutError, ConnectionError)):
         return TransientLLMError(message, retry_after=parse_retry_after(getattr(exc, "litellm_response_headers", None)))
     if isinstance(status, int) and 400 <= status < 500:

@@ -14,6 +14,7 @@ from .align import AlignOptions
 from .answer import Answer, parse_answer
 from .cache import Cache
 from .errors import AnswerError, LLMBackendError, LLMError
+from .fetch import MediaFetcher
 from .inputs import task_texts
 from .label_config import LabelConfig
 from .llm import Completion, CompletionClient, LLMRequest
@@ -104,8 +105,10 @@ class Predictor:
         client: CompletionClient,
         cache: Cache,
         metrics: Metrics,
+        fetcher: MediaFetcher | None = None,
     ) -> None:
         self.settings = settings
+        self.fetcher = fetcher
         self.prompts = prompts
         self.client = client
         self.cache = cache
@@ -210,7 +213,7 @@ class Predictor:
         return outcome
 
     def _predict(self, job: PredictionJob) -> TaskOutcome:
-        texts = task_texts(job.config, job.task)
+        texts = task_texts(job.config, job.task, self.fetcher)
         request = self.build_request(job, texts)
         cached = self.cache.get(request.cache_key)
         if cached is not None:

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     label_studio_url: AnyHttpUrl | None = None
     label_studio_api_key: SecretStr | None = None
 
+    # Task media (text files, HTML, images referenced by URL)
+    allowed_media_hosts: str = ""  # comma-separated host names or *.suffix patterns besides Label Studio's
+    media_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    media_timeout: float = Field(15.0, gt=0, le=600)
+
+    # Protecting the backend itself
+    basic_auth_user: str | None = None
+    basic_auth_pass: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -74,6 +84,14 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// or rediss:// URL (leave it unset for the SQLite cache)")
         return value or None
+
+    @property
+    def media_hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.allowed_media_hosts.split(",") if h.strip())
+
+    @property
+    def ls_url(self) -> str | None:
+        return str(self.label_studio_url).rstrip("/") if self.label_studio_url else None
 
     @property
     def api_base(self) -> str | None:

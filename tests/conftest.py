@@ -185,5 +185,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.label_studio import ensure_venv, start_label_studio
 
     ensure_venv()
-    with start_label_studio(tmp_path_factory.mktemp("ls")) as ls:
+    files = tmp_path_factory.mktemp("ls-files")
+    # Local files serving gives tests real /data/local-files/?d=... URLs that need Label Studio auth.
+    extra = {"LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(files)}
+    with start_label_studio(tmp_path_factory.mktemp("ls"), extra_env=extra) as ls:
+        ls.files_root = files
         yield ls
