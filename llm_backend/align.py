@@ -376,9 +376,11 @@ def _word_re(needle: str) -> re.Pattern[str]:
 
     A superset filter: every hit is re-checked with _is_boundary.
     """
-    left = rf"(?<!{_WORD})" if re.match(_WORD, needle[:1]) else ""
+    # The literal comes first so that re can use its fast substring search; the
+    # left edge is then checked by a lookbehind spanning the needle.
     right = rf"(?!{_WORD})" if re.match(_WORD, needle[-1:]) else ""
-    return re.compile(left + re.escape(needle) + right)
+    left = rf"(?<!{_WORD}.{{{len(needle)}}})" if re.match(_WORD, needle[:1]) else ""
+    return re.compile(re.escape(needle) + right + left, re.S)
 
 
 class _Aligner:

@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     basic_auth_pass: SecretStr | None = None
     webhook_secret: SecretStr | None = None
 
+    @field_validator(
+        "llm_api_base", "llm_api_key", "llm_max_tokens", "cache_url", "label_studio_url", "label_studio_api_key",
+        "basic_auth_user", "basic_auth_pass", "webhook_secret", mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose files and shells pass unset variables as "": treat that as "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
