@@ -176,6 +176,12 @@ def plain(r: random.Random, planted: str, quote: str) -> Sample:
     return finish(r, b, [(quote, span)])
 
 
+def unplanted(sample: Sample) -> Sample:
+    """The target quote is not in the text: no span is right."""
+    sample.targets = dict.fromkeys(sample.targets)
+    return sample
+
+
 def typo(r: random.Random, s: str, edits: int) -> str:
     letters = "abcdefghijklmnopqrstuvwxyz"
     out = list(s)
@@ -255,19 +261,24 @@ def gen(r: random.Random, cls: str) -> Sample:
         return finish(r, b, [(quote, s) for s in spans])
     if cls == "hallucinated":
         # Share a word with a planted entity, like "Barack Obama" vs "Barack Street".
-        kind = r.randrange(3)
+        kind = r.randrange(4)
+        if kind == 3:
+            # A longer name containing the planted one: "John Smithson".  (Two extra
+            # letters, "John Smither", are within the typo budget and not used here.)
+            planted = person(r)
+            return unplanted(plain(r, planted, planted + r.choice(["son", "ston", " Jr", "-Jones"])))
         if kind == 0:
             first, last = person(r).split(" ")
             other = r.choice([x for x in LAST if x != last])
-            return plain(r, f"{first} {last}", f"{first} {other}")
+            return unplanted(plain(r, f"{first} {last}", f"{first} {other}"))
         if kind == 1:
             city = r.choice([c for c in CITIES if " " in c])
-            return plain(r, city, f"{city.split(' ')[0]} {r.choice(LAST)}")
+            return unplanted(plain(r, city, f"{city.split(' ')[0]} {r.choice(LAST)}"))
         company = r.choice(COMPANIES)
         fake = f"{company.split(' ')[0]} {r.choice(['Holdings', 'Partners', 'Group', 'Ventures'])}"
         if fake == company:
             fake += " International"
-        return plain(r, company, fake)
+        return unplanted(plain(r, company, fake))
     if cls == "cjk":
         kind = r.randrange(3)
         name = r.choice(CJK_NAMES if kind != 1 else CJK_COMPANIES)

@@ -355,32 +355,47 @@ class _Taken:
         return worst
 
 
-def _max_missing(n: int) -> int:
-    """How many quote characters a fuzzy span may lack.
+def _plausible(quote: str, found: str) -> bool:
+    """Reject spans the ratio alone lets through.
 
-    The ratio alone accepts "John Smith" for the quote "John Smithson" (87): a
-    span may hold characters the quote cut off (truncation), but a quote whose
-    characters are absent from the text beyond a typo or two names someone else.
+    The ratio accepts "John Smith" for "John Smithson" and "Grace Schneider was"
+    for "Grace Schneiderson": a span may hold characters the quote cut off
+    (truncation), but not lack more of the quote's characters than a typo or
+    two, and its first and last words must resemble the quote's -- a neighbouring
+    word that happens to supply a few letters is not part of the entity.
     """
-    return max(2, n // 10)
+    if len(quote) - LCSseq.similarity(quote, found) > max(2, len(quote) // 10):
+        return False
+    qw, fw = re.findall(r"\w+", quote), re.findall(r"\w+", found)
+    if not (qw and fw):
+        return bool(qw) == bool(fw)
+    return fuzz.ratio(qw[0], fw[0]) >= 50 and fuzz.ratio(qw[-1], fw[-1]) >= 50
 
 
 _LONG = 64  # quotes longer than this are costly to re-scan and often contain other entities
-_MAX_INSIDE = 200  # hits inside longer words examined per quote
-_WORD = r"[^\W\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]"  # not _NO_SPACE
+_MAX_HITS = 200
+_PIECEWISE, _PIECE = 160, 48  # longer quotes are searched for by pieces of this length
 
 
 @functools.lru_cache(maxsize=1024)
 def _word_re(needle: str) -> re.Pattern[str]:
-    """Finds needle not glued to a letter or digit on an edge where it has one.
-
-    A superset filter: every hit is re-checked with _is_boundary.
-    """
-    # The literal comes first so that re can use its fast substring search; the
-    # left edge is then checked by a lookbehind spanning the needle.
-    right = rf"(?!{_WORD})" if re.match(_WORD, needle[-1:]) else ""
-    left = rf"(?<!{_WORD}.{{{len(needle)}}})" if re.match(_WORD, needle[:1]) else ""
+    """needle where no letter or digit touches an edge that is one (a filter:
+    hits are re-checked by _is_boundary).  The literal comes first so that re
+    uses its fast substring search; the lookbehind spans the needle."""
+    right = r"(?!\w)" if needle[-1].isalnum() else ""
+    left = rf"(?<!\w.{{{len(needle)}}})" if needle[0].isalnum() else ""
     return re.compile(re.escape(needle) + right + left, re.S)
+
+
+def _occurrences(hay: str, needle: str) -> Iterator[int]:
+    """Every occurrence, but past _MAX_HITS only whole-word ones: a quote like
+    "e" or "the" must not cost a Python step per letter of the text.  (Past that
+    point a word glued to a CJK character is missed; \\w counts CJK as letters.)"""
+    for n, i in enumerate(_find_all(hay, needle)):
+        yield i
+        if n + 1 == _MAX_HITS:
+            yield from (m.start() for m in _word_re(needle).finditer(hay, i + 1))
+            return
 
 
 class _Aligner:
@@ -388,6 +403,7 @@ class _Aligner:
         self.text = text
         self.opt = options
         self.taken = _Taken()
+        self.exhausted: set[str] = set()
 
     @functools.cached_property
     def folded(self) -> str:
@@ -399,22 +415,18 @@ class _Aligner:
 
     # -- steps 1-3
 
-    def _hits(self, q: _Quote, step: int, whole: bool) -> Iterator[tuple[int, int]]:
-        """Occurrences of the quote for one step, in text order (original offsets).
-
-        With ``whole`` only those a regex sees as whole words (found at C speed,
-        so a quote like "the" does not cost one Python call per "other").
-        """
+    def _hits(self, q: _Quote, step: int) -> Iterator[tuple[int, int]]:
+        """Occurrences of the quote for one step, in text order (original offsets)."""
         if step < 2:
             hay, needles = (self.text, (q.raw,)) if step == 0 else (self.folded, (q.folded,))
         else:
             hay, needles = self.norm.text, tuple(dict.fromkeys((q.norm, q.core)))
         for needle in needles:
-            found = (m.start() for m in _word_re(needle).finditer(hay)) if whole else _find_all(hay, needle)
-            if step < 2:
-                yield from ((i, i + len(needle)) for i in found)
-            else:
-                yield from ((self.norm.orig_start(i), self.norm.orig_end(i + len(needle))) for i in found)
+            for i in _occurrences(hay, needle):
+                if step < 2:
+                    yield i, i + len(needle)
+                else:
+                    yield self.norm.orig_start(i), self.norm.orig_end(i + len(needle))
 
     def _evaluate(self, s: int, e: int, step: int, q: _Quote) -> _Cand | None:
         text = self.text
@@ -447,9 +459,10 @@ class _Aligner:
         score = fuzz.ratio(q.core, got, score_cutoff=self.opt.fuzzy_threshold)
         return _Cand(s2, e2, MatchKind.FUZZY, score, True, True) if score else None
 
-    def candidates(self, q: _Quote, whole: bool, seen: set[tuple[int, int]]) -> Iterator[tuple[int, _Cand]]:
+    def candidates(self, q: _Quote) -> Iterator[tuple[int, _Cand]]:
+        seen: set[tuple[int, int]] = set()
         for step in range(3):
-            for s, e in self._hits(q, step, whole):
+            for s, e in self._hits(q, step):
                 if (s, e) not in seen:
                     seen.add((s, e))
                     c = self._evaluate(s, e, step, q)
@@ -460,31 +473,35 @@ class _Aligner:
         """Best usable hit of steps 1-3, and whether the quote occurs at all."""
         best: _Cand | None = None
         best_rank: tuple[bool, bool, int, int, int] | None = None
-        seen: set[tuple[int, int]] = set()
-        for whole in (True, False):
-            inside = 0
-            for step, c in self.candidates(q, whole, seen):
-                conflict = self.taken.conflict(c.start, c.end, q.core)
-                if conflict == 3:
-                    continue
-                rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
-                if best_rank is None or rank < best_rank:
-                    best, best_rank = c, rank
-                if best_rank[:3] == (False, False, 0) and (step > best_rank[3] or hint is None or c.start > hint):
-                    return best, True  # nothing later in this step or in later steps can rank higher
-                inside += not c.whole
-                if inside > _MAX_INSIDE:
-                    break  # a short quote inside thousands of words: the first free ones will do
-            if best_rank is not None and best_rank[:2] == (False, False):
-                break  # a whole-word hit beats every hit inside a word
-        return best, bool(seen)
+        found = False
+        for step, c in self.candidates(q):
+            found = True
+            if (
+                best_rank is not None
+                and best_rank[:3] == (False, False, 0)
+                and (hint is None or step > best_rank[3] or c.start - hint >= best_rank[4])
+            ):
+                break  # hits come in step and text order: none of the rest can rank higher
+            conflict = self.taken.conflict(c.start, c.end, q.core)
+            if conflict == 3:
+                continue
+            rank = (not c.whole, c.widened, conflict, step, abs(c.start - hint) if hint is not None else c.start)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = c, rank
+        return best, found
 
     # -- step 4
 
     def fuzzy(self, q: _Quote, hint: int | None) -> _Cand | None:
         core, size = q.core, len(self.norm.text)
-        if len(core) < self.opt.min_fuzzy_length or not size:
+        if len(core) < self.opt.min_fuzzy_length or not size or core in self.exhausted:
             return None
+        c = self._fuzzy(core, size, hint)
+        if c is None:
+            self.exhausted.add(core)  # spans are only ever added: a repeat of this quote fails too
+        return c
+
+    def _fuzzy(self, core: str, size: int, hint: int | None) -> _Cand | None:
         if hint is not None:
             # Widen the search around the hint step by step, so the nearest
             # acceptable occurrence wins over an equally good distant one.
@@ -544,23 +561,46 @@ class _Aligner:
         # A stretch shorter than this cannot reach the threshold against the quote.
         min_len = int(len(core) * thr / (200.0 - thr)) if thr < 100 else len(core)
         segments = [(a, b) for a, b in segments if b - a >= min_len]
-        if len(core) > _LONG and len(segments) > 1:
-            # Scanning many stretches with a long quote is slow; a long quote with
-            # a few typos keeps most of its words, so a stretch must hold one.
-            words = sorted({w for w in re.findall(r"\w{4,}", core)}, key=len, reverse=True)[:8]
-            hits = sorted(i for w in words for i in _find_all(text, w))
-            segments = [(a, b) for a, b in segments if bisect_left(hits, b) > bisect_left(hits, a)]
         windows = []
         for a, b in segments:
             if b - a <= len(core):
                 windows.append((fuzz.ratio(core, text[a:b]), a, b, a, b))
-                continue
-            r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, thr - 15))
-            if r is not None:
-                windows.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
+            elif len(core) > _PIECEWISE:
+                windows.extend(self._piece_windows(core, a, b))
+            else:
+                r = fuzz.partial_ratio_alignment(core, text[a:b], score_cutoff=max(0.0, thr - 15))
+                if r is not None:
+                    windows.append((r.score, a, b, a + r.dest_start, a + r.dest_end))
         windows.sort(key=lambda t: -t[0])  # stable: equal scores stay in text order
         found = [c for w in windows[:8] if (c := self._refine(core, *w[1:])) is not None]
         return max(found, key=lambda c: c.score, default=None)
+
+    def _piece_windows(self, core: str, a: int, b: int) -> list[tuple[float, int, int, int, int]]:
+        """Windows for a long quote from where its head, middle and tail land.
+
+        partial_ratio slows down sharply with the needle's length (seconds for a
+        5,000-character quote that is nowhere); short pieces are cheap to find.
+        """
+        m, seg, thr = len(core), self.norm.text[a:b], self.opt.fuzzy_threshold
+        hits = []  # (implied start, piece offset, piece start, piece end, score)
+        for off in (0, (m - _PIECE) // 2, m - _PIECE):
+            r = fuzz.partial_ratio_alignment(core[off : off + _PIECE], seg, score_cutoff=thr)
+            if r is not None:
+                hits.append((a + r.dest_start - off, off, a + r.dest_start, a + r.dest_end, r.score))
+        hits.sort()
+        groups: list[list[tuple[int, int, int, int, float]]] = []
+        for h in hits:  # pieces that agree on where the quote starts
+            if groups and h[0] - groups[-1][-1][0] <= m // 4:
+                groups[-1].append(h)
+            else:
+                groups.append([h])
+        windows = []
+        for g in groups:
+            first, last = min(g, key=lambda h: h[1]), max(g, key=lambda h: h[1])
+            # The head piece fixes the start and the tail piece the end.
+            ds, de = first[2] - first[1], last[3] + (m - last[1] - _PIECE)
+            windows.append((sum(h[4] for h in g) / 3, a, b, ds, de))
+        return windows
 
     def _refine(self, core: str, a: int, b: int, ds: int, de: int) -> _Cand | None:
         """Re-cut a window at word boundaries near its edges; keep the best ratio.
@@ -574,6 +614,12 @@ class _Aligner:
                   if not text[p].isspace() and _is_boundary(text, p)]
         ends = [p for p in range(max(a + 1, de - w), min(b, de + w) + 1)
                 if not text[p - 1].isspace() and _is_boundary(text, p)]
+        if m > _LONG and starts and ends:
+            # Trying every start/end pair costs too much for a long quote; its
+            # edges are far apart, so each is settled against its own end of it.
+            p = min(m // 2, 32)
+            starts = [max(starts, key=lambda s: (fuzz.ratio(core[:p], text[s : s + p]), -abs(s - ds)))]
+            ends = [max(ends, key=lambda e: (fuzz.ratio(core[-p:], text[e - p : e]), -abs(e - de)))]
         best: tuple[float, int, int, int] | None = None  # (score, -drift, start, end)
         for s in starts:
             for e in ends:
@@ -581,7 +627,7 @@ class _Aligner:
                 if n <= 0 or 200.0 * min(n, m) / (n + m) < thr:
                     continue  # the length difference alone rules it out
                 score = fuzz.ratio(core, text[s:e], score_cutoff=thr)
-                if not score or m - LCSseq.similarity(core, text[s:e]) > _max_missing(m):
+                if not score or not _plausible(core, text[s:e]):
                     continue
                 key = (score, -abs(s - ds) - abs(e - de), s, e)
                 if best is None or key[:2] > best[:2]:
@@ -599,9 +645,7 @@ class _Aligner:
         if found is None:
             return []
         out = []
-        seen: set[tuple[int, int]] = set()
-        hits = [*self.candidates(found, True, seen), *self.candidates(found, False, seen)]
-        for _, c in sorted(hits, key=lambda t: (t[1].start, t[0])):
+        for _, c in sorted(self.candidates(found), key=lambda t: (t[1].start, t[0])):
             if (c.whole or not primary.whole) and self.taken.conflict(c.start, c.end, "") == 0:
                 self.taken.add(c.start, c.end, found.core)
                 out.append(c)

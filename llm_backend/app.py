@@ -27,11 +27,10 @@ from .llm import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
 from .metrics import Metrics
 from .predictor import PredictionJob, Predictor, TaskOutcome, project_id
 from .prompts import PromptLibrary
+from .redact import redact, register_secrets
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -104,6 +103,9 @@ def build_backend(
 ) -> Backend:
     """The long-lived objects without the web layer (also used by the offline commands)."""
     settings = settings or load_settings()
+    register_secrets(secret.get_secret_value() for secret in (
+        settings.llm_api_key, settings.label_studio_api_key, settings.basic_auth_pass, settings.webhook_secret,
+    ) if secret is not None)
     metrics = Metrics()
     prompts = PromptLibrary(settings.prompts_dir)
     prompts.check()  # a broken default template stops the start, with file and line
@@ -136,13 +138,14 @@ def create_app(
     settings, predictor, metrics = backend.settings, backend.predictor, backend.metrics
 
     app = Flask("llm_backend")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Werkzeug answers 413 from Content-Length alone, before reading the body.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["llm_backend"] = backend
 
     @app.errorhandler(LLMBackendError)
     def backend_error(exc: LLMBackendError) -> tuple[Response, int]:
-        return _error(exc.status if exc.status < 500 else 500, exc.code, exc.message)
+        return _error(exc.status if exc.status < 500 else 500, exc.code, redact(exc.message))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -210,6 +213,9 @@ def create_app(
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             raise BadRequestError("\"tasks\" must be a list of Label Studio task objects")
+        if len(tasks) > settings.max_tasks_per_request:
+            raise BadRequestError(f"{len(tasks)} tasks in one request is over MAX_TASKS_PER_REQUEST="
+                                  f"{settings.max_tasks_per_request}; select fewer tasks or use label-project")
         config = _config_from(backend, body, "label_config")
         project = project_id(body.get("project"))
         version = predictor.model_version(config, project)
@@ -241,6 +247,13 @@ def create_app(
     @app.get("/versions")
     def versions() -> Response:
         return jsonify({"versions": sorted(set(backend.versions.values())), "projects": backend.versions})
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        from . import __version__
+        from .openapi import openapi_spec
+
+        return jsonify(openapi_spec(__version__))
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -26,6 +26,7 @@ from .batch import BatchSummary
 from .errors import BadRequestError
 from .label_config import LabelConfig
 from .predictor import PredictionJob, TaskOutcome
+from .redact import redact
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -219,7 +220,7 @@ def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]], *, shown:
         lines.append(f"dropped {summary.dropped} invalid values and {summary.unaligned} entities not found in the text")
     for message, ids in sorted(errors.items(), key=lambda item: -len(item[1]))[:shown]:
         examples = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
-        lines.append(f"  {len(ids)} x {message[:300]} (tasks {examples})")
+        lines.append(f"  {len(ids)} x {redact(message)[:300]} (tasks {examples})")
     if len(errors) > shown:
         lines.append(f"  ... and {len(errors) - shown} other errors")
     return lines

@@ -13,13 +13,14 @@ from typing import Any
 from .align import AlignOptions
 from .answer import Answer, parse_answer
 from .cache import Cache
-from .errors import AnswerError, LLMBackendError, LLMError
+from .errors import AnswerError, LLMBackendError, LLMError, TaskError
 from .fetch import MediaFetcher
 from .inputs import task_texts
 from .label_config import LabelConfig
 from .llm import Completion, CompletionClient, LLMRequest
 from .metrics import Metrics
 from .prompts import PromptLibrary
+from .redact import redact
 from .regions import build_regions
 from .schema import json_schema
 from .settings import Settings
@@ -204,8 +205,9 @@ class Predictor:
         try:
             outcome = self._predict(job)
         except LLMBackendError as exc:
-            outcome = TaskOutcome("failed", error=exc.message, calls=getattr(exc, "attempts", 0))
-            log.warning("task %s failed: %s", job.task.get("id"), exc.message)
+            message = redact(exc.message)
+            outcome = TaskOutcome("failed", error=message, calls=getattr(exc, "attempts", 0))
+            log.warning("task %s failed: %s", job.task.get("id"), message)
         except Exception:
             log.exception("task %s failed with an unexpected error", job.task.get("id"))
             outcome = TaskOutcome("failed", error="internal error while predicting this task; see the server log")
@@ -214,6 +216,11 @@ class Predictor:
 
     def _predict(self, job: PredictionJob) -> TaskOutcome:
         texts = task_texts(job.config, job.task, self.fetcher)
+        size = sum(len(text) for text in texts.values())
+        if size > self.settings.max_task_chars:
+            # Truncating would silently drop entities and shift nothing the annotator can see: refuse instead.
+            raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
+                            "split the document or raise the limit if the model's context allows")
         request = self.build_request(job, texts)
         cached = self.cache.get(request.cache_key)
         if cached is not None:

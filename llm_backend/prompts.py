@@ -59,13 +59,21 @@ def control_context(control: Control) -> dict[str, Any]:
     return context
 
 
-def _template_location(exc: BaseException) -> str:
-    """file:line of the innermost template frame; Jinja maps template lines into tracebacks."""
+def _template_location(exc: BaseException, root: Path) -> str:
+    """file:line of the innermost template frame (Jinja maps template lines into tracebacks),
+    relative to PROMPTS_DIR so error responses do not reveal server paths."""
+
+    def shown(filename: str) -> str:
+        try:
+            return Path(filename).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return Path(filename).name
+
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"{exc.filename or exc.name}:{exc.lineno}"
+        return f"{shown(exc.filename or exc.name or '?')}:{exc.lineno}"
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename.endswith(TEMPLATE_SUFFIX):
-            return f"{frame.filename}:{frame.lineno}"
+            return f"{shown(frame.filename)}:{frame.lineno}"
     return "<template>"
 
 
@@ -146,9 +154,9 @@ class PromptLibrary:
         try:
             return env.get_template(name)
         except jinja2.TemplateNotFound as exc:
-            raise PromptError(f"prompt template {exc.name} not found in {self.root}") from None
+            raise PromptError(f"prompt template {exc.name} not found in PROMPTS_DIR") from None
         except jinja2.TemplateSyntaxError as exc:
-            raise PromptError(f"prompt template error at {_template_location(exc)}: {exc.message}") from None
+            raise PromptError(f"prompt template error at {_template_location(exc, self.root)}: {exc.message}") from None
 
     def render(self, project: str | None, name: str, context: dict[str, Any]) -> str:
         env = self._env(project)
@@ -158,7 +166,7 @@ class PromptLibrary:
         except PromptError:
             raise
         except Exception as exc:  # any failure inside a user-edited template
-            raise PromptError(f"prompt template error at {_template_location(exc)}: {exc}") from None
+            raise PromptError(f"prompt template error at {_template_location(exc, self.root)}: {exc}") from None
 
     def base_context(self, config: LabelConfig, output_mode: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {

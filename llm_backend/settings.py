@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     threads: int = Field(8, ge=1, le=256)
     predict_deadline: float = Field(80.0, gt=0, le=3600)
+    max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    max_tasks_per_request: int = Field(10_000, ge=1)
+    max_task_chars: int = Field(200_000, ge=1)  # longer inputs fail that task (see README), never truncated
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Prompts, cache
