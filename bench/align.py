@@ -406,14 +406,22 @@ def speed_table() -> bool:
     # Non-ASCII everywhere forces the slow normalisation path.
     accented = text100.replace("e", "\u00e9").replace("a", "a\u0301")
     acc_ents = [Entity(e.text.replace("e", "\u00e9"), e.label) for e in ents100]
-    long_quote = text100[50_000:50_600]
-    long_ents = [*ents100, Entity(typo(r, long_quote, 6), "LONG")]
+    start = text100.index(" ", 50_000) + 1
+    long_quote = text100[start : text100.index(" ", start + 5_000)]
+    long_ents = [*ents100, Entity(typo(r, long_quote, 25), "LONG")]
+    # Same words, different order: nowhere in the text (the costliest miss).
+    words = long_quote.split(" ")
+    r.shuffle(words)
+    missing_ents = [*ents100, Entity(" ".join(words), "MISSING")]
+    common = [Entity(w, "X") for w in ["the", "a", "e", "in", "to"] * 40]
     cases = [
         ("100 KB, 100 entities (50% typo)", text100, ents100, None, 100.0),
         ("12,000 chars, 30 entities (50% typo)", text12, ents12, None, None),
         ("100 KB, 100 entities, all_occurrences", text100, ents100, AlignOptions(all_occurrences=True), None),
         ("100 KB accented/combining text", accented, acc_ents, None, None),
-        ("100 KB + one 600-char typo'd quote", text100, long_ents, None, None),
+        ("100 KB + one 5,000-char quote, 25 typos", text100, long_ents, None, None),
+        ("100 KB + one 5,000-char quote not in text", text100, missing_ents, None, None),
+        ("100 KB, 200 very common short quotes", text100, common, None, None),
     ]
     print()
     print("Speed (median of 20 runs, time.perf_counter)")

@@ -9,13 +9,15 @@ the first step that finds it:
 2. case-insensitive -- on a case-folded copy of the text with the text's exact
    length (``ß``, ``İ`` and the like fold to one character), so offsets carry over;
 3. normalised -- NFKC, full case folding, Latin/Greek/Cyrillic accents dropped,
-   curly quotes and dashes made plain, whitespace runs (``\r\n`` included)
+   curly quotes and dashes made plain, whitespace runs (``\\r\\n`` included)
    collapsed, surrounding punctuation stripped from the quote; every normalised
    character maps back to the original characters it came from;
 4. fuzzy -- only for quotes of ``min_fuzzy_length``+ characters that steps 1-3
    found nowhere: rapidfuzz finds the best window in the normalised text, its
    edges are re-cut at word boundaries, and the span must still score
-   ``fuzz.ratio >= fuzzy_threshold`` against the quote.
+   ``fuzz.ratio >= fuzzy_threshold`` against the quote, lack no more of the
+   quote's characters than a typo or two, and start and end with words that
+   resemble the quote's first and last words.
 
 Among several hits, a whole-word hit beats one inside a longer word, a free one
 beats one overlapping another entity's span, an earlier step beats a later one;
@@ -138,8 +140,15 @@ _SLOW_RE = re.compile(
 # Everything else maps 1:1 and is handled by a single slice + translate.
 _SPECIAL_RE = re.compile(r"\s{2,}|\S?[^\x00-\x7f\s]+")
 # Scripts written without spaces: every character edge is a word edge.
-_NO_SPACE = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x2E80, 0x9FFF),
-             (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
+_NO_SPACE = (
+    (0x0E00, 0x0EFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x2E80, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFF66, 0xFF9F),
+    (0x20000, 0x3FFFF),
+)
 
 
 def _is_mark(c: str) -> bool:
@@ -209,8 +218,11 @@ class _NormMap:
             chunk = m.group()
             if chunk[0].isspace():
                 self._add(parts, " ", a, b - a, False)
-            elif (unicodedata.is_normalized("NFKC", chunk) and len(chunk.casefold()) == len(chunk)
-                  and not _SLOW_RE.search(chunk)):
+            elif (
+                unicodedata.is_normalized("NFKC", chunk)
+                and len(chunk.casefold()) == len(chunk)
+                and not _SLOW_RE.search(chunk)
+            ):
                 self._add(parts, chunk.casefold().translate(_PUNCT_TABLE), a, b - a, True)
             else:
                 i = 0
@@ -292,8 +304,11 @@ def _trim(quote: str) -> str:
             q = q[1:-1]
         elif (first in _OPEN_QUOTES or (first in _PAIRS and _PAIRS[first] not in q)) and len(q) > 1:
             q = q[1:]
-        elif (last in _CLOSE_QUOTES or (last in _OPENER and _OPENER[last] not in q)
-              or (last in _TRAILING and not (last == "." and _ABBREVIATION.search(q)))):
+        elif (
+            last in _CLOSE_QUOTES
+            or (last in _OPENER and _OPENER[last] not in q)
+            or (last in _TRAILING and not (last == "." and _ABBREVIATION.search(q)))
+        ):
             q = q[:-1]
         else:
             return q
@@ -610,10 +625,14 @@ class _Aligner:
         """
         text, m, thr = self.norm.text, len(core), self.opt.fuzzy_threshold
         w = min(max(3, m // 4 + 2), 48)
-        starts = [p for p in range(max(a, ds - w), min(b - 1, ds + w) + 1)
-                  if not text[p].isspace() and _is_boundary(text, p)]
-        ends = [p for p in range(max(a + 1, de - w), min(b, de + w) + 1)
-                if not text[p - 1].isspace() and _is_boundary(text, p)]
+        starts = [
+            p for p in range(max(a, ds - w), min(b - 1, ds + w) + 1) if not text[p].isspace() and _is_boundary(text, p)
+        ]
+        ends = [
+            p
+            for p in range(max(a + 1, de - w), min(b, de + w) + 1)
+            if not text[p - 1].isspace() and _is_boundary(text, p)
+        ]
         if m > _LONG and starts and ends:
             # Trying every start/end pair costs too much for a long quote; its
             # edges are far apart, so each is settled against its own end of it.
@@ -639,16 +658,18 @@ class _Aligner:
 
     # -- all_occurrences
 
-    def expand(self, primary: _Cand) -> list[_Cand]:
-        """Free occurrences of the matched text beyond the primary span."""
-        found = _prepare(self.text[primary.start : primary.end])
-        if found is None:
+    def expand(self, primary: _Cand, q: _Quote) -> list[_Cand]:
+        """Free occurrences of the quote (of the matched text, for a fuzzy match)."""
+        fuzzy = primary.kind is MatchKind.FUZZY
+        needle = _prepare(self.text[primary.start : primary.end]) if fuzzy else q
+        if needle is None:
             return []
         out = []
-        for _, c in sorted(self.candidates(found), key=lambda t: (t[1].start, t[0])):
+        for _, c in sorted(self.candidates(needle), key=lambda t: (t[1].start, t[0])):
             if (c.whole or not primary.whole) and self.taken.conflict(c.start, c.end, "") == 0:
-                self.taken.add(c.start, c.end, found.core)
-                out.append(c)
+                self.taken.add(c.start, c.end, q.core)
+                # A copy of a fuzzy match is as far from the quote as the match is.
+                out.append(_Cand(c.start, c.end, primary.kind, primary.score, c.whole, c.widened) if fuzzy else c)
         return out
 
 
@@ -678,7 +699,10 @@ def align(text: str, entities: Sequence[Entity], options: AlignOptions = _DEFAUL
         if c is not None:
             al.taken.add(c.start, c.end, q.core)
     # Extra occurrences only after every entity has its own span.
-    extra = [al.expand(c) if c is not None and options.all_occurrences else [] for c in chosen]
+    extra: list[list[_Cand]] = [[] for _ in entities]
+    for i, q in quotes if options.all_occurrences else ():
+        if (c := chosen[i]) is not None:
+            extra[i] = al.expand(c, q)
 
     spans: list[Span] = []
     for entity, c, more in zip(entities, chosen, extra, strict=True):
@@ -686,6 +710,8 @@ def align(text: str, entities: Sequence[Entity], options: AlignOptions = _DEFAUL
             log.debug("unaligned entity %r (%s): no acceptable match in text", entity.text, entity.label)
             spans.append(Span(entity, MatchKind.UNALIGNED, None, None, None, 0.0))
         else:
-            spans.extend(Span(entity, k.kind, k.start, k.end, text[k.start : k.end], k.score)
-                         for k in sorted([c, *more], key=lambda k: k.start))
+            spans.extend(
+                Span(entity, k.kind, k.start, k.end, text[k.start : k.end], k.score)
+                for k in sorted([c, *more], key=lambda k: k.start)
+            )
     return spans

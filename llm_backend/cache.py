@@ -57,6 +57,8 @@ class SQLiteCache:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA busy_timeout=30000")
             connection.execute("PRAGMA synchronous=NORMAL")
+            # One connection per thread: keep each page cache small so memory does not scale with THREADS.
+            connection.execute("PRAGMA cache_size=-512")
             self._local.connection = connection
             self._local.pid = os.getpid()
         return connection

@@ -10,20 +10,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from .app import Backend, build_backend
 from .batch import BatchSummary
 from .errors import LLMBackendError
 from .evaluate import EvalReport, Usage, evaluate, gold_result, task_key
 from .label_config import LabelConfig, parse_label_config
-from .offline import TaskFileError, import_task, predict_tasks, read_tasks, summary_lines, write_json
+from .label_studio_api import LabelStudioClient
+from .offline import (
+    Progress,
+    TaskFileError,
+    error_lines,
+    import_task,
+    predict_tasks,
+    read_tasks,
+    summary_lines,
+    write_json,
+)
+from .project_labeler import ProjectLabeler
 from .redact import redact
+from .report import render_text, write_html
 from .settings import Settings, load_settings
-
-if TYPE_CHECKING:  # importing the app pulls Flask and the model client in; commands do it when run
-    from .app import Backend
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED = 130
@@ -53,8 +63,6 @@ def _logging(verbose: bool, settings: Settings) -> None:
 
 
 def _backend(settings: Settings) -> Backend:
-    from .app import build_backend
-
     try:
         return build_backend(settings)
     except LLMBackendError as exc:
@@ -120,10 +128,9 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
     Writes every task with a `predictions` list, ready for Label Studio's Import. Tasks whose
     prediction failed are written without one and listed in the summary; run the same command
     again to retry them: answers already received come from the cache and cost nothing.
-    Exit code 1 when some task failed, 130 when interrupted.
-    """
-    from .offline import Progress
 
+    Exit codes: 0 done, 1 some task failed, 2 unusable input, 130 interrupted (Ctrl-C).
+    """
     settings = _settings(llm_model=model, llm_concurrency=concurrency)
     _logging(verbose, settings)
     config = _config(config_path)
@@ -131,8 +138,8 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
     backend = _backend(settings)
     with Progress(len(tasks), "predict", progress) as bar:
         run = predict_tasks(backend, config, tasks, project, progress=bar)
-    _echo_summary(run.summary, run.errors)
     click.echo(f"model_version {run.model_version}")
+    _echo_summary(run.summary, run.errors)
     if run.interrupted:
         click.echo(f"interrupted: {out_path} not written; run the same command to continue "
                    f"({len(run.finished)} finished tasks come from the cache)", err=True)
@@ -142,7 +149,8 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
     predicted = sum(outcome is not None and outcome.regions is not None for outcome in run.outcomes)
     click.echo(f"wrote {out_path}: {len(tasks)} tasks, {predicted} with a prediction")
     if predicted < len(tasks):
-        click.echo(f"{len(tasks) - predicted} tasks failed; run the same command again to retry them", err=True)
+        click.echo(f"{len(tasks) - predicted} of {len(tasks)} tasks failed; run the same command again to retry them",
+                   err=True)
         raise SystemExit(1)
 
 
@@ -166,11 +174,10 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
     prediction of the current model_version; predicts them and imports each page's predictions
     in one request. No 100-second limit applies. Safe to stop (Ctrl-C) and run again: imported
     tasks are skipped and finished answers come from the cache. Tasks that failed stay without a
-    prediction and are retried by the next run. Exit code 1 when some task failed.
-    """
-    from .label_studio_api import LabelStudioClient
-    from .project_labeler import ProjectLabeler
+    prediction and are retried by the next run.
 
+    Exit codes: 0 done, 1 some task failed, 2 unusable input or Label Studio error, 130 interrupted.
+    """
     settings = _settings(llm_model=model, llm_concurrency=concurrency)
     _logging(verbose, settings)
     if settings.label_studio_url is None or settings.label_studio_api_key is None:
@@ -194,14 +201,14 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
         click.echo("interrupted: run the same command to continue", err=True)
         raise SystemExit(INTERRUPTED)
     if result.failed:
-        click.echo(f"{result.failed} tasks failed and have no prediction; run the same command again to retry them",
-                   err=True)
+        click.echo(f"{result.failed} of {len(result.outcomes)} tasks failed and have no prediction; run the same "
+                   "command again to retry them", err=True)
         raise SystemExit(1)
 
 
 # -- eval ---------------------------------------------------------------------------------------
 
-def _chosen_predictions(path: Path, tasks: list[dict[str, Any]], annotated: list[str], version: str | None
+def _chosen_predictions(path: Path, annotated: list[str], version: str | None
                         ) -> tuple[dict[str, list[dict[str, Any]] | None], str]:
     """{task key: result} from a file of tasks with `predictions` (an export, or `predict`'s output)."""
     entries = {task_key(task, index): [p for p in task.get("predictions") or [] if isinstance(p, dict)]
@@ -261,9 +268,9 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     precision/recall/F1 and confusion matrix; Labels span precision/recall/F1 (exact and
     overlap, per label); TextArea string similarity; plus LLM calls, tokens, cost and the tasks
     that disagree most. Prints a table; --out writes an HTML report.
-    """
-    from .report import render_text, write_html
 
+    Exit codes: 0 done, 1 a control is under --min-accuracy, 2 unusable input, 130 interrupted.
+    """
     config = _config(config_path)
     tasks = _tasks(tasks_path)
     annotated = [(index, task) for index, task in enumerate(tasks) if gold_result(task) is not None]
@@ -272,7 +279,7 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     keys = [task_key(task, index) for index, task in annotated]
     usage: Usage | None = None
     if predictions_path is not None:
-        predictions, version = _chosen_predictions(predictions_path, tasks, keys, model_version)
+        predictions, version = _chosen_predictions(predictions_path, keys, model_version)
     elif model_version is not None:
         raise InputError("--model-version only applies with --predictions")
     else:
@@ -293,8 +300,6 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
 def _run_prompts(config: LabelConfig, tasks: list[dict[str, Any]], keys: list[str], project: str | None,
                  settings: Settings, progress: bool | None, verbose: bool
                  ) -> tuple[dict[str, list[dict[str, Any]] | None], str, Usage]:
-    from .offline import Progress
-
     _logging(verbose, settings)
     backend = _backend(settings)
     with Progress(len(tasks), "eval", progress) as bar:
@@ -304,7 +309,7 @@ def _run_prompts(config: LabelConfig, tasks: list[dict[str, Any]], keys: list[st
         raise SystemExit(INTERRUPTED)
     if run.errors:
         click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
-        for line in summary_lines(run.summary, run.errors)[2:]:
+        for line in error_lines(run.errors):
             click.echo(line, err=True)
     summary = run.summary
     usage = Usage(summary.calls, summary.prompt_tokens, summary.completion_tokens, summary.cost)
@@ -318,12 +323,9 @@ def _gate(report: EvalReport, min_accuracy: float | None) -> None:
         return
     below = report.below(min_accuracy)
     for control, metric, value in below:
-        shown = "undefined" if value is None else f"{value:.3f}"
-        click.echo(f"{control}: {metric} {shown} is below --min-accuracy {min_accuracy:g}", err=True)
+        click.echo(f"{control}: {metric} {value:.3f} is below --min-accuracy {min_accuracy:g}", err=True)
     if below:
         raise SystemExit(1)
 
-
-eval_command.name = "eval"
 
 commands: list[click.Command] = [predict, label_project, eval_command]

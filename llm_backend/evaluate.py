@@ -231,10 +231,18 @@ class EvalReport:
     usage: Usage | None = None
     model_version: str | None = None
 
-    def below(self, threshold: float) -> list[tuple[str, str, float | None]]:
-        """(control, metric, value) for every control whose headline metric is under `threshold`."""
-        return [(c.control, c.headline_name, c.headline) for c in self.controls
-                if c.headline is None or c.headline < threshold]
+    def below(self, threshold: float) -> list[tuple[str, str, float]]:
+        """(control, metric, value) for every control whose headline metric is under `threshold`.
+
+        A control with nothing to measure (no text, no spans, no number on either side) has no
+        headline and is not held against the threshold.
+        """
+        found = []
+        for control in self.controls:
+            value = control.headline
+            if value is not None and value < threshold:
+                found.append((control.control, control.headline_name, value))
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         controls = []
@@ -400,6 +408,12 @@ class _Evaluator:
         return float(want == got), (f"{want:g}", NONE_LABEL if got is None else f"{got:g}")
 
     def finish(self) -> list[ControlReport]:
+        for report in self.reports.values():
+            if isinstance(report, LabelsReport):
+                control = self.config.control(report.control)
+                order = {option.result_value: i for i, option in enumerate(control.options if control else ())}
+                report.per_label = dict(sorted(report.per_label.items(), key=lambda item: (
+                    order.get(item[0], len(order)), item[0])))
         for name, pairs in self.pairs.items():
             report = self.reports[name]
             if not isinstance(report, ChoicesReport) or report.multiple:

@@ -58,7 +58,7 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TaskFileError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+        raise TaskFileError(f"{name}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     except OSError as exc:
         raise TaskFileError(f"{name}: cannot be read ({exc.strerror})") from None
     if path.suffix.lower() in JSONL_SUFFIXES:
@@ -92,8 +92,12 @@ def write_json(path: Path, value: Any) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(value, file, ensure_ascii=False, indent=1)
-            file.write("\n")
+            if isinstance(value, list):
+                # One task per line: diffable and greppable, a third of the size of indented JSON.
+                file.write("[\n" + ",\n".join(json.dumps(item, ensure_ascii=False) for item in value) + "\n]\n")
+            else:
+                json.dump(value, file, ensure_ascii=False, indent=1)
+                file.write("\n")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -183,7 +187,8 @@ def predict_tasks(
 ) -> PredictionRun:
     """Predict `tasks` through the backend's runner; Ctrl-C stops it and returns what finished.
 
-    Unstarted tasks are cancelled on interruption; finished answers are already in the cache.
+    On interruption, unstarted tasks are cancelled and the calls in flight are waited for, so
+    every answer paid for is in the cache for the next run.
     """
     started = time.monotonic()
     version = backend.predictor.model_version(config, project)
@@ -203,12 +208,26 @@ def predict_tasks(
                     on_outcome(index, outcome)
     except KeyboardInterrupt:
         interrupted = True
+        # Unstarted tasks are cancelled; let the calls in flight finish so their answers reach the
+        # cache. Exiting under them would make LiteLLM fail at interpreter shutdown and retry.
+        backend.runner.shutdown()
     done = [outcome for outcome in outcomes if outcome is not None]
     return PredictionRun(version, outcomes, BatchSummary.of(done, time.monotonic() - started), interrupted, errors)
 
 
-def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]], *, shown: int = 5) -> list[str]:
-    """A human summary of a run: totals, then the most frequent errors with a few task ids each."""
+def error_lines(errors: dict[str, list[Any]], *, shown: int = 5) -> list[str]:
+    """The most frequent errors, each with how many tasks had it and a few of their ids."""
+    lines = []
+    for message, ids in sorted(errors.items(), key=lambda item: -len(item[1]))[:shown]:
+        examples = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
+        lines.append(f"  {len(ids)} x {redact(message)[:300]} (tasks {examples})")
+    if len(errors) > shown:
+        lines.append(f"  ... and {len(errors) - shown} other errors")
+    return lines
+
+
+def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]]) -> list[str]:
+    """A human summary of a run: totals, then the most frequent errors."""
     cost = f"${summary.cost:.6f}" if summary.cost is not None else "unknown (no price for this model)"
     lines = [
         f"{summary.tasks} tasks in {summary.seconds:.1f} s: {summary.ok + summary.cached} predicted "
@@ -218,9 +237,4 @@ def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]], *, shown:
     ]
     if summary.dropped or summary.unaligned:
         lines.append(f"dropped {summary.dropped} invalid values and {summary.unaligned} entities not found in the text")
-    for message, ids in sorted(errors.items(), key=lambda item: -len(item[1]))[:shown]:
-        examples = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
-        lines.append(f"  {len(ids)} x {redact(message)[:300]} (tasks {examples})")
-    if len(errors) > shown:
-        lines.append(f"  ... and {len(errors) - shown} other errors")
-    return lines
+    return lines + error_lines(errors)

@@ -103,12 +103,12 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #d8dde6; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; }
 th, td { padding: .25rem .7rem; border-bottom: 1px solid #e6e9ef; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
+th:first-child, td:first-child, .text { text-align: left; }
 th { background: #f3f5f9; }
 .metric { display: inline-block; margin: .2rem 1.4rem .2rem 0; }
 .metric b { font-size: 1.4rem; display: block; }
 .muted { color: #6a7383; }
-td.text { max-width: 420px; white-space: pre-wrap; word-break: break-word; }
+.text { max-width: 420px; white-space: pre-wrap; word-break: break-word; }
 """
 
 
@@ -117,7 +117,8 @@ def _e(value: object) -> str:
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
+    head = "".join(f"<th class=\"text\">{_e(c)}</th>" if i in text_columns else f"<th>{_e(c)}</th>"
+                   for i, c in enumerate(header))
     body = "".join(
         "<tr>" + "".join(f"<td class=\"text\">{_e(c)}</td>" if i in text_columns else f"<td>{_e(c)}</td>"
                          for i, c in enumerate(row)) + "</tr>"
@@ -137,10 +138,12 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title:
     """
     cell = 58
     shown = [label if len(label) <= 22 else label[:21] + "…" for label in labels]
-    left = 40 + 7 * max((len(label) for label in shown), default=4)
-    top = 40 + int(5.2 * max((len(label) for label in shown), default=4))
+    longest = max((len(label) for label in shown), default=4)
+    left = 40 + 7 * longest
+    top = 40 + int(5.2 * longest)
     size = cell * len(labels)
-    width, height = left + size + 20, top + size + 20
+    # Column labels lean right at 40 degrees: the last one needs room beyond the grid.
+    width, height = left + size + 20 + int(5.5 * longest), top + size + 20
     parts = [
         f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" class=\"confusion-matrix\" width=\"{width}\" "
         f"height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"system-ui, sans-serif\" "
@@ -190,6 +193,8 @@ def _choices_html(report: ChoicesReport) -> str:
     ]
     if report.matrix is not None:
         parts.append(confusion_svg(report.labels, report.matrix, f"{report.control}: confusion matrix"))
+        parts.append("<p class=\"muted\">Rows: annotated, columns: predicted; the shade is the share of the row. "
+                     "Green: agreement, red: confusion.</p>")
     return "".join(parts)
 
 

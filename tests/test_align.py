@@ -59,8 +59,13 @@ CASES: list[tuple[str, str, list[Q], list[tuple[int, int] | None], MatchKind | N
     ("typo-two-edits", "Contract with Acme Corporation signed", ["Acne Corporatoin"], [(14, 30)], MatchKind.FUZZY),
     ("typo-and-case", "Contract with ACME CORPORATION signed", ["acme corporaton"], [(14, 30)], MatchKind.FUZZY),
     ("typo-at-text-end", "Signed by Jonathan Whitaker", ["Jonathan Whitaket"], [(10, 27)], MatchKind.FUZZY),
-    ("typo-cjk-mixed", "\u8054\u7cfb\u674e\u5c0f\u660e\u548c Jonathan Whitaker \u5148\u751f",
-     ["Jonathon Whitaker"], [(7, 24)], MatchKind.FUZZY),
+    (
+        "typo-cjk-mixed",
+        "\u8054\u7cfb\u674e\u5c0f\u660e\u548c Jonathan Whitaker \u5148\u751f",
+        ["Jonathon Whitaker"],
+        [(7, 24)],
+        MatchKind.FUZZY,
+    ),
     # truncated quotes: the span covers the whole words
     ("truncated-suffix", "Contract with Wayne Enterprises signed", ["Wayne Enterpri"], [(14, 31)], MatchKind.FUZZY),
     ("truncated-prefix", "Contract with Wayne Enterprises signed", ["ayne Enterprises"], [(14, 31)], MatchKind.FUZZY),
@@ -69,10 +74,15 @@ CASES: list[tuple[str, str, list[Q], list[tuple[int, int] | None], MatchKind | N
     ("cjk", "\u8054\u7cfb\u5f20\u4e09\u5148\u751f", ["\u5f20\u4e09"], [(2, 4)], MatchKind.EXACT),
     ("cjk-fullwidth-latin", "\u6211\u5728\uff29\uff22\uff2d\u5de5\u4f5c", ["IBM"], [(2, 5)], MatchKind.NORMALISED),
     ("cjk-brackets-in-quote", "\u8054\u7cfb\u5f20\u4e09\u5148\u751f", ["\u300c\u5f20\u4e09\u300d"], [(2, 4)], None),
-    ("emoji-before", "\U0001F600\U0001F44D\U0001F3FD John Smith said", ["John Smith"], [(4, 14)], MatchKind.EXACT),
-    ("emoji-zwj-before", "\U0001F468\u200d\U0001F469\u200d\U0001F467 Ann Lee", ["ann lee"], [(6, 13)], None),
-    ("emoji-flag-before-typo", "\U0001F1EB\U0001F1F7 Acme Corporation",
-     ["Acme Corporaton"], [(3, 19)], MatchKind.FUZZY),
+    ("emoji-before", "\U0001f600\U0001f44d\U0001f3fd John Smith said", ["John Smith"], [(4, 14)], MatchKind.EXACT),
+    ("emoji-zwj-before", "\U0001f468\u200d\U0001f469\u200d\U0001f467 Ann Lee", ["ann lee"], [(6, 13)], None),
+    (
+        "emoji-flag-before-typo",
+        "\U0001f1eb\U0001f1f7 Acme Corporation",
+        ["Acme Corporaton"],
+        [(3, 19)],
+        MatchKind.FUZZY,
+    ),
     ("combining-decomposed-text", "Visit Cafe\u0301 Luna", ["Caf\u00e9 Luna"], [(6, 16)], MatchKind.NORMALISED),
     ("combining-accentless-quote", "Jos\u00e9 Garc\u00eda won", ["Jose Garcia"], [(0, 11)], MatchKind.NORMALISED),
     ("combining-never-split", "Cafe\u0301 opens", ["Cafe"], [(0, 5)], MatchKind.NORMALISED),
@@ -99,18 +109,33 @@ CASES: list[tuple[str, str, list[Q], list[tuple[int, int] | None], MatchKind | N
     ("repeat-kth", "Paris, then Paris, then Paris", ["Paris", "Paris", "Paris"], [(0, 5), (12, 17), (24, 29)], None),
     ("repeat-too-many", "Paris and Paris", ["Paris", "Paris", "Paris"], [(0, 5), (10, 15), None], None),
     ("repeat-same-quote-other-case", "America", ["America", "america"], [(0, 7), None], None),
-    ("repeat-typo", "Acme Corporation and Acme Corporation", ["Acme Corporaton", "Acme Corporaton"],
-     [(0, 16), (21, 37)], None),
+    (
+        "repeat-typo",
+        "Acme Corporation and Acme Corporation",
+        ["Acme Corporaton", "Acme Corporaton"],
+        [(0, 16), (21, 37)],
+        None,
+    ),
     ("hint-nearest", "Paris, then Paris, then Paris", [("Paris", 20)], [(24, 29)], None),
     ("hint-then-kth", "Paris, then Paris, then Paris", [("Paris", 26), "Paris"], [(24, 29), (0, 5)], None),
     ("hint-out-of-range", "Paris and Paris", [("Paris", 10_000)], [(10, 15)], None),
     ("hint-fuzzy", "Acme Corporation and Acme Corporation", [("Acme Corporaton", 30)], [(21, 37)], None),
     ("exact-not-stolen-by-typo", "John Smith spoke", ["Jonh Smith", "John Smith"], [None, (0, 10)], None),
-    ("typo-takes-free-occurrence", "John Smith and John Smith", ["John Smith", "Jonh Smith"],
-     [(0, 10), (15, 25)], None),
+    (
+        "typo-takes-free-occurrence",
+        "John Smith and John Smith",
+        ["John Smith", "Jonh Smith"],
+        [(0, 10), (15, 25)],
+        None,
+    ),
     ("nested-different-quotes", "Bank of America", ["Bank of America", "America"], [(0, 15), (8, 15)], None),
-    ("nested-prefers-free", "Bank of America opened in America", ["Bank of America", "America"],
-     [(0, 15), (26, 33)], None),
+    (
+        "nested-prefers-free",
+        "Bank of America opened in America",
+        ["Bank of America", "America"],
+        [(0, 15), (26, 33)],
+        None,
+    ),
     # hallucinations and look-alikes stay unaligned
     ("hallucinated-barack", "We walked down Barack Street.", ["Barack Obama"], [None], None),
     ("hallucinated-longer-name", "John Smith spoke.", ["John Smithson"], [None], None),
@@ -142,8 +167,9 @@ ALL_CASES: list[tuple[str, str, list[str], list[tuple[int, int] | None], list[in
 ]
 
 
-@pytest.mark.parametrize(("text", "quotes", "expected", "owners"), [c[1:] for c in ALL_CASES],
-                         ids=[c[0] for c in ALL_CASES])
+@pytest.mark.parametrize(
+    ("text", "quotes", "expected", "owners"), [c[1:] for c in ALL_CASES], ids=[c[0] for c in ALL_CASES]
+)
 def test_all_occurrences(
     text: str, quotes: list[str], expected: list[tuple[int, int] | None], owners: list[int]
 ) -> None:
@@ -154,6 +180,15 @@ def test_all_occurrences(
     for span in aligned_spans(spans):
         assert span.start is not None and span.end is not None
         assert text[span.start : span.end] == span.text
+
+
+def test_all_occurrences_kinds_are_relative_to_the_quote() -> None:
+    options = AlignOptions(all_occurrences=True)
+    spans = align("Acme Corporation, then acme corporation", [Entity("Acme Corporaton", "ORG")], options)
+    assert [s.kind for s in spans] == [MatchKind.FUZZY, MatchKind.FUZZY]
+    assert spans[0].score == spans[1].score < 100.0
+    spans = align("apple and Apple and APPLE", [Entity("Apple", "ORG")], options)
+    assert [s.kind for s in spans] == [MatchKind.CASE_INSENSITIVE, MatchKind.EXACT, MatchKind.CASE_INSENSITIVE]
 
 
 def test_no_span_handed_out_twice() -> None:
@@ -179,8 +214,11 @@ def test_scores_and_helpers() -> None:
     assert fuzzy.kind is MatchKind.FUZZY and 85.0 <= fuzzy.score < 100.0
 
 
-@pytest.mark.parametrize("kwargs", [{"fuzzy_threshold": 101}, {"fuzzy_threshold": -1}, {"min_fuzzy_length": 0}],
-                         ids=["threshold-high", "threshold-low", "min-length"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"fuzzy_threshold": 101}, {"fuzzy_threshold": -1}, {"min_fuzzy_length": 0}],
+    ids=["threshold-high", "threshold-low", "min-length"],
+)
 def test_options_validation(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AlignOptions(**kwargs)  # type: ignore[arg-type]
@@ -191,21 +229,68 @@ def test_long_text_many_entities() -> None:
     unit = "The board of Globex Industries met in Buenos Aires. Analysts expected growth. "
     text = unit * 400
     spans = run(text, ["Globex Industries"] * 3 + ["Bunos Aires"] + [("Globex Industries", len(text) - 40)])
-    assert offsets(spans) == [(13, 30), (13 + len(unit), 30 + len(unit)), (13 + 2 * len(unit), 30 + 2 * len(unit)),
-                              (38, 50), (13 + 399 * len(unit), 30 + 399 * len(unit))]
+    assert offsets(spans) == [
+        (13, 30),
+        (13 + len(unit), 30 + len(unit)),
+        (13 + 2 * len(unit), 30 + 2 * len(unit)),
+        (38, 50),
+        (13 + 399 * len(unit), 30 + 399 * len(unit)),
+    ]
 
 
 # --------------------------------------------------------------------------- planted spans
 
 FIRST = ["Olivia", "Hiroshi", "Fatima", "Dmitri", "Ingrid", "Kwame", "Beatrice", "Rafael", "Margaret"]
-LAST = ["Nakamura", "Johansson", "Kowalski", "Castellano", "Fitzgerald", "Lindqvist", "Villanueva",
-        "Whitaker", "Barrington"]
-ORGS = ["Globex Industries", "Initech Systems", "Umbrella Holdings", "Cyberdyne Robotics",
-        "Northwind Traders", "Aperture Laboratories", "O\u2019Reilly Media", "Smith\u2013Jones Partners"]
-FILLER = ["the", "report", "said", "that", "during", "meeting", "yesterday", "with", "officials", "from", "about",
-          "plan", "was", "announced", "after", "quarterly", "results", "office", "near", "market", "shares", "rose",
-          "while", "analysts", "expected", "growth"]
-SEPARATORS = [" ", " ", " ", "\n", "\r\n", " \U0001F600 ", " \u4e2d\u6587 ", " e\u0301te\u0301 "]
+LAST = [
+    "Nakamura",
+    "Johansson",
+    "Kowalski",
+    "Castellano",
+    "Fitzgerald",
+    "Lindqvist",
+    "Villanueva",
+    "Whitaker",
+    "Barrington",
+]
+ORGS = [
+    "Globex Industries",
+    "Initech Systems",
+    "Umbrella Holdings",
+    "Cyberdyne Robotics",
+    "Northwind Traders",
+    "Aperture Laboratories",
+    "O\u2019Reilly Media",
+    "Smith\u2013Jones Partners",
+]
+FILLER = [
+    "the",
+    "report",
+    "said",
+    "that",
+    "during",
+    "meeting",
+    "yesterday",
+    "with",
+    "officials",
+    "from",
+    "about",
+    "plan",
+    "was",
+    "announced",
+    "after",
+    "quarterly",
+    "results",
+    "office",
+    "near",
+    "market",
+    "shares",
+    "rose",
+    "while",
+    "analysts",
+    "expected",
+    "growth",
+]
+SEPARATORS = [" ", " ", " ", "\n", "\r\n", " \U0001f600 ", " \u4e2d\u6587 ", " e\u0301te\u0301 "]
 
 
 def perturb(r: random.Random, entity: str, how: str) -> str:
@@ -251,3 +336,43 @@ def test_planted_spans(seed: int) -> None:
     r.shuffle(order)  # models do not list entities in text order
     spans = run(text, [quotes[i] for i in order])
     assert offsets(spans) == [planted[i] for i in order], [quotes[i] for i in order]
+
+
+# --------------------------------------------------------------------------- long and common quotes
+
+
+def substitute(text: str, positions: list[int]) -> str:
+    """Replace the letters at the given positions by another letter (typos)."""
+    out = list(text)
+    for p in positions:
+        assert out[p].isalpha()
+        out[p] = "q" if out[p].lower() != "q" else "z"
+    return "".join(out)
+
+
+@pytest.mark.parametrize("length", [40, 100, 300, 1200], ids=["short", "medium", "pieces", "long"])
+def test_long_quotes_with_typos(length: int) -> None:
+    r = random.Random(length)
+    vocabulary = FILLER + FIRST + LAST
+    text = " ".join(r.choice(vocabulary) for _ in range(2000))
+    start = text.index(" ", 5000) + 1
+    end = text.index(" ", start + length)
+    n_typos = max(1, length // 100)
+    letters = [i for i in range(start + 2, end - 2) if text[i].isalpha()]
+    quote = substitute(text[start:end], [p - start for p in r.sample(letters, n_typos)])
+    assert offsets(run(text, [quote])) == [(start, end)]
+    # The same words in another order are not the quote.
+    words = text[start:end].split(" ")
+    r.shuffle(words)
+    assert offsets(run(text, [" ".join(words)])) == [None]
+
+
+def test_neighbouring_word_does_not_complete_a_longer_name() -> None:
+    # "Grace Schneider was" scores 86 against "Grace Schneiderson" on characters.
+    assert offsets(run("Then Grace Schneider was promoted.", ["Grace Schneiderson"])) == [None]
+
+
+def test_very_common_quote_still_finds_the_whole_word() -> None:
+    text = "annual " * 300 + "by Ann."
+    assert offsets(run(text, ["Ann"])) == [(len(text) - 4, len(text) - 1)]
+    assert offsets(run(text, ["ann", "ann"])) == [(len(text) - 4, len(text) - 1), (0, 3)]

@@ -100,6 +100,7 @@ def test_secrets_never_leave_the_process(make_client: Any, llm: FakeLLMServer,
     secrets = {"llm_api_key": "sk-live-SECRET-4242", "label_studio_api_key": "ls-token-SECRET-777",
                "basic_auth_pass": "pass-SECRET-99", "webhook_secret": "hook-SECRET-55"}
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="llm_backend")
     # A hostile (or careless) provider that echoes the key in its error message.
     llm.set_default(Reply(status=401, error_message="Incorrect API key provided: sk-live-SECRET-4242"))
     client = make_client(basic_auth_user="ls", **secrets)
