@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .batch import BatchRunner
 from .cache import Cache, open_cache
 from .errors import BadRequestError, LLMBackendError
+from .examples import ExampleStore, open_example_store
 from .fetch import MediaFetcher
 from .label_config import LabelConfig, parse_label_config
 from .label_studio_api import LabelStudioClient
@@ -29,6 +30,7 @@ from .predictor import PredictionJob, Predictor, TaskOutcome, project_id
 from .prompts import PromptLibrary
 from .redact import redact, register_secrets
 from .settings import Settings, load_settings
+from .webhooks import EventHandler
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,24 @@ class Backend:
     metrics: Metrics
     prompts: PromptLibrary
     cache: Cache
+    examples: ExampleStore
+    events: EventHandler | None = None
     started: float = field(default_factory=time.time)
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     project_configs: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # project -> latest model_version
+
+    def evaluate_project(self, project: str, xml: str | None) -> None:
+        """The "Train" button: score the prompts on the annotated examples, with and without few-shot."""
+        xml = xml or self.project_configs.get(project)
+        if xml is None:
+            log.info("project %s: no label config known; evaluation skipped", project)
+            return
+        from .training import evaluate_snapshot
+
+        report = evaluate_snapshot(self, parse_label_config(xml), project)
+        self.evaluations[project] = report
+        log.info("project %s evaluation: %s", project, report.get("summary"))
 
     def warm_up(self) -> threading.Thread:
         """Import LiteLLM in the background so the first prediction does not pay for it."""
@@ -124,8 +141,13 @@ def build_backend(
     fetcher = MediaFetcher(label_studio=label_studio, label_studio_url=settings.ls_url,
                            allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                            timeout=settings.media_timeout)
-    predictor = Predictor(settings, prompts, client, cache, metrics, fetcher)
-    return Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache)
+    examples = open_example_store(settings.cache_dir, settings.cache_url)
+    predictor = Predictor(settings, prompts, client, cache, metrics, fetcher, examples)
+    backend = Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache,
+                      examples)
+    backend.events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every,
+                                  on_training=backend.evaluate_project)
+    return backend
 
 
 def create_app(
@@ -238,15 +260,29 @@ def create_app(
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
-        # Label Studio gives webhooks 1 s: acknowledge at once.
+        # Label Studio gives webhooks 1 s: acknowledge at once, work in the background.
         body = request.get_json(silent=True, force=True)
         action = body.get("action") if isinstance(body, dict) else None
         log.debug("webhook %s", action)
+        if isinstance(body, dict) and backend.events is not None:
+            backend.events.submit(body)
         return jsonify({"status": "ok", "action": action}), 200
 
     @app.get("/versions")
     def versions() -> Response:
-        return jsonify({"versions": sorted(set(backend.versions.values())), "projects": backend.versions})
+        snapshots = {
+            project: [snapshot.summary() for snapshot in backend.examples.snapshots(project)]
+            for project in sorted(backend.versions)
+        }
+        return jsonify({"versions": sorted(set(backend.versions.values())), "projects": backend.versions,
+                        "snapshots": snapshots})
+
+    @app.get("/evaluation")
+    def evaluation() -> Response:
+        project = request.args.get("project")
+        if project:
+            return jsonify(backend.evaluations.get(project, {}))
+        return jsonify(backend.evaluations)
 
     @app.get("/openapi.json")
     def openapi() -> Response:

@@ -36,19 +36,17 @@ class NullCache:
         return "off"
 
 
-class SQLiteCache:
-    """One connection per thread; WAL lets several processes read while one writes."""
+class SQLiteFile:
+    """A SQLite file shared by threads and processes: one connection per thread, WAL journal."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *schema: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS responses"
-                " (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-            )
+        db = self._connect()
+        db.execute("PRAGMA journal_mode=WAL")
+        for statement in schema:
+            db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -62,6 +60,12 @@ class SQLiteCache:
             self._local.connection = connection
             self._local.pid = os.getpid()
         return connection
+
+
+class SQLiteCache(SQLiteFile):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS responses"
+                               " (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:

@@ -17,13 +17,14 @@ import click
 from .app import Backend, build_backend
 from .batch import BatchSummary
 from .errors import LLMBackendError
-from .evaluate import EvalReport, Usage, evaluate, gold_result, task_key
+from .evaluate import EvalReport, evaluate, gold_result, task_key
 from .label_config import LabelConfig, parse_label_config
 from .label_studio_api import LabelStudioClient
 from .offline import (
     Progress,
     TaskFileError,
     error_lines,
+    evaluate_tasks,
     import_task,
     predict_tasks,
     read_tasks,
@@ -54,6 +55,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _logging(verbose: bool, settings: Settings) -> None:
+    if logging.getLogger().handlers:
+        return  # whoever runs the command in-process (a test runner, a script) owns logging
     # Failed tasks are grouped in the summary; one log line each would bury the progress bar.
     level = settings.log_level if verbose else "ERROR"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -273,20 +276,27 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     """
     config = _config(config_path)
     tasks = _tasks(tasks_path)
-    annotated = [(index, task) for index, task in enumerate(tasks) if gold_result(task) is not None]
+    annotated = [task_key(task, index) for index, task in enumerate(tasks) if gold_result(task) is not None]
     if not annotated:
         raise InputError(f"{tasks_path}: no task has an annotation that was not cancelled")
-    keys = [task_key(task, index) for index, task in annotated]
-    usage: Usage | None = None
     if predictions_path is not None:
-        predictions, version = _chosen_predictions(predictions_path, keys, model_version)
+        predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
+        report = evaluate(config, tasks, predictions, model_version=version, worst=worst)
     elif model_version is not None:
         raise InputError("--model-version only applies with --predictions")
     else:
-        predictions, version, usage = _run_prompts(config, [task for _, task in annotated], keys, project,
-                                                   _settings(llm_model=model, llm_concurrency=concurrency),
-                                                   progress, verbose)
-    report = evaluate(config, tasks, predictions, usage=usage, model_version=version, worst=worst)
+        settings = _settings(llm_model=model, llm_concurrency=concurrency)
+        _logging(verbose, settings)
+        backend = _backend(settings)
+        with Progress(len(annotated), "eval", progress) as bar:
+            report, run = evaluate_tasks(backend, config, tasks, project, progress=bar, worst=worst)
+        if run.interrupted:
+            click.echo("interrupted: run the same command to continue; finished tasks come from the cache", err=True)
+            raise SystemExit(INTERRUPTED)
+        if run.errors:
+            click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
+            for line in error_lines(run.errors):
+                click.echo(line, err=True)
     click.echo(render_text(report))
     if out_path is not None:
         write_html(report, out_path, f"Evaluation of {config_path.name} on {tasks_path.name}")
@@ -295,27 +305,6 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
         write_json(json_path, report.to_dict())
         click.echo(f"wrote {json_path}")
     _gate(report, min_accuracy)
-
-
-def _run_prompts(config: LabelConfig, tasks: list[dict[str, Any]], keys: list[str], project: str | None,
-                 settings: Settings, progress: bool | None, verbose: bool
-                 ) -> tuple[dict[str, list[dict[str, Any]] | None], str, Usage]:
-    _logging(verbose, settings)
-    backend = _backend(settings)
-    with Progress(len(tasks), "eval", progress) as bar:
-        run = predict_tasks(backend, config, tasks, project, progress=bar)
-    if run.interrupted:
-        click.echo("interrupted: run the same command to continue; finished tasks come from the cache", err=True)
-        raise SystemExit(INTERRUPTED)
-    if run.errors:
-        click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
-        for line in error_lines(run.errors):
-            click.echo(line, err=True)
-    summary = run.summary
-    usage = Usage(summary.calls, summary.prompt_tokens, summary.completion_tokens, summary.cost)
-    predictions = {key: outcome.regions if outcome is not None else None
-                   for key, outcome in zip(keys, run.outcomes, strict=True)}
-    return predictions, run.model_version, usage
 
 
 def _gate(report: EvalReport, min_accuracy: float | None) -> None:

@@ -1,8 +1,8 @@
 """Offline prediction: task files in, Label Studio's import format out, with a progress bar.
 
 Shared by the `predict`, `eval` and `label-project` commands and by anything else that holds a
-`Backend` (the training webhook): `predict_tasks` runs a list of tasks through the service's own
-runner, so concurrency, retries and the response cache behave exactly as in `/predict`, and a
+`Backend` (the training webhook: `evaluate_tasks`): `predict_tasks` runs a list of tasks through
+the service's own runner, so concurrency, retries and the response cache behave exactly as in `/predict`, and a
 re-run after an interruption or failure only pays for the tasks that have no cached answer.
 """
 
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .app import Backend
 from .batch import BatchSummary
 from .errors import BadRequestError
+from .evaluate import EvalReport, Usage, evaluate, gold_result, task_key
 from .label_config import LabelConfig
 from .predictor import PredictionJob, TaskOutcome
 from .redact import redact
@@ -213,6 +214,29 @@ def predict_tasks(
         backend.runner.shutdown()
     done = [outcome for outcome in outcomes if outcome is not None]
     return PredictionRun(version, outcomes, BatchSummary.of(done, time.monotonic() - started), interrupted, errors)
+
+
+def evaluate_tasks(
+    backend: Backend,
+    config: LabelConfig,
+    tasks: list[dict[str, Any]],
+    project: str | None = None,
+    *,
+    progress: Progress | None = None,
+    worst: int = 10,
+) -> tuple[EvalReport, PredictionRun]:
+    """Run the current prompts on the annotated `tasks` and score them against the annotations.
+
+    Only tasks with a usable annotation are predicted; the report counts the others as skipped.
+    If the run was interrupted, unfinished tasks count as failed: check `run.interrupted`.
+    """
+    annotated = [(index, task) for index, task in enumerate(tasks) if gold_result(task) is not None]
+    run = predict_tasks(backend, config, [task for _, task in annotated], project, progress=progress)
+    predictions = {task_key(task, index): outcome.regions if outcome is not None else None
+                   for (index, task), outcome in zip(annotated, run.outcomes, strict=True)}
+    summary = run.summary
+    usage = Usage(summary.calls, summary.prompt_tokens, summary.completion_tokens, summary.cost)
+    return evaluate(config, tasks, predictions, usage=usage, model_version=run.model_version, worst=worst), run
 
 
 def error_lines(errors: dict[str, list[Any]], *, shown: int = 5) -> list[str]:

@@ -14,6 +14,7 @@ from .align import AlignOptions
 from .answer import Answer, parse_answer
 from .cache import Cache
 from .errors import AnswerError, LLMBackendError, LLMError, TaskError
+from .examples import ExampleStore, Snapshot, select_examples
 from .fetch import MediaFetcher
 from .inputs import task_texts
 from .label_config import LabelConfig
@@ -76,6 +77,7 @@ class PredictionJob:
     instruction: str | None = None
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
 
 
 def project_id(raw: object) -> str | None:
@@ -107,9 +109,11 @@ class Predictor:
         cache: Cache,
         metrics: Metrics,
         fetcher: MediaFetcher | None = None,
+        examples: ExampleStore | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
+        self.examples = examples
         self.prompts = prompts
         self.client = client
         self.cache = cache
@@ -130,10 +134,29 @@ class Predictor:
             "config": config.fingerprint,
             "prompts": self.prompts.fingerprint(project),
             "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
+            "examples": self._snapshot_id(project),
         }
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1])[:40] or "model"
         return f"{slug}-{digest}"
+
+    def _snapshot(self, project: str | None) -> Snapshot | None:
+        if self.examples is None or project is None or self.settings.fewshot_k == 0:
+            return None
+        return self.examples.latest(project)
+
+    def _snapshot_id(self, project: str | None) -> str | None:
+        snapshot = self._snapshot(project)
+        return snapshot.id if snapshot else None
+
+    def _examples_for(self, job: PredictionJob, texts: dict[str, str]) -> list[dict[str, str]]:
+        snapshot = self._snapshot(job.project) if job.fewshot else None
+        if snapshot is None:
+            return []
+        chosen = select_examples(snapshot.examples, "\n".join(texts.values()), k=self.settings.fewshot_k,
+                                 budget_tokens=self.settings.fewshot_max_tokens,
+                                 exclude_task=str(job.task.get("id")) if job.task.get("id") is not None else None)
+        return [{"text": example.text, "answer": example.answer_json} for example in chosen]
 
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
         mode = self.settings.llm_output_mode
@@ -154,6 +177,7 @@ class Predictor:
                 for name, text in texts.items()
             ],
             instruction=job.instruction,
+            examples=self._examples_for(job, texts),
         )
         messages = self.prompts.messages(job.project, context)
         return LLMRequest(

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     cache_url: str | None = None
     cache_enabled: bool = True
 
+    # Few-shot examples from annotations
+    fewshot_k: int = Field(3, ge=0, le=50)  # 0 turns few-shot examples off
+    fewshot_max_tokens: int = Field(1500, ge=0)
+    fewshot_snapshot_every: int = Field(0, ge=0)  # also snapshot after this many new annotations (0: only on Train)
+
     # NER alignment
     align_fuzzy_threshold: float = Field(85.0, ge=50, le=100)
     ner_all_occurrences: bool = False

@@ -45,9 +45,11 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner, Result
 
+from llm_backend.app import build_backend
 from llm_backend.cli import main
 from llm_backend.evaluate import ChoicesReport, LabelsReport, TextReport, evaluate, task_key
 from llm_backend.label_config import parse_label_config
+from llm_backend.offline import evaluate_tasks
 from llm_backend.report import render_html
 from llm_backend.settings import Settings
 from tests.conftest import ALL_CONTROLS_CONFIG, FIXTURES
@@ -295,3 +297,18 @@ def test_rating_number_taxonomy_and_multiple_choices() -> None:
     assert isinstance(topics, ChoicesReport) and topics.accuracy == 0.5 and topics.classes["POL"].recall == 0.0
     assert by_name["sentiment"].headline == 1.0  # neither side chose anything
     assert [w.task for w in report.worst] == ["2", "1"]
+
+
+def test_evaluate_tasks_runs_only_annotated_tasks_through_a_backend(
+    llm: FakeLLMServer, make_settings: Callable[..., Settings]
+) -> None:
+    for marker, label in PREDICTED.items():
+        llm.add_rule(marker, Reply(json={"sentiment": label}))
+    backend = build_backend(make_settings())
+    config = parse_label_config(SENTIMENT_XML.read_text())
+    report, run = evaluate_tasks(backend, config, load(SENTIMENT), "3")
+    assert not run.interrupted and len(run.outcomes) == 6 and llm.calls == 6
+    assert report.model_version == run.model_version == backend.predictor.model_version(config, "3")
+    [choices] = report.controls
+    assert isinstance(choices, ChoicesReport) and choices.matrix == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert report.usage is not None and report.usage.calls == 6 and report.usage.prompt_tokens > 0
