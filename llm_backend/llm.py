@@ -9,6 +9,7 @@ back off exponentially with jitter, and are capped.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -51,6 +52,7 @@ class LLMRequest:
     temperature: float = 0.0
     max_tokens: int | None = None
     api_base: str | None = None
+    logprobs: bool = False
 
     @property
     def cache_key(self) -> str:
@@ -58,15 +60,14 @@ class LLMRequest:
             {
                 "model": self.model, "api_base": self.api_base, "messages": self.messages,
                 "response_format": self.response_format, "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
+                "max_tokens": self.max_tokens, "logprobs": self.logprobs,
             },
             sort_keys=True, ensure_ascii=False, separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def followed_by(self, *messages: dict[str, str]) -> LLMRequest:
-        return LLMRequest(self.model, (*self.messages, *messages), self.response_format,
-                          self.temperature, self.max_tokens, self.api_base)
+        return dataclasses.replace(self, messages=(*self.messages, *messages))
 
 
 @dataclass
@@ -210,6 +211,8 @@ class LiteLLMClient:
             kwargs["response_format"] = request.response_format
         if request.max_tokens:
             kwargs["max_tokens"] = request.max_tokens
+        if request.logprobs:
+            kwargs["logprobs"] = True
         if request.api_base:
             kwargs["api_base"] = request.api_base
         if self.api_key:

@@ -1,9 +1,9 @@
 """Offline prediction: task files in, Label Studio's import format out, with a progress bar.
 
 Shared by the `predict`, `eval` and `label-project` commands and by anything else that holds a
-`Backend` (the training webhook: `evaluate_tasks`): `predict_tasks` runs a list of tasks through
-the service's own runner, so concurrency, retries and the response cache behave exactly as in `/predict`, and a
-re-run after an interruption or failure only pays for the tasks that have no cached answer.
+`Backend` (the training webhook: `evaluate_tasks`). `predict_tasks` runs a list of tasks through
+the service's own runner, so concurrency, retries and the response cache behave exactly as in
+`/predict`, and a re-run after an interruption or failure only pays for tasks with no cached answer.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +23,14 @@ from .prompts import PromptLibrary
 from .redact import redact
 from .regions import build_regions
 from .schema import json_schema
+from .scores import control_scores
 from .settings import Settings
 from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
+
+
+LOGPROB_PROVIDERS = ("openai/", "hosted_vllm/", "azure/", "gpt-")
 
 
 @dataclass
@@ -86,14 +89,6 @@ def project_id(raw: object) -> str | None:
         return None
     text = str(raw).split(".", 1)[0].strip()
     return text if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) else None
-
-
-def score_from_logprobs(logprobs: list[dict[str, Any]] | None) -> float | None:
-    """Geometric-mean token probability of the answer: 1.0 = the model never hesitated."""
-    values = [item.get("logprob") for item in logprobs or [] if isinstance(item.get("logprob"), (int, float))]
-    if not values:
-        return None
-    return round(math.exp(sum(values) / len(values)), 4)
 
 
 def _add(a: float | None, b: float | None) -> float | None:
@@ -158,6 +153,13 @@ class Predictor:
                                  exclude_task=str(job.task.get("id")) if job.task.get("id") is not None else None)
         return [{"text": example.text, "answer": example.answer_json} for example in chosen]
 
+    def _wants_logprobs(self, model: str) -> bool:
+        mode = self.settings.llm_logprobs
+        if mode != "auto":
+            return mode == "on"
+        # Providers known to return token log-probabilities; asking others may be refused outright.
+        return model.startswith(LOGPROB_PROVIDERS)
+
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
         mode = self.settings.llm_output_mode
         if mode == "schema":
@@ -187,6 +189,7 @@ class Predictor:
             temperature=self.settings.llm_temperature,
             max_tokens=self.settings.llm_max_tokens,
             api_base=self.settings.api_base,
+            logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
         )
 
     def _exchange(self, job: PredictionJob, request: LLMRequest) -> _Exchange:
@@ -263,11 +266,13 @@ class Predictor:
 
     def _outcome(self, status: str, job: PredictionJob, texts: dict[str, str], answer: Answer,
                  completion: Completion) -> TaskOutcome:
-        report = build_regions(job.config, answer.values, texts, self.align_options)
+        scores = control_scores(job.config, completion.content, completion.logprobs)
+        report = build_regions(job.config, answer.values, texts, self.align_options, scores)
+        region_scores = [r["score"] for r in report.regions if r.get("score") is not None]
         return TaskOutcome(
             status,
             regions=report.regions,
-            score=score_from_logprobs(completion.logprobs),
+            score=min(region_scores) if region_scores else None,
             dropped=len(answer.dropped),
             unaligned=len(report.unaligned),
         )

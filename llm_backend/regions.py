@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .align import AlignOptions, Entity, MatchKind, Span, align
+from .align import AlignOptions, Entity, Span, align
 from .label_config import Control, ControlKind, LabelConfig
 from .schema import EntityAnswer
 
@@ -66,13 +66,19 @@ def build_regions(
     values: dict[str, Any],
     texts: dict[str, str],
     options: AlignOptions,
+    scores: dict[str, list[float | None]] | None = None,
 ) -> RegionReport:
+    """Regions for every control; `scores` are token-probability scores by control (see scores.py)."""
+    scores = scores or {}
     report = RegionReport()
     for control in config.controls:
         answer = values.get(control.name)
+        control_scores = scores.get(control.name, [])
         if control.kind is ControlKind.LABELS:
             entities: list[EntityAnswer] = answer or []
-            spans = align(texts[control.to_name[0]], [Entity(e.text, e.label) for e in entities], options)
+            quoted = [Entity(e.text, e.label) for e in entities]
+            by_entity = {id(entity): answer_entity for entity, answer_entity in zip(quoted, entities, strict=True)}
+            spans = align(texts[control.to_name[0]], quoted, options)
             for index, span in enumerate(spans):
                 if not span.aligned:
                     report.unaligned.append(span)
@@ -81,10 +87,13 @@ def build_regions(
                     continue
                 report.match_kinds[span.kind.value] = report.match_kinds.get(span.kind.value, 0) + 1
                 value = {"start": span.start, "end": span.end, "text": span.text, "labels": [span.entity.label]}
-                # A fuzzy match is less certain than an exact one; the region says so.
-                score = round(span.score / 100, 4) if span.kind is MatchKind.FUZZY else None
+                source = by_entity[id(span.entity)].source_index
+                score = control_scores[source] if 0 <= source < len(control_scores) else None
+                if score is None:
+                    # No token scores: the alignment's quality is the evidence we have (exact 1.0, fuzzy its ratio).
+                    score = round(span.score / 100, 4)
                 report.regions.append(_region(control, index, value, score))
             continue
         for index, value in enumerate(_values(control, answer)):
-            report.regions.append(_region(control, index, value))
+            report.regions.append(_region(control, index, value, control_scores[0] if control_scores else None))
     return report

@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -38,6 +38,8 @@ class Dropped:
 class EntityAnswer:
     text: str
     label: str
+    # Position in the model's raw list (items before it may have been dropped): keys its token scores.
+    source_index: int = field(default=-1, compare=False)
 
 
 def _key(value: str) -> str:
@@ -108,7 +110,7 @@ def _entities(control: Control) -> Callable[[object, ValidationInfo], list[Entit
         if not isinstance(value, (list, tuple)):
             raise ValueError("must be a list of {\"text\", \"label\"} objects")
         entities: list[EntityAnswer] = []
-        for item in value:
+        for index, item in enumerate(value):
             if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
                 _record(info, control, item, "entity without text")
                 continue
@@ -116,7 +118,7 @@ def _entities(control: Control) -> Callable[[object, ValidationInfo], list[Entit
             if not isinstance(label, str) or _key(label) not in table:
                 _record(info, control, item, "label not in the config")
                 continue
-            entities.append(EntityAnswer(item["text"], table[_key(label)]))
+            entities.append(EntityAnswer(item["text"], table[_key(label)], index))
         return entities
 
     return validate
