@@ -42,6 +42,28 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(4, ge=0, le=20)
     llm_retry_max_wait: float = Field(30.0, gt=0, le=600)
 
+    # Routing (see llm_backend/router.py and cascade.py)
+    llm_router_config: Path | None = None  # LiteLLM Router YAML: model_list, router_settings
+    llm_cascade: str = ""  # comma-separated model names, cheapest first; empty: no cascade
+    cascade_min_score: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("llm_router_config", "cascade_min_score", mode="before")
+    @classmethod
+    def _routing_empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("llm_cascade")
+    @classmethod
+    def _cascade(cls, value: str) -> str:
+        models = [name.strip() for name in value.split(",") if name.strip()]
+        if models and (len(models) < 2 or len(set(models)) != len(models)):
+            raise ValueError("must name at least two different models, cheapest first, e.g. local,gpt-4o-mini")
+        return ",".join(models)
+
+    @property
+    def cascade_models(self) -> tuple[str, ...]:
+        return tuple(self.llm_cascade.split(",")) if self.llm_cascade else ()
+
     # Serving
     host: str = "0.0.0.0"
     port: int = Field(9090, ge=1, le=65535)

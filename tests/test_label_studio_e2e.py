@@ -93,3 +93,40 @@ def test_ner_textarea_project_offsets_match_the_text(
         assert text[start:end] == quoted
     textarea = [r for r in prediction["result"] if r["type"] == "textarea"]
     assert textarea[0]["value"] == {"text": ["Two people met at a company."]}
+
+
+def test_annotations_and_train_make_the_prompts_learn(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    import time
+
+    import requests
+
+    llm.set_default(Reply(json={"sentiment": "Neutral"}))
+    backend = start_backend(FEWSHOT_K="2")
+    project = label_studio.create_project("fewshot e2e", CHOICES_CONFIG)
+    texts = [text for text, _ in REVIEWS]
+    task_ids = label_studio.import_tasks(project, [{"text": text} for text in texts])
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    version_before = label_studio.get_ml_backend(ml)["model_version"]
+    for task_id, (_text, label) in list(zip(task_ids, REVIEWS, strict=True))[:2]:
+        label_studio.create_annotation(task_id, [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                                  "value": {"choices": [label]}}])
+    label_studio.request("POST", f"/api/ml/{ml}/train", json={})
+
+    deadline = time.monotonic() + 30
+    snapshots: list[Any] = []
+    while time.monotonic() < deadline and not snapshots:
+        snapshots = requests.get(f"{backend.url}/versions", timeout=5).json()["snapshots"].get(str(project), [])
+        time.sleep(0.2)
+    assert snapshots and snapshots[-1]["examples"] == 2
+    assert label_studio.get_ml_backend(ml)["model_version"] != version_before
+
+    label_studio.retrieve_predictions(project, task_ids[2:])
+    # Train also evaluated the prompts on the 2 annotated tasks (with and without examples): 4 calls.
+    prompts = [r["messages"][-1]["content"] for r in llm.requests
+               if any(f"<text>\n{text}\n</text>" in r["messages"][-1]["content"] for text in texts[2:])]
+    assert len(prompts) == 3 and len(llm.requests) == 7
+    for prompt in prompts:
+        assert "Examples annotated by the team" in prompt
+        assert f"<input>\n{texts[0]}\n</input>" in prompt and f"<input>\n{texts[1]}\n</input>" in prompt
