@@ -7,7 +7,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .align import AlignOptions
 from .answer import Answer, parse_answer
@@ -26,6 +26,9 @@ from .schema import json_schema
 from .scores import control_scores
 from .settings import Settings
 from .singleflight import SingleFlight
+
+if TYPE_CHECKING:
+    from .cascade import CascadeStep
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,14 @@ class TaskOutcome:
     repaired: bool = False
     dropped: int = 0
     unaligned: int = 0
+    model: str | None = None  # the model name asked (LLM_MODEL, a project's model, a cascade step)
+    error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
+    cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
 
     @property
     def retries(self) -> int:
+        if self.cascade:  # each step's first call is not a retry
+            return sum(step.retries for step in self.cascade)
         return max(0, self.calls - 1 - int(self.repaired))
 
     def to_result(self, model_version: str) -> dict[str, Any]:
@@ -114,11 +122,14 @@ class Predictor:
         self.cache = cache
         self.metrics = metrics
         self._flights: SingleFlight[_Exchange] = SingleFlight()
+        # Router model name -> its deployments' LiteLLM models (build_backend fills it from LLM_ROUTER_CONFIG).
+        self.routes: dict[str, tuple[str, ...]] = {}
         self.align_options = AlignOptions(
             fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
         )
 
-    def model_version(self, config: LabelConfig, project: str | None, model: str | None = None) -> str:
+    def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
+                      params: dict[str, Any] | None = None) -> str:
         """Stable while model, templates and config stay the same; changes when any of them changes."""
         model = model or self.settings.llm_model
         parts = {
@@ -131,6 +142,8 @@ class Predictor:
             "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
             "examples": self._snapshot_id(project),
         }
+        if params:
+            parts["params"] = params  # a project's extra_params, the cascade
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1])[:40] or "model"
         return f"{slug}-{digest}"
@@ -158,7 +171,7 @@ class Predictor:
         if mode != "auto":
             return mode == "on"
         # Providers known to return token log-probabilities; asking others may be refused outright.
-        return model.startswith(LOGPROB_PROVIDERS)
+        return all(target.startswith(LOGPROB_PROVIDERS) for target in self.routes.get(model, (model,)))
 
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
         mode = self.settings.llm_output_mode
@@ -186,9 +199,10 @@ class Predictor:
             model=job.model or self.settings.llm_model,
             messages=tuple(message.as_dict() for message in messages),
             response_format=self._response_format(schema),
-            temperature=self.settings.llm_temperature,
-            max_tokens=self.settings.llm_max_tokens,
-            api_base=self.settings.api_base,
+            temperature=job.extra.get("temperature", self.settings.llm_temperature),
+            max_tokens=job.extra.get("max_tokens", self.settings.llm_max_tokens),
+            # A routing file's deployments carry their own api_base; one set here would bypass the Router.
+            api_base=None if self.settings.llm_router_config else self.settings.api_base,
             logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
         )
 
@@ -229,16 +243,22 @@ class Predictor:
         return _Exchange(completion, answer, calls, prompt_tokens, completion_tokens, cost, repaired)
 
     def predict(self, job: PredictionJob) -> TaskOutcome:
+        outcome = self.attempt(job)
+        self._count(outcome)
+        return outcome
+
+    def attempt(self, job: PredictionJob) -> TaskOutcome:
+        """`predict` without counting the task in the metrics (a cascade counts one task once)."""
         try:
             outcome = self._predict(job)
         except LLMBackendError as exc:
             message = redact(exc.message)
-            outcome = TaskOutcome("failed", error=message, calls=getattr(exc, "attempts", 0))
+            outcome = TaskOutcome("failed", error=message, calls=getattr(exc, "attempts", 0), error_code=exc.code)
             log.warning("task %s failed: %s", job.task.get("id"), message)
         except Exception:
             log.exception("task %s failed with an unexpected error", job.task.get("id"))
             outcome = TaskOutcome("failed", error="internal error while predicting this task; see the server log")
-        self._count(outcome)
+        outcome.model = job.model or self.settings.llm_model
         return outcome
 
     def _predict(self, job: PredictionJob) -> TaskOutcome:

@@ -180,6 +180,15 @@ class Routing:
     def source(self) -> str:
         return VARIABLE if self.config is not None else "LLM_MODEL and LLM_CASCADE"
 
+    @property
+    def routes(self) -> dict[str, tuple[str, ...]]:
+        """Each model name -> the LiteLLM models of its deployments."""
+        routes: dict[str, tuple[str, ...]] = {}
+        for deployment in self.config.model_list if self.config else ():
+            name = str(deployment["model_name"])
+            routes[name] = (*routes.get(name, ()), str(deployment["litellm_params"]["model"]))
+        return routes
+
     def client(self, settings: Settings) -> RouterClient | None:
         if self.config is None:
             return None
@@ -252,6 +261,8 @@ class RouterClient(LiteLLMClient):
             kwargs["response_format"] = request.response_format
         if request.max_tokens:
             kwargs["max_tokens"] = request.max_tokens
+        if request.logprobs:
+            kwargs["logprobs"] = True
         try:
             response = router.completion(**kwargs)
         except Exception as exc:
