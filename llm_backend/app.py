@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .batch import BatchRunner
 from .cache import Cache, open_cache
+from .cascade import CascadePredictor
 from .errors import BadRequestError, LLMBackendError
 from .examples import ExampleStore, open_example_store
 from .fetch import MediaFetcher
@@ -29,6 +30,7 @@ from .metrics import Metrics
 from .predictor import PredictionJob, Predictor, TaskOutcome, project_id
 from .prompts import PromptLibrary
 from .redact import redact, register_secrets
+from .router import ModelChoice, Routing, load_routing, parse_extra_params
 from .settings import Settings, load_settings
 from .webhooks import EventHandler
 
@@ -51,6 +53,8 @@ class Backend:
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     project_configs: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # project -> latest model_version
+    routing: Routing = field(default_factory=lambda: Routing(None, ()))
+    project_models: dict[str, ModelChoice] = field(default_factory=dict)  # project -> its /setup extra_params
 
     def evaluate_project(self, project: str, xml: str | None) -> None:
         """The "Train" button: score the prompts on the annotated examples, with and without few-shot."""
@@ -127,8 +131,9 @@ def build_backend(
     prompts = PromptLibrary(settings.prompts_dir)
     prompts.check()  # a broken default template stops the start, with file and line
     cache = cache if cache is not None else open_cache(settings.cache_enabled, settings.cache_dir, settings.cache_url)
+    routing = load_routing(settings)  # LLM_ROUTER_CONFIG is parsed and checked now; the Router built on first use
     if client is None:
-        client = LiteLLMClient(
+        client = routing.client(settings) or LiteLLMClient(
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
             timeout=settings.llm_timeout,
             max_retries=settings.llm_max_retries,
@@ -142,9 +147,12 @@ def build_backend(
                            allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                            timeout=settings.media_timeout)
     examples = open_example_store(settings.cache_dir, settings.cache_url)
-    predictor = Predictor(settings, prompts, client, cache, metrics, fetcher, examples)
+    predictor_class = CascadePredictor if settings.cascade_models else Predictor
+    predictor = predictor_class(settings, prompts, client, cache, metrics, fetcher, examples)
+    predictor.routes = routing.routes
     backend = Backend(settings, predictor, BatchRunner(predictor, settings.llm_concurrency), metrics, prompts, cache,
                       examples)
+    backend.routing = routing
     backend.events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every,
                                   on_training=backend.evaluate_project)
     return backend
@@ -222,9 +230,11 @@ def create_app(
         body = _json_body()
         config = _config_from(backend, body, "schema")
         project = project_id(body.get("project"))
-        version = predictor.model_version(config, project)
+        choice = parse_extra_params(body.get("extra_params"), backend.routing)
+        version = predictor.model_version(config, project, choice.model, choice.params)
         if project:
             backend.project_configs[project] = config.xml
+            backend.project_models[project] = choice
             backend.versions[project] = version
         return jsonify({"model_version": version})
 
@@ -240,12 +250,15 @@ def create_app(
                                   f"{settings.max_tasks_per_request}; select fewer tasks or use label-project")
         config = _config_from(backend, body, "label_config")
         project = project_id(body.get("project"))
-        version = predictor.model_version(config, project)
+        choice = backend.project_models.get(project or "", ModelChoice())
+        version = predictor.model_version(config, project, choice.model, choice.params)
         if project:
             backend.versions[project] = version
         instruction = _instruction(body.get("params"))
         jobs: list[PredictionJob | None] = [
-            PredictionJob(config, project, task, instruction) if isinstance(task, dict) else None for task in tasks
+            PredictionJob(config, project, task, instruction, choice.model, dict(choice.params))
+            if isinstance(task, dict) else None
+            for task in tasks
         ]
         valid = [job for job in jobs if job is not None]
         outcomes, _summary = backend.runner.run(valid, settings.predict_deadline - (time.monotonic() - started))

@@ -130,7 +130,8 @@ def parse_router_config(path: Path, text: str) -> RouterConfig:
         raise _fail(path, "router_settings must be a mapping of LiteLLM Router arguments")
     unknown = sorted(set(settings) - ROUTER_SETTINGS)
     if unknown:
-        raise _fail(path, f"router_settings: unsupported key(s) {unknown}; supported: {', '.join(sorted(ROUTER_SETTINGS))}")
+        raise _fail(path, f"router_settings: unsupported key(s) {unknown}; "
+                          f"supported: {', '.join(sorted(ROUTER_SETTINGS))}")
     if settings.get("num_retries"):
         raise _fail(path, "router_settings.num_retries must be 0 or absent: retries are LLM_MAX_RETRIES, one layer, "
                           "so that Router retries and ours do not multiply")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -39,7 +40,7 @@ def test_predict_through_gunicorn(start_backend: Callable[..., BackendProcess], 
 
 
 def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., BackendProcess],
-                                                llm: FakeLLMServer) -> None:
+                                                llm: FakeLLMServer, tmp_path: Path) -> None:
     import threading
 
     llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=2))
@@ -58,6 +59,17 @@ def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., Bac
     assert backend.stop(15) == 0
     thread.join()
     assert answer["response"].json()["results"][0]["result"][0]["value"] == {"choices": ["Neutral"]}
+    # The answer reached the cache whole: the file is sound and a new server answers without the model.
+    import sqlite3
+
+    database = sqlite3.connect(str(tmp_path / "cache" / "responses.sqlite3"))
+    assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert database.execute("SELECT COUNT(*) FROM responses").fetchone() == (1,)
+    calls = llm.calls
+    again = start_backend()
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "slow"}}]}
+    assert "result" in requests.post(f"{again.url}/predict", json=body, timeout=30).json()["results"][0]
+    assert llm.calls == calls
 
 
 def test_invalid_setting_stops_the_start_naming_the_variable() -> None:
