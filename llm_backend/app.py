@@ -32,6 +32,7 @@ from .prompts import PromptLibrary
 from .redact import redact, register_secrets
 from .router import ModelChoice, Routing, load_routing, parse_extra_params
 from .settings import Settings, load_settings
+from .vision import vision_support
 from .webhooks import EventHandler
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,22 @@ def _config_from(backend: Backend, body: dict[str, Any], key: str) -> LabelConfi
         kinds = "; ".join(f"{s.name} <{s.tag}>: {s.reason}" for s in config.skipped)
         raise BadRequestError(f"label config has no control this backend can predict ({kinds})")
     return config
+
+
+def _check_vision(config: LabelConfig, model: str, mode: str) -> None:
+    """An image project on a model that cannot see images fails at /setup, not with garbage later."""
+    if not config.needs_vision:
+        return
+    support = vision_support(model, mode)
+    if support is False:
+        raise BadRequestError(
+            f"this project labels images but {model} does not accept images; choose a vision model "
+            "(e.g. openai/gpt-4o-mini, hosted_vllm/Qwen/Qwen2.5-VL-7B-Instruct, ollama_chat/llava) or set "
+            "LLM_VISION=on if this one does"
+        )
+    if support is None:
+        log.warning("image project on %s, whose image support is unknown; set LLM_VISION=on/off to be explicit",
+                    model)
 
 
 def _instruction(params: object) -> str | None:
@@ -231,6 +248,7 @@ def create_app(
         config = _config_from(backend, body, "schema")
         project = project_id(body.get("project"))
         choice = parse_extra_params(body.get("extra_params"), backend.routing)
+        _check_vision(config, choice.model or settings.llm_model, settings.llm_vision)
         version = predictor.model_version(config, project, choice.model, choice.params)
         if project:
             backend.project_configs[project] = config.xml

@@ -21,6 +21,7 @@ from .label_config import parse_label_config
 from .label_studio_api import LabelStudioClient
 from .llm import LiteLLMClient, LLMRequest
 from .settings import Settings, load_settings
+from .vision import vision_support
 
 PROBE_SCHEMA = {
     "type": "object",
@@ -124,7 +125,7 @@ def check_label_studio(settings: Settings) -> Iterator[Check]:
     yield Check("Label Studio token", "pass", f"{kind} valid for {user.get('email') or user.get('username') or '?'}")
 
 
-def check_config(path: Path | None) -> Iterator[Check]:
+def check_config(path: Path | None, settings: Settings | None = None) -> Iterator[Check]:
     if path is None:
         yield Check("label config", "skip", "no --config given", "pass --config label_config.xml to check one")
         return
@@ -141,6 +142,12 @@ def check_config(path: Path | None) -> Iterator[Check]:
                 "" if config.controls else "add a Choices, Labels, TextArea, Rating, Number or Taxonomy control")
     for skipped in config.skipped:
         yield Check(f"control {skipped.name}", "warn", f"<{skipped.tag}> skipped: {skipped.reason}")
+    if settings is not None and config.needs_vision:
+        support = vision_support(settings.llm_model, settings.llm_vision)
+        status = {True: "pass", False: "fail", None: "warn"}[support]
+        detail = {True: "accepts images", False: "does not accept images", None: "image support unknown"}[support]
+        yield Check("vision model", status, f"{settings.llm_model} {detail}; the config labels images",
+                    "" if support else "use a vision model or set LLM_VISION=on if this one reads images")
 
 
 def backend_urls(settings: Settings) -> Check:
@@ -164,7 +171,7 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
                                         f"cache={'on' if settings.cache_enabled else 'off'}")]
     checks += list(check_llm(settings))
     checks += list(check_label_studio(settings))
-    checks += list(check_config(config_path))
+    checks += list(check_config(config_path, settings))
     checks.append(backend_urls(settings))
     return checks
 

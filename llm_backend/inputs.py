@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
@@ -85,6 +88,62 @@ def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | No
 
 
 def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, str]:
-    """{object name: text} for every object a supported control points to."""
+    """{object name: text} for every text object a supported control points to."""
     used = {control.to_name[0] for control in config.controls}
-    return {name: object_text(task, obj, fetcher) for name, obj in config.objects.items() if name in used}
+    return {name: object_text(task, obj, fetcher) for name, obj in config.objects.items()
+            if name in used and obj.is_text}
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image as the model gets it, with the pixel size its coordinates refer to."""
+
+    url: str  # a data: URL with the bytes, or the original URL when the model may fetch it itself
+    width: int
+    height: int
+
+
+def _image_size(content: bytes, where: str) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise TaskError(f"{where[:200]} is not an image this backend can read") from None
+
+
+def object_image(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | None,
+                 pass_url: bool = False) -> ImageInput:
+    data = task.get("data")
+    key = obj.data_key
+    if not isinstance(data, dict) or key is None or not isinstance(data.get(key), str) or not data[key].strip():
+        raise TaskError(f"task data has no image URL in field \"{key}\" (the config's <Image name=\"{obj.name}\" "
+                        f"value=\"${key}\"> reads it)")
+    value = data[key].strip()
+    if value.startswith("data:"):
+        _header, _, payload = value.partition(",")
+        try:
+            content = base64.b64decode(payload, validate=False)
+        except ValueError:
+            raise TaskError(f"data.{key} is a data: URL that is not valid base64") from None
+        width, height = _image_size(content, f"data.{key}")
+        return ImageInput(value, width, height)
+    if fetcher is None:
+        raise TaskError(f"data.{key} is an image URL and media fetching is not configured")
+    media = fetcher.fetch(value, task.get("id"))
+    width, height = _image_size(media.content, media.url)
+    if pass_url and value.startswith(("http://", "https://")):
+        return ImageInput(value, width, height)
+    content_type = media.content_type.split(";")[0].strip()
+    if not content_type.startswith("image/"):
+        content_type = "image/png"
+    return ImageInput(f"data:{content_type};base64,{base64.b64encode(media.content).decode()}", width, height)
+
+
+def task_images(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None,
+                pass_url: bool = False) -> dict[str, ImageInput]:
+    """{object name: image} for every image object a supported control points to."""
+    used = {control.to_name[0] for control in config.controls}
+    return {name: object_image(task, obj, fetcher, pass_url) for name, obj in config.objects.items()
+            if name in used and obj.is_image}

@@ -34,13 +34,22 @@ class ControlKind(str, enum.Enum):
     RATING = "rating"
     NUMBER = "number"
     TAXONOMY = "taxonomy"
+    DATETIME = "datetime"
+    RECTANGLES = "rectanglelabels"
+    KEYPOINTS = "keypointlabels"
+
+
+# Which controls each kind of object can carry here.
+TEXT_KINDS = frozenset({ControlKind.CHOICES, ControlKind.LABELS, ControlKind.TEXTAREA, ControlKind.RATING,
+                        ControlKind.NUMBER, ControlKind.TAXONOMY, ControlKind.DATETIME})
+IMAGE_KINDS = frozenset({ControlKind.CHOICES, ControlKind.TEXTAREA, ControlKind.RECTANGLES, ControlKind.KEYPOINTS})
 
 
 # Tags we know of but do not predict (yet): reported, never crashed on.
 KNOWN_UNSUPPORTED_CONTROLS = {
-    "rectanglelabels", "rectangle", "keypointlabels", "keypoint", "polygonlabels", "polygon",
+    "rectangle", "keypoint", "polygonlabels", "polygon",
     "brushlabels", "brush", "ellipselabels", "ellipse", "hypertextlabels", "paragraphlabels",
-    "timeserieslabels", "relations", "relation", "pairwise", "ranker", "datetime", "magicwand",
+    "timeserieslabels", "relations", "relation", "pairwise", "ranker", "magicwand",
     "videorectangle", "timelinelabels", "bitmasklabels", "vectorlabels",
 }
 
@@ -62,6 +71,10 @@ class ObjectTag:
     @property
     def is_text(self) -> bool:
         return self.tag in TEXT_OBJECTS
+
+    @property
+    def is_image(self) -> bool:
+        return self.tag == "image"
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,10 @@ class LabelConfig:
 
     def control(self, name: str) -> Control | None:
         return next((c for c in self.controls if c.name == name), None)
+
+    @property
+    def needs_vision(self) -> bool:
+        return any(self.object_for(control).is_image for control in self.controls)
 
 
 def _attr(element: Element, name: str, default: str | None = None) -> str | None:
@@ -185,6 +202,14 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
         return Control(name, ControlKind.RATING, to_name, (), False, attrs)
     if tag == "number":
         return Control(name, ControlKind.NUMBER, to_name, (), False, attrs)
+    if tag == "datetime":
+        return Control(name, ControlKind.DATETIME, to_name, (), False, attrs)
+    if tag in ("rectanglelabels", "keypointlabels"):
+        options = _options(element, "label")
+        if not options:
+            raise LabelConfigError(f"<{element.tag} name=\"{name}\"> has no <Label> values")
+        kind = ControlKind.RECTANGLES if tag == "rectanglelabels" else ControlKind.KEYPOINTS
+        return Control(name, kind, to_name, options, True, attrs)
     if tag == "taxonomy":
         options = _options(element, "choice")
         if not options:
@@ -252,8 +277,9 @@ def parse_label_config(xml: str) -> LabelConfig:
         parsed = _parse_control(element, tag, name, to_name)
         if isinstance(parsed, Control):
             target = objects[to_name[0]]
-            if not target.is_text:
-                skipped.append(SkippedControl(name, tag, f"controls on <{target.tag}> are not supported yet"))
+            supported = TEXT_KINDS if target.is_text else IMAGE_KINDS if target.is_image else frozenset()
+            if parsed.kind not in supported:
+                skipped.append(SkippedControl(name, tag, f"<{element.tag}> on <{target.tag}> is not supported"))
                 continue
             if target.data_key is None:
                 skipped.append(SkippedControl(name, tag, f"object \"{target.name}\" has no $field value"))

@@ -47,7 +47,7 @@ class LLMRequest:
     """Everything that determines an answer; its `cache_key` is the response cache's key."""
 
     model: str
-    messages: tuple[dict[str, str], ...]
+    messages: tuple[dict[str, Any], ...]
     response_format: dict[str, Any] | None = None
     temperature: float = 0.0
     max_tokens: int | None = None
@@ -66,7 +66,7 @@ class LLMRequest:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def followed_by(self, *messages: dict[str, str]) -> LLMRequest:
+    def followed_by(self, *messages: dict[str, Any]) -> LLMRequest:
         return dataclasses.replace(self, messages=(*self.messages, *messages))
 
 

@@ -15,7 +15,7 @@ from .cache import Cache
 from .errors import AnswerError, LLMBackendError, LLMError, TaskError
 from .examples import ExampleStore, Snapshot, select_examples
 from .fetch import MediaFetcher
-from .inputs import task_texts
+from .inputs import ImageInput, task_images, task_texts
 from .label_config import LabelConfig
 from .llm import Completion, CompletionClient, LLMRequest
 from .metrics import Metrics
@@ -181,23 +181,34 @@ class Predictor:
             return {"type": "json_object"}
         return None
 
-    def build_request(self, job: PredictionJob, texts: dict[str, str]) -> LLMRequest:
+    def build_request(self, job: PredictionJob, texts: dict[str, str],
+                      images: dict[str, ImageInput] | None = None) -> LLMRequest:
+        images = images or {}
         schema = json_schema(job.config)
         context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
+        objects = []
+        for name, obj in job.config.objects.items():
+            if name in texts:
+                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": texts[name],
+                                "is_image": False})
+            elif name in images:
+                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": "",
+                                "is_image": True, "width": images[name].width, "height": images[name].height})
         context.update(
             task={"id": job.task.get("id"), "data": job.task.get("data", {})},
-            objects=[
-                {"name": name, "tag": job.config.objects[name].tag, "field": job.config.objects[name].data_key,
-                 "text": text}
-                for name, text in texts.items()
-            ],
+            objects=objects,
             instruction=job.instruction,
             examples=self._examples_for(job, texts),
         )
-        messages = self.prompts.messages(job.project, context)
+        messages = [message.as_dict() for message in self.prompts.messages(job.project, context)]
+        if images:
+            # Images travel as content parts of the user message, in the order the prompt names them.
+            user: dict[str, Any] = messages[-1]
+            user["content"] = [{"type": "text", "text": user["content"]},
+                               *({"type": "image_url", "image_url": {"url": image.url}} for image in images.values())]
         return LLMRequest(
             model=job.model or self.settings.llm_model,
-            messages=tuple(message.as_dict() for message in messages),
+            messages=tuple(messages),
             response_format=self._response_format(schema),
             temperature=job.extra.get("temperature", self.settings.llm_temperature),
             max_tokens=job.extra.get("max_tokens", self.settings.llm_max_tokens),
@@ -235,9 +246,11 @@ class Predictor:
             try:
                 answer = parse_answer(job.config, completion.content)
             except AnswerError as second_error:
-                second_error.attempts = calls  # type: ignore[attr-defined]
-                raise AnswerError(f"invalid answer after one repair: {second_error.message}",
-                                  content=completion.content) from None
+                invalid = AnswerError(f"invalid answer after one repair: {second_error.message}",
+                                      content=completion.content)
+                invalid.attempts = calls  # type: ignore[attr-defined]  # both calls were made and billed
+                invalid.repaired = True  # type: ignore[attr-defined]  # the second call was a repair, not a retry
+                raise invalid from None
         # Stored under the ORIGINAL request: a re-run of a repaired task is free too.
         self.cache.set(request.cache_key, completion.to_cache())
         return _Exchange(completion, answer, calls, prompt_tokens, completion_tokens, cost, repaired)
@@ -253,7 +266,8 @@ class Predictor:
             outcome = self._predict(job)
         except LLMBackendError as exc:
             message = redact(exc.message)
-            outcome = TaskOutcome("failed", error=message, calls=getattr(exc, "attempts", 0), error_code=exc.code)
+            outcome = TaskOutcome("failed", error=message, calls=getattr(exc, "attempts", 0), error_code=exc.code,
+                                  repaired=getattr(exc, "repaired", False))
             log.warning("task %s failed: %s", job.task.get("id"), message)
         except Exception:
             log.exception("task %s failed with an unexpected error", job.task.get("id"))
@@ -263,21 +277,23 @@ class Predictor:
 
     def _predict(self, job: PredictionJob) -> TaskOutcome:
         texts = task_texts(job.config, job.task, self.fetcher)
+        images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
         size = sum(len(text) for text in texts.values())
         if size > self.settings.max_task_chars:
             # Truncating would silently drop entities and shift nothing the annotator can see: refuse instead.
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
                             "split the document or raise the limit if the model's context allows")
-        request = self.build_request(job, texts)
+        request = self.build_request(job, texts, images)
+        sizes = {name: (image.width, image.height) for name, image in images.items()}
         cached = self.cache.get(request.cache_key)
         if cached is not None:
             completion = Completion.from_cache(cached)
             answer = parse_answer(job.config, completion.content)
-            return self._outcome("cached", job, texts, answer, completion)
+            return self._outcome("cached", job, texts, answer, completion, sizes)
         exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request))
         if shared:
-            return self._outcome("cached", job, texts, exchange.answer, exchange.completion)
-        outcome = self._outcome("ok", job, texts, exchange.answer, exchange.completion)
+            return self._outcome("cached", job, texts, exchange.answer, exchange.completion, sizes)
+        outcome = self._outcome("ok", job, texts, exchange.answer, exchange.completion, sizes)
         outcome.calls = exchange.calls
         outcome.prompt_tokens, outcome.completion_tokens = exchange.prompt_tokens, exchange.completion_tokens
         outcome.cost = exchange.cost
@@ -285,9 +301,9 @@ class Predictor:
         return outcome
 
     def _outcome(self, status: str, job: PredictionJob, texts: dict[str, str], answer: Answer,
-                 completion: Completion) -> TaskOutcome:
+                 completion: Completion, image_sizes: dict[str, tuple[int, int]] | None = None) -> TaskOutcome:
         scores = control_scores(job.config, completion.content, completion.logprobs)
-        report = build_regions(job.config, answer.values, texts, self.align_options, scores)
+        report = build_regions(job.config, answer.values, texts, self.align_options, scores, image_sizes)
         region_scores = [r["score"] for r in report.regions if r.get("score") is not None]
         return TaskOutcome(
             status,

@@ -22,7 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import PromptError
 from .label_config import Control, ControlKind, LabelConfig, taxonomy_paths
-from .schema import TAXONOMY_SEPARATOR, number_bounds, rating_bounds
+from .schema import TAXONOMY_SEPARATOR, datetime_format, number_bounds, rating_bounds
 
 TEMPLATE_SUFFIX = ".j2"
 REQUIRED_TEMPLATES = ("system.j2", "user.j2", "repair.j2")
@@ -47,12 +47,14 @@ def control_context(control: Control) -> dict[str, Any]:
         "hint": control.hint,
         "options": [{"value": o.value, "alias": o.alias, "hint": o.hint} for o in control.options],
         "attrs": dict(control.attrs),
-        "min": None, "max": None, "step": None, "paths": [],
+        "min": None, "max": None, "step": None, "paths": [], "format": None,
     }
     if control.kind is ControlKind.RATING:
         context["min"], context["max"] = rating_bounds(control)
     elif control.kind is ControlKind.NUMBER:
         context["min"], context["max"], context["step"] = number_bounds(control)
+    elif control.kind is ControlKind.DATETIME:
+        context["format"] = datetime_format(control)[1]
     elif control.kind is ControlKind.TAXONOMY:
         leafs_only = control.attrs.get("leafsOnly", "false").lower() == "true"
         context["paths"] = [TAXONOMY_SEPARATOR.join(p) for p in taxonomy_paths(control.options, leafs_only)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from .align import AlignOptions, Entity, Span, align
 from .label_config import Control, ControlKind, LabelConfig
-from .schema import EntityAnswer
+from .schema import BoxAnswer, EntityAnswer, PointAnswer
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,28 @@ class RegionReport:
     regions: list[dict[str, Any]] = field(default_factory=list)
     unaligned: list[Span] = field(default_factory=list)
     match_kinds: dict[str, int] = field(default_factory=dict)
+    dropped_shapes: int = 0
+
+
+def _percent(value: float, size: int) -> float:
+    return round(value / size * 100, 4)
+
+
+def box_value(box: BoxAnswer, width: int, height: int) -> dict[str, Any] | None:
+    """Pixels of the image the model saw -> Label Studio percent, clipped; None for a degenerate box."""
+    x0, x1 = sorted((min(max(box.x_min, 0.0), width), min(max(box.x_max, 0.0), width)))
+    y0, y1 = sorted((min(max(box.y_min, 0.0), height), min(max(box.y_max, 0.0), height)))
+    if x1 - x0 < 1 or y1 - y0 < 1:  # nothing left inside the image, or thinner than a pixel
+        return None
+    return {"x": _percent(x0, width), "y": _percent(y0, height), "width": _percent(x1 - x0, width),
+            "height": _percent(y1 - y0, height), "rotation": 0, "rectanglelabels": [box.label]}
+
+
+def point_value(point: PointAnswer, width: int, height: int, stroke: float) -> dict[str, Any] | None:
+    if not (0 <= point.x <= width and 0 <= point.y <= height):
+        return None  # a point outside the image is a mistake, not something to clip onto the border
+    return {"x": _percent(point.x, width), "y": _percent(point.y, height), "width": _percent(stroke, width),
+            "keypointlabels": [point.label]}
 
 
 def region_id(control: Control, index: int, value: dict[str, Any]) -> str:
@@ -58,6 +80,8 @@ def _values(control: Control, answer: Any) -> list[dict[str, Any]]:
         return [{"number": answer}]
     if control.kind is ControlKind.TAXONOMY:
         return [{"taxonomy": answer}] if answer else []
+    if control.kind is ControlKind.DATETIME:
+        return [{"datetime": answer}]
     raise ValueError(f"no region builder for {control.kind}")
 
 
@@ -67,13 +91,32 @@ def build_regions(
     texts: dict[str, str],
     options: AlignOptions,
     scores: dict[str, list[float | None]] | None = None,
+    image_sizes: dict[str, tuple[int, int]] | None = None,
 ) -> RegionReport:
-    """Regions for every control; `scores` are token-probability scores by control (see scores.py)."""
+    """Regions for every control; `scores` are token-probability scores by control (see scores.py);
+    `image_sizes` the (width, height) of each image object, which shape coordinates refer to."""
     scores = scores or {}
     report = RegionReport()
     for control in config.controls:
         answer = values.get(control.name)
         control_scores = scores.get(control.name, [])
+        if control.kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS):
+            width, height = (image_sizes or {})[control.to_name[0]]
+            stroke = float(control.attrs.get("strokeWidth", "1") or 1)
+            for index, shape in enumerate(answer or []):
+                if isinstance(shape, BoxAnswer):
+                    value = box_value(shape, width, height)
+                else:
+                    value = point_value(shape, width, height, stroke)
+                if value is None:
+                    report.dropped_shapes += 1
+                    continue
+                source = shape.source_index
+                score = control_scores[source] if 0 <= source < len(control_scores) else None
+                region = _region(control, index, value, score)
+                region.update(original_width=width, original_height=height, image_rotation=0)
+                report.regions.append(region)
+            continue
         if control.kind is ControlKind.LABELS:
             entities: list[EntityAnswer] = answer or []
             quoted = [Entity(e.text, e.label) for e in entities]

@@ -55,6 +55,7 @@ _RETRY_PARAMS = ("num_retries", "max_retries")
 # price map would be billed as $0 by the Router, which we report as unknown instead.
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "input_cost_per_second", "output_cost_per_second")
 _ENV_REF = "os.environ/"
+_FALLBACKS_FAILED = re.compile(r"Fallback to (.+?) also failed")
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 
 
@@ -229,6 +230,8 @@ class RouterClient(LiteLLMClient):
     _router: Any = field(default=None, init=False, repr=False)
     _priced: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # Calls a Router call made beyond its first (failed deployments before a fallback), per thread.
+    _extra: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def router(self) -> Any:
         if self._router is None:
@@ -237,13 +240,23 @@ class RouterClient(LiteLLMClient):
                     if self.config is None:
                         raise SettingsError(f"{VARIABLE} is not set")
                     litellm = load_litellm()
-                    # Read before the Router registers every deployment (unpriced ones at $0) in LiteLLM's map.
                     self._priced = frozenset(
                         d["litellm_params"]["model"] for d in self.config.model_list if _has_price(litellm, d)
                     )
                     self._router = litellm.Router(**self.config.router_kwargs())
                     log.info("LiteLLM Router built from %s: %s", self.config.path, ", ".join(self.config.model_names))
         return self._router
+
+    def complete(self, request: LLMRequest) -> Completion:
+        # Calls, not Router calls, are what the metrics and the batch summary count.
+        self._extra.calls = 0
+        try:
+            completion = super().complete(request)
+        except LLMError as exc:
+            exc.attempts = getattr(exc, "attempts", 0) + self._extra.calls  # type: ignore[attr-defined]
+            raise
+        completion.attempts += self._extra.calls
+        return completion
 
     def _call_once(self, request: LLMRequest) -> Completion:
         router = self.router()
@@ -267,29 +280,45 @@ class RouterClient(LiteLLMClient):
         try:
             response = router.completion(**kwargs)
         except Exception as exc:
+            failed = _FALLBACKS_FAILED.search(str(exc))
+            if failed:
+                self._extra.calls += len(failed.group(1).split(","))
             raise router_error(exc) from exc
         completion = self._completion(litellm, response)
         hidden = getattr(response, "_hidden_params", None) or {}
-        headers = hidden.get("additional_headers") or {}
-        group = headers.get("x-litellm-model-group") or request.model
-        # A call that failed before a fallback answered was a real call: count it as one.
-        fallbacks = headers.get("x-litellm-attempted-fallbacks")
-        if isinstance(fallbacks, int) and fallbacks > 0:
-            completion.attempts += fallbacks
+        group = str((hidden.get("additional_headers") or {}).get("x-litellm-model-group") or request.model)
         if group != request.model:
+            self._extra.calls += self._failed_before(request.model, group)
             log.info("%s answered for %s (Router fallback)", group, request.model)
-        completion.model = str(group)
+        completion.model = group
         cost = hidden.get("response_cost")
         completion.cost = float(cost) if cost is not None and hidden.get("litellm_model_name") in self._priced else None
         return completion
+
+    def _failed_before(self, asked: str, answered: str) -> int:
+        """How many groups failed before `answered` did, going by the configured fallback chains."""
+        settings = self.config.router_settings if self.config else {}
+        chains = [[asked, *(settings.get("default_fallbacks") or [])]]
+        for key in _FALLBACK_KEYS:
+            for item in settings.get(key) or []:
+                targets = item.get(asked) or item.get("*") or []
+                chains.append([asked, *([targets] if isinstance(targets, str) else targets)])
+        positions = [chain.index(answered) for chain in chains if answered in chain]
+        return min(positions) if positions else 1
 
 
 def _has_price(litellm: ModuleType, deployment: dict[str, Any]) -> bool:
     params, info = deployment["litellm_params"], deployment.get("model_info") or {}
     if any(params.get(key) is not None or info.get(key) is not None for key in _PRICE_KEYS):
         return True
+    # A $0 entry is what a Router registers for a model it has no price for (in this process, for good):
+    # only a non-zero price in LiteLLM's map counts. Free models say so with input_cost_per_token: 0.
     model = str(params["model"])
-    return model in litellm.model_cost or model.split("/", 1)[-1] in litellm.model_cost
+    for key in (model, model.split("/", 1)[-1]):
+        entry = litellm.model_cost.get(key) or {}
+        if any(entry.get(price) for price in _PRICE_KEYS):
+            return True
+    return False
 
 
 def router_error(exc: BaseException) -> LLMError:

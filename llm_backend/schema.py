@@ -207,6 +207,92 @@ def _taxonomy(control: Control) -> Callable[[object, ValidationInfo], list[list[
     return validate
 
 
+DATETIME_FORMATS = {
+    # Label Studio's DateTime `only` attribute -> the value format it stores.
+    "date": ("%Y-%m-%d", "YYYY-MM-DD"),
+    "time": ("%H:%M", "HH:MM (24-hour)"),
+    "month": ("%Y-%m", "YYYY-MM"),
+    "year": ("%Y", "YYYY"),
+    "": ("%Y-%m-%dT%H:%M", "YYYY-MM-DDTHH:MM"),
+}
+
+
+def datetime_format(control: Control) -> tuple[str, str]:
+    only = ",".join(sorted(part.strip() for part in control.attrs.get("only", "").split(",") if part.strip()))
+    return DATETIME_FORMATS.get(only if only in DATETIME_FORMATS else "", DATETIME_FORMATS[""])
+
+
+def _datetime(control: Control) -> Callable[[object], str]:
+    pattern, shown = datetime_format(control)
+
+    def validate(value: object) -> str:
+        import datetime as dt
+
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        text = str(value).strip() if isinstance(value, (str, int)) else ""
+        for candidate in (text, text.replace(" ", "T")[:16], text[:10], text[:7]):
+            try:
+                return dt.datetime.strptime(candidate, pattern).strftime(pattern)
+            except ValueError:
+                continue
+        raise ValueError(f"must be a date/time written {shown}, got {value!r}")
+
+    return validate
+
+
+@dataclass(frozen=True)
+class BoxAnswer:
+    label: str
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    source_index: int = field(default=-1, compare=False)
+
+
+@dataclass(frozen=True)
+class PointAnswer:
+    label: str
+    x: float
+    y: float
+    source_index: int = field(default=-1, compare=False)
+
+
+def _coordinates(item: dict[str, Any], names: tuple[str, ...]) -> tuple[float, ...] | None:
+    values = []
+    for name in names:
+        raw = item.get(name)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            return None
+        values.append(float(raw))
+    return tuple(values)
+
+
+def _shapes(control: Control) -> Callable[[object, ValidationInfo], list[Any]]:
+    table = _lookup(control.options)
+    names = ("x_min", "y_min", "x_max", "y_max") if control.kind is ControlKind.RECTANGLES else ("x", "y")
+    shape = BoxAnswer if control.kind is ControlKind.RECTANGLES else PointAnswer
+
+    def validate(value: object, info: ValidationInfo) -> list[Any]:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of objects")
+        shapes: list[Any] = []
+        for index, item in enumerate(value):
+            label = item.get("label") if isinstance(item, dict) else None
+            if not isinstance(label, str) or _key(label) not in table:
+                _record(info, control, item, "label not in the config")
+                continue
+            coordinates = _coordinates(item, names)
+            if coordinates is None:
+                _record(info, control, item, "coordinates missing or not numbers")
+                continue
+            shapes.append(shape(table[_key(label)], *coordinates, source_index=index))
+        return shapes
+
+    return validate
+
+
 _VALIDATORS: dict[ControlKind, tuple[Any, Callable[[Control], Callable[..., Any]]]] = {
     ControlKind.CHOICES: (str, _single_choice),
     ControlKind.LABELS: (list[EntityAnswer], _entities),
@@ -214,6 +300,9 @@ _VALIDATORS: dict[ControlKind, tuple[Any, Callable[[Control], Callable[..., Any]
     ControlKind.RATING: (int, _rating),
     ControlKind.NUMBER: (int | float, _number),
     ControlKind.TAXONOMY: (list[list[str]], _taxonomy),
+    ControlKind.DATETIME: (str, _datetime),
+    ControlKind.RECTANGLES: (list[BoxAnswer], _shapes),
+    ControlKind.KEYPOINTS: (list[PointAnswer], _shapes),
 }
 
 
@@ -278,13 +367,27 @@ def control_schema(control: Control) -> dict[str, Any]:
             schema["minimum"] = low
         if high is not None:
             schema["maximum"] = high
+    elif control.kind is ControlKind.DATETIME:
+        schema = {"type": "string", "description": f"written {datetime_format(control)[1]}"}
+    elif control.kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS):
+        names = ("x_min", "y_min", "x_max", "y_max") if control.kind is ControlKind.RECTANGLES else ("x", "y")
+        schema = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"label": {"type": "string", "enum": values},
+                               **{name: {"type": "number"} for name in names}},
+                "required": ["label", *names],
+                "additionalProperties": False,
+            },
+        }
     else:
         leafs_only = control.attrs.get("leafsOnly", "false").lower() == "true"
         paths = [TAXONOMY_SEPARATOR.join(path) for path in taxonomy_paths(control.options, leafs_only)]
         schema = {"type": "array", "items": {"type": "string", "enum": paths}}
     description = _describe(control)
     if description:
-        schema["description"] = description
+        schema["description"] = f"{schema.get('description', '')}; {description}".lstrip("; ")
     return schema
 
 

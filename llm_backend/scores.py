@@ -92,7 +92,7 @@ def control_scores(config: LabelConfig, content: str, logprobs: list[dict[str, A
             span = _key_span(content, control.name, max(top, 0))
             if span is None:
                 continue
-            if control.kind is ControlKind.LABELS:
+            if control.kind in (ControlKind.LABELS, ControlKind.RECTANGLES, ControlKind.KEYPOINTS):
                 entity_scores: list[float | None] = []
                 for _value, element in _elements(content, span):
                     label = _key_span(content, "label", element[0], element[1])

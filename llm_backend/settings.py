@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # schema in the prompt; prompt: plain text with the schema in the prompt, parsed tolerantly.
     llm_output_mode: Literal["schema", "json", "prompt"] = "schema"
     llm_logprobs: Literal["auto", "on", "off"] = "auto"  # token log-probabilities for scores
+    llm_vision: Literal["auto", "on", "off"] = "auto"  # whether LLM_MODEL can read images (auto: look it up)
+    image_url_passthrough: bool = False  # send task image URLs to the model instead of the image bytes
     llm_concurrency: int = Field(8, ge=1, le=512)
     llm_max_retries: int = Field(4, ge=0, le=20)
     llm_retry_max_wait: float = Field(30.0, gt=0, le=600)

@@ -49,8 +49,8 @@ def test_choices_grouped_in_views_and_lowercase_attributes() -> None:
 
 def test_unsupported_controls_are_reported_not_fatal() -> None:
     config = parse_label_config(
-        '<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img"><Label value="Car"/>'
-        '</RectangleLabels><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="A"/></Choices>'
+        '<View><Image name="img" value="$image"/><PolygonLabels name="box" toName="img"><Label value="Car"/>'
+        '</PolygonLabels><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="A"/></Choices>'
         '<TextArea name="per" toName="t" perRegion="true"/></View>'
     )
     assert [c.name for c in config.controls] == ["c"]

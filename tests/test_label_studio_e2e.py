@@ -130,3 +130,30 @@ def test_annotations_and_train_make_the_prompts_learn(
     for prompt in prompts:
         assert "Examples annotated by the team" in prompt
         assert f"<input>\n{texts[0]}\n</input>" in prompt and f"<input>\n{texts[1]}\n</input>" in prompt
+
+
+def test_image_project_fetches_the_upload_with_label_studio_auth(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    import base64
+
+    from tests.test_images import IMAGE_CONFIG, png
+
+    llm.set_default(Reply(json={"boxes": [{"label": "Car", "x_min": 30, "y_min": 20, "x_max": 90, "y_max": 60}],
+                                "points": [], "scene": "Street", "caption": ["A red image."]}))
+    image = png(120, 80)
+    project = label_studio.create_project("image e2e", IMAGE_CONFIG)
+    label_studio.request("POST", f"/api/projects/{project}/import", files={"file": ("red.png", image, "image/png")})
+    [task] = label_studio.list_tasks(project)
+    assert task["data"]["image"].startswith("/data/upload/")
+    backend = start_backend(LLM_MODEL="openai/gpt-4o-mini", LABEL_STUDIO_URL=label_studio.url,
+                            LABEL_STUDIO_API_KEY=label_studio.token)
+    label_studio.connect_ml_backend(project, backend.url)
+    label_studio.retrieve_predictions(project, [task["id"]])
+    [prediction] = label_studio.predictions(project)
+    box = next(r for r in prediction["result"] if r["type"] == "rectanglelabels")
+    assert box["value"] == {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0,
+                            "rectanglelabels": ["Car"]}
+    assert (box["original_width"], box["original_height"]) == (120, 80)
+    sent = llm.requests[0]["messages"][-1]["content"][1]["image_url"]["url"]
+    assert sent == "data:image/png;base64," + base64.b64encode(image).decode()

@@ -76,3 +76,21 @@ def test_sdk_oracle_is_not_a_rubber_stamp() -> None:
             "value": {"choices": ["NotALabel"]}}]
     [errors] = _oracle([{"config": CHOICES_CONFIG, "result": bad}])
     assert errors
+
+
+def test_sdk_oracle_accepts_image_and_datetime_regions(make_client: Any, llm: FakeLLMServer) -> None:
+    from tests.test_images import IMAGE_CONFIG, MULTI_CONFIG, data_url
+
+    client = make_client(llm_model="openai/gpt-4o-mini")
+    llm.set_default(Reply(json={"boxes": [{"label": "Car", "x_min": 20, "y_min": 10, "x_max": 120, "y_max": 60}],
+                                "points": [{"label": "Eye", "x": 50, "y": 25}], "scene": "Street",
+                                "caption": ["A car."]}))
+    [image] = client.post("/predict", json={"label_config": IMAGE_CONFIG,
+                                            "tasks": [{"data": {"image": data_url(200, 100)}}]}).get_json()["results"]
+    llm.set_default(Reply(json={"topic": "Tech", "tone": "Calm", "summary": ["x"], "when": "2024-03-05"}))
+    task = {"title": "t", "html": "<p>b</p>", "dialogue": [{"author": "A", "text": "hi"}]}
+    [multi] = client.post("/predict", json={"label_config": MULTI_CONFIG, "tasks": [{"data": task}]}
+                          ).get_json()["results"]
+    assert {r["type"] for r in image["result"]} == {"rectanglelabels", "keypointlabels", "choices", "textarea"}
+    assert _oracle([{"config": IMAGE_CONFIG, "result": image["result"]},
+                    {"config": MULTI_CONFIG, "result": multi["result"]}]) == [[], []]

@@ -1,0 +1,124 @@
+"""Routing benchmark: one deployment against two behind LiteLLM's Router (LLM_ROUTER_CONFIG).
+
+Runs two test LLM servers in their own processes, each with a fixed latency and at most M requests
+in progress (the rest queue, like a GPU server at its batch limit), builds the app with
+`create_app` and times one /predict of N tasks, cache off, at LLM_CONCURRENCY=C: with a routing
+file of one deployment, then of two deployments under the same model name. Prints a table.
+
+    python bench/routing.py [--tasks 200] [--latency 0.25] [--max-concurrent 8] [--concurrency 16] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import yaml  # noqa: E402
+
+from llm_backend.app import create_app  # noqa: E402
+from llm_backend.llm import load_litellm  # noqa: E402
+from llm_backend.settings import Settings  # noqa: E402
+from tests.llm_server import LLMServerControl  # noqa: E402
+
+CONFIG = """<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
+<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _route_file(directory: Path, name: str, servers: list[LLMServerControl], strategy: str) -> Path:
+    model_list = [{"model_name": "local", "litellm_params": {"model": "openai/bench", "api_base": server.base_url,
+                                                             "api_key": "sk-bench"}} for server in servers]
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"model_list": model_list, "router_settings": {"routing_strategy": strategy}}))
+    return path
+
+
+def _run(route: Path, tasks: int, concurrency: int, salt: str) -> float:
+    settings = Settings(llm_model="local", llm_router_config=route, llm_concurrency=concurrency,
+                        cache_enabled=False, predict_deadline=600, prompts_dir=REPO / "prompts")
+    client = create_app(settings).test_client()
+    body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}
+    started = time.perf_counter()
+    response = client.post("/predict", json=body)
+    elapsed = time.perf_counter() - started
+    ok = sum("result" in r for r in response.get_json()["results"])
+    if ok != tasks:
+        raise SystemExit(f"only {ok}/{tasks} tasks predicted")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.25)
+    parser.add_argument("--max-concurrent", type=int, default=8, help="requests one deployment serves at once")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    processes, servers = [], []
+    for _ in range(2):
+        port = _port()
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", str(args.latency),
+             "--max-concurrent", str(args.max_concurrent)], cwd=REPO, stdout=subprocess.DEVNULL))
+        servers.append(LLMServerControl(f"http://127.0.0.1:{port}"))
+    rows: list[dict[str, Any]] = []
+    try:
+        for server in servers:
+            server.wait_ready()
+        load_litellm()
+        with tempfile.TemporaryDirectory() as tmp:
+            setups = [
+                ("1 deployment", _route_file(Path(tmp), "one", servers[:1], "simple-shuffle"), 1),
+                ("2 deployments, simple-shuffle", _route_file(Path(tmp), "two", servers, "simple-shuffle"), 2),
+                ("2 deployments, least-busy", _route_file(Path(tmp), "busy", servers, "least-busy"), 2),
+            ]
+            for label, route, count in setups:
+                _run(route, 8, 8, "warm-up")
+                times, shares = [], []
+                for i in range(args.repeat):
+                    for server in servers:
+                        server.reset()
+                    times.append(_run(route, args.tasks, args.concurrency, f"{label} {i}"))
+                    shares.append([server.stats()["calls"] for server in servers[:count]])
+                ideal = math.ceil(args.tasks / min(args.concurrency, count * args.max_concurrent)) * args.latency
+                rows.append({"label": label, "median": statistics.median(times), "min": min(times),
+                             "max": max(times), "ideal": ideal, "share": shares[-1]})
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+    one = rows[0]["median"]
+    print(f"N={args.tasks} tasks, LLM_CONCURRENCY={args.concurrency}, each deployment {args.latency * 1000:.0f} ms "
+          f"and at most {args.max_concurrent} requests at a time (the rest queue), cache off, {args.repeat} runs")
+    print()
+    print("| deployments behind `local` | wall time (s), median | min / max | ideal | vs 1 deployment | "
+          "requests per deployment (last run) |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for row in rows:
+        print(f"| {row['label']} | {row['median']:.2f} | {row['min']:.2f} / {row['max']:.2f} | {row['ideal']:.2f} | "
+              f"{row['median'] / one:.2f}x | {' / '.join(map(str, row['share']))} |")
+
+
+if __name__ == "__main__":
+    main()

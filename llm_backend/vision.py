@@ -1,0 +1,48 @@
+"""Whether a model can see images, decided without importing LiteLLM (/setup has 3 seconds).
+
+LiteLLM ships its model map as a JSON file; we read that file directly. Local models (vLLM,
+Ollama) are mostly absent from it, so well-known vision model names count as vision-capable, and
+LLM_VISION=on/off overrides everything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+_VISION_NAMES = re.compile(
+    r"vision|[-_.]vl\b|-vl-|llava|pixtral|minicpm-v|qwen2(\.5)?-?vl|gemma-?3|llama-?4|internvl|molmo|idefics|"
+    r"gpt-4o|gpt-4\.1|gpt-5|claude-3|claude-(sonnet|opus|haiku)-4|gemini",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=1)
+def _model_map() -> dict[str, Any]:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "model_prices_and_context_window_backup.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def vision_support(model: str, mode: str = "auto") -> bool | None:
+    """True / False when known, None when nothing says either way."""
+    if mode in ("on", "off"):
+        return mode == "on"
+    table = _model_map()
+    for key in (model, model.split("/", 1)[-1]):
+        entry = table.get(key)
+        if isinstance(entry, dict) and "supports_vision" in entry:
+            return bool(entry["supports_vision"])
+    if _VISION_NAMES.search(model):
+        return True
+    return False if any(key in table for key in (model, model.split("/", 1)[-1])) else None
