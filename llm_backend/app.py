@@ -141,9 +141,7 @@ def build_backend(
 ) -> Backend:
     """The long-lived objects without the web layer (also used by the offline commands)."""
     settings = settings or load_settings()
-    register_secrets(secret.get_secret_value() for secret in (
-        settings.llm_api_key, settings.label_studio_api_key, settings.basic_auth_pass, settings.webhook_secret,
-    ) if secret is not None)
+    register_secrets(settings.secret_values())
     metrics = Metrics()
     prompts = PromptLibrary(settings.prompts_dir)
     prompts.check()  # a broken default template stops the start, with file and line

@@ -20,6 +20,7 @@ from .errors import LLMBackendError, SettingsError
 from .label_config import parse_label_config
 from .label_studio_api import LabelStudioClient
 from .llm import LiteLLMClient, LLMRequest
+from .redact import redact, register_secrets
 from .settings import Settings, load_settings
 from .vision import vision_support
 
@@ -167,6 +168,7 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
         settings = load()
     except SettingsError as exc:
         return [Check("settings", "fail", exc.message, "fix the environment variables named above")]
+    register_secrets(settings.secret_values())
     checks = [Check("settings", "pass", f"LLM_MODEL={settings.llm_model}, PORT={settings.port}, "
                                         f"cache={'on' if settings.cache_enabled else 'off'}")]
     checks += list(check_llm(settings))
@@ -179,9 +181,9 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
 def render(checks: list[Check]) -> str:
     lines = []
     for check in checks:
-        lines.append(f"[{check.status.upper():4}] {check.name}: {check.detail}")
+        lines.append(redact(f"[{check.status.upper():4}] {check.name}: {check.detail}"))
         if check.fix and check.status != "pass":
-            lines.append(f"       fix: {check.fix}")
+            lines.append(redact(f"       fix: {check.fix}"))
     failed = sum(check.failed for check in checks)
     lines.append(f"{failed} check(s) failed" if failed else "all checks passed")
     return "\n".join(lines)

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// or rediss:// URL (leave it unset for the SQLite cache)")
         return value or None
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction."""
+        secrets = (self.llm_api_key, self.label_studio_api_key, self.basic_auth_pass, self.webhook_secret)
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
+
     @property
     def media_hosts(self) -> tuple[str, ...]:
         return tuple(h.strip().lower() for h in self.allowed_media_hosts.split(",") if h.strip())

@@ -246,3 +246,23 @@ def test_personal_access_token_with_legacy_tokens_disabled(label_studio: Any, ma
         assert result["result"][0]["value"] == {"choices": ["Positive"]}
     finally:
         label_studio.set_legacy_tokens(True)
+
+
+@pytest.mark.label_studio
+def test_doctor_against_real_label_studio_names_the_token_kind(label_studio: Any, llm: FakeLLMServer) -> None:
+    from llm_backend.doctor import check_label_studio
+    from llm_backend.settings import Settings
+
+    def run(key: str) -> list[Any]:
+        settings = Settings(llm_model="openai/test-model", label_studio_url=label_studio.url,
+                            label_studio_api_key=key)
+        return list(check_label_studio(settings))
+
+    reachable, legacy = run(label_studio.token)
+    assert reachable.status == "pass" and legacy.status == "pass"
+    assert legacy.detail == f"legacy token valid for {label_studio.username}"
+    pat = label_studio.create_personal_access_token()
+    _reachable, personal = run(pat)
+    assert personal.status == "pass" and personal.detail.startswith("personal access token valid")
+    _reachable, wrong = run("0" * 40)
+    assert wrong.status == "fail" and "401" in wrong.detail and "0" * 40 not in wrong.detail
