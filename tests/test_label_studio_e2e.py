@@ -157,3 +157,21 @@ def test_image_project_fetches_the_upload_with_label_studio_auth(
     assert (box["original_width"], box["original_height"]) == (120, 80)
     sent = llm.requests[0]["messages"][-1]["content"][1]["image_url"]["url"]
     assert sent == "data:image/png;base64," + base64.b64encode(image).decode()
+
+
+def test_interactive_annotation_uses_the_annotators_text(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    llm.add_rule("only the people", Reply(json={"sentiment": "Neutral",
+                                                "ner": [{"text": "John", "label": "Person"}], "summary": []}))
+    backend = start_backend()
+    project = label_studio.create_project("interactive e2e", NER_CONFIG)
+    [task] = label_studio.import_tasks(project, [{"text": "John works at Acme Corp and loves it."}])
+    ml = label_studio.connect_ml_backend(project, backend.url, is_interactive=True)
+    context = {"result": [{"from_name": "summary", "to_name": "text", "type": "textarea",
+                           "value": {"text": ["Label only the people"]}}]}
+    answer = label_studio.interactive_annotating(ml, task, context)
+    regions = answer["data"]["result"]
+    assert [(r["value"]["start"], r["value"]["end"]) for r in regions if r["type"] == "labels"] == [(0, 4)]
+    assert "Additional instruction from the annotator for this item: Label only the people" in \
+        llm.requests[0]["messages"][-1]["content"]
