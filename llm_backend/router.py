@@ -55,7 +55,6 @@ _RETRY_PARAMS = ("num_retries", "max_retries")
 # price map would be billed as $0 by the Router, which we report as unknown instead.
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token", "input_cost_per_second", "output_cost_per_second")
 _ENV_REF = "os.environ/"
-_FALLBACKS_FAILED = re.compile(r"Fallback to (.+?) also failed")
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 
 
@@ -222,6 +221,28 @@ def load_routing(settings: Settings) -> Routing:
     return Routing(config, names)
 
 
+# HTTP calls made by the current thread's Router call, counted by a LiteLLM callback that runs in the
+# calling thread before each request: the Router does not say how many deployments it tried.
+_calls = threading.local()
+_counter_lock = threading.Lock()
+_counter_installed = False
+
+
+def _install_call_counter(litellm: ModuleType) -> None:
+    global _counter_installed
+    with _counter_lock:
+        if _counter_installed:
+            return
+        from litellm.integrations.custom_logger import CustomLogger
+
+        class CallCounter(CustomLogger):  # type: ignore[misc]
+            def log_pre_api_call(self, model: str, messages: Any, kwargs: Any) -> None:
+                _calls.count = getattr(_calls, "count", 0) + 1
+
+        litellm.callbacks.append(CallCounter())
+        _counter_installed = True
+
+
 @dataclass
 class RouterClient(LiteLLMClient):
     """`LiteLLMClient`'s retries around `litellm.Router.completion` instead of `litellm.completion`."""
@@ -230,8 +251,6 @@ class RouterClient(LiteLLMClient):
     _router: Any = field(default=None, init=False, repr=False)
     _priced: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    # Calls a Router call made beyond its first (failed deployments before a fallback), per thread.
-    _extra: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def router(self) -> Any:
         if self._router is None:
@@ -240,6 +259,7 @@ class RouterClient(LiteLLMClient):
                     if self.config is None:
                         raise SettingsError(f"{VARIABLE} is not set")
                     litellm = load_litellm()
+                    _install_call_counter(litellm)
                     self._priced = frozenset(
                         d["litellm_params"]["model"] for d in self.config.model_list if _has_price(litellm, d)
                     )
@@ -248,14 +268,15 @@ class RouterClient(LiteLLMClient):
         return self._router
 
     def complete(self, request: LLMRequest) -> Completion:
-        # Calls, not Router calls, are what the metrics and the batch summary count.
-        self._extra.calls = 0
+        # Calls, not Router calls, are what the metrics and the batch summary count: a deployment that
+        # failed before a fallback answered is one call, a deployment skipped while cooling down none.
+        _calls.count = 0
         try:
             completion = super().complete(request)
         except LLMError as exc:
-            exc.attempts = getattr(exc, "attempts", 0) + self._extra.calls  # type: ignore[attr-defined]
+            exc.attempts = _calls.count  # type: ignore[attr-defined]
             raise
-        completion.attempts += self._extra.calls
+        completion.attempts = max(1, _calls.count)
         return completion
 
     def _call_once(self, request: LLMRequest) -> Completion:
@@ -280,31 +301,16 @@ class RouterClient(LiteLLMClient):
         try:
             response = router.completion(**kwargs)
         except Exception as exc:
-            failed = _FALLBACKS_FAILED.search(str(exc))
-            if failed:
-                self._extra.calls += len(failed.group(1).split(","))
             raise router_error(exc) from exc
         completion = self._completion(litellm, response)
         hidden = getattr(response, "_hidden_params", None) or {}
         group = str((hidden.get("additional_headers") or {}).get("x-litellm-model-group") or request.model)
         if group != request.model:
-            self._extra.calls += self._failed_before(request.model, group)
             log.info("%s answered for %s (Router fallback)", group, request.model)
         completion.model = group
         cost = hidden.get("response_cost")
         completion.cost = float(cost) if cost is not None and hidden.get("litellm_model_name") in self._priced else None
         return completion
-
-    def _failed_before(self, asked: str, answered: str) -> int:
-        """How many groups failed before `answered` did, going by the configured fallback chains."""
-        settings = self.config.router_settings if self.config else {}
-        chains = [[asked, *(settings.get("default_fallbacks") or [])]]
-        for key in _FALLBACK_KEYS:
-            for item in settings.get(key) or []:
-                targets = item.get(asked) or item.get("*") or []
-                chains.append([asked, *([targets] if isinstance(targets, str) else targets)])
-        positions = [chain.index(answered) for chain in chains if answered in chain]
-        return min(positions) if positions else 1
 
 
 def _has_price(litellm: ModuleType, deployment: dict[str, Any]) -> bool:
