@@ -25,6 +25,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/align.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,23 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
 
-from llm_backend.app import create_app  # noqa: E402
-from llm_backend.llm import load_litellm  # noqa: E402
-from llm_backend.settings import Settings  # noqa: E402
-from tests.llm_server import LLMServerControl  # noqa: E402
-
-CONFIG = """<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
-<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from llm_backend.app import create_app
+from llm_backend.llm import load_litellm
+from llm_backend.settings import Settings
+from tests.llm_server import LLMServerControl
 
 
 def _run(base_url: str, tasks: int, concurrency: int, cache_dir: Path, cache: bool, salt: str) -> float:
@@ -64,7 +51,7 @@ def main() -> None:
     parser.add_argument("--skip-sequential", action="store_true", help="skip the slow C=1 run")
     args = parser.parse_args()
 
-    port = _port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--port", str(port),
                                "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
     control = LLMServerControl(f"http://127.0.0.1:{port}")

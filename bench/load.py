@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,20 +22,9 @@ import time
 from pathlib import Path
 
 import requests
+from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.llm_server import LLMServerControl  # noqa: E402
-
-CONFIG = """<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
-<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.llm_server import LLMServerControl
 
 
 def _rss_mb(pid: int) -> float:
@@ -90,7 +78,7 @@ def main() -> None:
     parser.add_argument("--server-log", type=Path, default=None, help="write the backend's log here")
     args = parser.parse_args()
 
-    llm_port, port = _port(), _port()
+    llm_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         llm = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--port", str(llm_port),
                                 "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)

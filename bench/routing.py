@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,25 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import yaml
+from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
 
-import yaml  # noqa: E402
-
-from llm_backend.app import create_app  # noqa: E402
-from llm_backend.llm import load_litellm  # noqa: E402
-from llm_backend.settings import Settings  # noqa: E402
-from tests.llm_server import LLMServerControl  # noqa: E402
-
-CONFIG = """<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
-<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from llm_backend.app import create_app
+from llm_backend.llm import load_litellm
+from llm_backend.settings import Settings
+from tests.llm_server import LLMServerControl
 
 
 def _route_file(directory: Path, name: str, servers: list[LLMServerControl], strategy: str) -> Path:
@@ -76,7 +62,7 @@ def main() -> None:
 
     processes, servers = [], []
     for _ in range(2):
-        port = _port()
+        port = free_port()
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", str(args.latency),
              "--max-concurrent", str(args.max_concurrent)], cwd=REPO, stdout=subprocess.DEVNULL))

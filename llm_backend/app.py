@@ -32,7 +32,7 @@ from .prompts import PromptLibrary
 from .redact import redact, register_secrets
 from .router import ModelChoice, Routing, load_routing, parse_extra_params
 from .settings import Settings, load_settings
-from .vision import vision_support
+from .vision import deployments_support, vision_support
 from .webhooks import EventHandler
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,12 @@ def _config_from(backend: Backend, body: dict[str, Any], key: str) -> LabelConfi
     return config
 
 
-def _check_vision(config: LabelConfig, model: str, mode: str) -> None:
+def _check_vision(config: LabelConfig, model: str, mode: str, routing: Routing | None = None) -> None:
     """An image project on a model that cannot see images fails at /setup, not with garbage later."""
     if not config.needs_vision:
         return
-    support = vision_support(model, mode)
+    deployments = routing.routes.get(model) if routing is not None else None
+    support = deployments_support(deployments, mode) if deployments else vision_support(model, mode)
     if support is False:
         raise BadRequestError(
             f"this project labels images but {model} does not accept images; choose a vision model "
@@ -246,7 +247,7 @@ def create_app(
         config = _config_from(backend, body, "schema")
         project = project_id(body.get("project"))
         choice = parse_extra_params(body.get("extra_params"), backend.routing)
-        _check_vision(config, choice.model or settings.llm_model, settings.llm_vision)
+        _check_vision(config, choice.model or settings.llm_model, settings.llm_vision, backend.routing)
         version = predictor.model_version(config, project, choice.model, choice.params)
         if project:
             backend.project_configs[project] = config.xml

@@ -19,8 +19,9 @@ import requests
 from .errors import LLMBackendError, SettingsError
 from .label_config import parse_label_config
 from .label_studio_api import LabelStudioClient
-from .llm import LiteLLMClient, LLMRequest
+from .llm import CompletionClient, LiteLLMClient, LLMRequest
 from .redact import redact, register_secrets
+from .router import load_routing
 from .settings import Settings, load_settings
 from .vision import vision_support
 
@@ -53,14 +54,23 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def check_llm(settings: Settings, client: LiteLLMClient | None = None) -> Iterator[Check]:
-    client = client or LiteLLMClient(
+def check_llm(settings: Settings, client: CompletionClient | None = None) -> Iterator[Check]:
+    try:
+        routing = load_routing(settings)
+    except SettingsError as exc:
+        yield Check("routing file", "fail", exc.message, "fix LLM_ROUTER_CONFIG or LLM_MODEL/LLM_CASCADE")
+        return
+    quick = settings.model_copy(update={"llm_max_retries": 0, "llm_timeout": min(settings.llm_timeout, 60)})
+    client = client or routing.client(quick) or LiteLLMClient(
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout=min(settings.llm_timeout, 60), max_retries=0,
+        timeout=quick.llm_timeout, max_retries=0,
     )
-    where = f"{settings.llm_model}" + (f" at {safe_url(settings.api_base)}" if settings.api_base else "")
+    # With a routing file each deployment has its own api_base; one set here would bypass the Router.
+    api_base = None if routing.config is not None else settings.api_base
+    where = f"{settings.llm_model}" + (f" at {safe_url(api_base)}" if api_base else " (routing file)"
+                                       if routing.config is not None else "")
     ping = LLMRequest(settings.llm_model, ({"role": "user", "content": "Reply with the single word: yes"},),
-                      max_tokens=1, api_base=settings.api_base)
+                      max_tokens=1, api_base=api_base)
     started = time.monotonic()
     try:
         client.complete(ping)
@@ -74,7 +84,7 @@ def check_llm(settings: Settings, client: LiteLLMClient | None = None) -> Iterat
         ({"role": "user", "content": 'Is water wet? Answer with a JSON object {"answer": "yes" or "no"}.'},),
         response_format={"type": "json_schema", "json_schema": {"name": "probe", "schema": PROBE_SCHEMA,
                                                                  "strict": True}},
-        max_tokens=50, api_base=settings.api_base,
+        max_tokens=50, api_base=api_base,
     )
     try:
         content = client.complete(probe).content

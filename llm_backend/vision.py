@@ -46,3 +46,11 @@ def vision_support(model: str, mode: str = "auto") -> bool | None:
     if _VISION_NAMES.search(model):
         return True
     return False if any(key in table for key in (model, model.split("/", 1)[-1])) else None
+
+
+def deployments_support(models: tuple[str, ...], mode: str = "auto") -> bool | None:
+    """For a routing-file name served by several deployments: False if any cannot see images."""
+    answers = [vision_support(model, mode) for model in models]
+    if False in answers:
+        return False
+    return True if answers and all(answers) else None

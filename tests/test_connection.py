@@ -266,3 +266,15 @@ def test_doctor_against_real_label_studio_names_the_token_kind(label_studio: Any
     assert personal.status == "pass" and personal.detail.startswith("personal access token valid")
     _reachable, wrong = run("0" * 40)
     assert wrong.status == "fail" and "401" in wrong.detail and "0" * 40 not in wrong.detail
+
+
+def test_doctor_with_a_routing_file(llm: FakeLLMServer, tmp_path: Path) -> None:
+    (tmp_path / "router.yaml").write_text(
+        f"model_list:\n  - model_name: local\n    litellm_params:\n      model: openai/test-model\n"
+        f"      api_base: {llm.base_url}\n      api_key: sk-route\n")
+    env = {"LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(tmp_path / "router.yaml"), "PATH": "/usr/bin:/bin",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env=env, capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert "[PASS] model reachable: local (routing file)" in out.stdout, out.stdout + out.stderr
+    assert "[PASS] JSON schema" in out.stdout

@@ -187,3 +187,19 @@ def test_datetime_formats(make_client: Any, llm: FakeLLMServer, only: str, given
     [result] = make_client().post("/predict", json={"label_config": config, "tasks": [{"data": {"t": "x"}}]}
                                   ).get_json()["results"]
     assert result["result"][0]["value"] == {"datetime": stored}
+
+
+def test_router_names_are_checked_through_their_deployments(make_client: Any, tmp_path: Any,
+                                                            llm: FakeLLMServer) -> None:
+    import yaml
+
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump({"model_list": [
+        {"model_name": "texty", "litellm_params": {"model": "openai/gpt-3.5-turbo", "api_base": llm.base_url}},
+        {"model_name": "eyes", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": llm.base_url}},
+    ]}))
+    text_only = make_client(llm_router_config=str(path), llm_model="texty", llm_api_base=None)
+    response = text_only.post("/setup", json={"schema": IMAGE_CONFIG})
+    assert response.status_code == 400 and "texty does not accept images" in response.get_json()["error"]["message"]
+    seeing = make_client(llm_router_config=str(path), llm_model="eyes", llm_api_base=None)
+    assert seeing.post("/setup", json={"schema": IMAGE_CONFIG}).status_code == 200
