@@ -230,6 +230,7 @@ class EvalReport:
     worst: list[Disagreement]
     usage: Usage | None = None
     model_version: str | None = None
+    cascade: list[dict[str, Any]] = field(default_factory=list)  # per cascade step (see cascade_report.py)
 
     def below(self, threshold: float) -> list[tuple[str, str, float]]:
         """(control, metric, value) for every control whose headline metric is under `threshold`.
@@ -266,7 +267,7 @@ class EvalReport:
         return {
             "tasks": self.tasks, "skipped": self.skipped, "failed": self.failed, "model_version": self.model_version,
             "usage": asdict(self.usage) if self.usage else None, "controls": controls,
-            "worst": [asdict(d) for d in self.worst],
+            "worst": [asdict(d) for d in self.worst], "cascade": self.cascade,
         }
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .app import Backend
 from .batch import BatchSummary
+from .cascade_report import cascade_steps
 from .errors import BadRequestError
 from .evaluate import EvalReport, Usage, evaluate, gold_result, task_key
 from .label_config import LabelConfig
@@ -236,7 +237,9 @@ def evaluate_tasks(
                    for (index, task), outcome in zip(annotated, run.outcomes, strict=True)}
     summary = run.summary
     usage = Usage(summary.calls, summary.prompt_tokens, summary.completion_tokens, summary.cost)
-    return evaluate(config, tasks, predictions, usage=usage, model_version=run.model_version, worst=worst), run
+    report = evaluate(config, tasks, predictions, usage=usage, model_version=run.model_version, worst=worst)
+    report.cascade = cascade_steps(config, annotated, run.outcomes)
+    return report, run
 
 
 def error_lines(errors: dict[str, list[Any]], *, shown: int = 5) -> list[str]:

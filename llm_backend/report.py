@@ -10,6 +10,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cascade_report import cascade_lines
 from .evaluate import ChoicesReport, ControlReport, EvalReport, LabelsReport, NumberReport, Scores, TextReport
 
 
@@ -86,6 +87,8 @@ def render_text(report: EvalReport) -> str:
     lines = overview_lines(report)
     for control in report.controls:
         lines += ["", *_control_text(control)]
+    if report.cascade:
+        lines += ["", *cascade_lines(report.cascade)]
     if report.worst:
         lines += ["", f"worst disagreements ({len(report.worst)}):"]
         for item in report.worst:

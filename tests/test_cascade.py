@@ -219,3 +219,34 @@ def test_a_cascaded_outcome_counts_retries_per_step() -> None:
                        cost=None)
     assert TaskOutcome("ok", calls=5, cascade=[step, step]).retries == 4
     assert TaskOutcome("ok", calls=5).retries == 4
+
+
+def test_eval_reports_accuracy_and_cost_per_cascade_step(make_settings: Any, llm: FakeLLMServer) -> None:
+    from llm_backend.app import build_backend
+    from llm_backend.label_config import parse_label_config
+    from llm_backend.offline import evaluate_tasks
+    from llm_backend.report import render_text
+    from tests.conftest import CHOICES_CONFIG
+
+    gold = {"good one": "Positive", "good two": "Negative", "hard one": "Neutral", "hard two": "Positive"}
+
+    def model(body: dict[str, Any]) -> Reply:
+        text = next(t for t in gold if t in body["messages"][1]["content"])
+        if body["model"] == "small" and text.startswith("hard"):
+            return Reply(json={"sentiment": "???"})  # invalid even after the repair: escalated
+        return Reply(json={"sentiment": gold[text]})
+
+    llm.set_default(model)
+    settings = make_settings(llm_model="openai/small", llm_cascade="openai/small,openai/large")
+    tasks = [{"id": i, "data": {"text": text}, "annotations": [{"result": [
+        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+        for i, (text, label) in enumerate(gold.items())]
+    report, _run = evaluate_tasks(build_backend(settings), parse_label_config(CHOICES_CONFIG), tasks)
+    small, large = report.cascade
+    assert (small["model"], small["reached"], small["answered"], small["escalated"]) == \
+        ("openai/small", 4, 2, {"invalid": 2})
+    assert small["accuracy_alone"] == 0.5 and small["accuracy_answered"] == 1.0 and small["calls"] == 6
+    assert (large["model"], large["reached"], large["answered"], large["accuracy_alone"], large["calls"]) == \
+        ("openai/large", 2, 2, 1.0, 2)
+    assert report.controls[0].headline == 1.0
+    assert "cascade (accuracy" in render_text(report)
