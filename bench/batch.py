@@ -15,12 +15,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
+from common import REPO, free_port, time_predict  # the bench folder is on sys.path when a script runs
 
-from llm_backend.app import create_app
 from llm_backend.llm import load_litellm
 from llm_backend.settings import Settings
 from tests.llm_server import LLMServerControl
@@ -30,16 +28,7 @@ def _run(base_url: str, tasks: int, concurrency: int, cache_dir: Path, cache: bo
     settings = Settings(llm_model="openai/bench", llm_api_base=base_url, llm_api_key="sk-bench",
                         llm_concurrency=concurrency, cache_enabled=cache, cache_dir=cache_dir,
                         predict_deadline=600, prompts_dir=REPO / "prompts")
-    client = create_app(settings).test_client()
-    body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}
-    started = time.perf_counter()
-    response = client.post("/predict", json=body)
-    elapsed = time.perf_counter() - started
-    results = response.get_json()["results"]
-    ok = sum("result" in r for r in results)
-    if ok != tasks:
-        raise SystemExit(f"only {ok}/{tasks} tasks predicted")
-    return elapsed
+    return time_predict(settings, tasks, salt)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -20,3 +22,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def time_predict(settings: Any, tasks: int, salt: str) -> float:
+    """Seconds for one /predict of `tasks` new tasks through an app built from `settings`; all must succeed."""
+    from llm_backend.app import create_app
+
+    client = create_app(settings).test_client()
+    body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}
+    started = time.perf_counter()
+    response = client.post("/predict", json=body)
+    elapsed = time.perf_counter() - started
+    ok = sum("result" in r for r in response.get_json()["results"])
+    if ok != tasks:
+        raise SystemExit(f"only {ok}/{tasks} tasks predicted")
+    return elapsed

@@ -16,14 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
+from common import REPO, free_port, time_predict  # the bench folder is on sys.path when a script runs
 
-from llm_backend.app import create_app
 from llm_backend.llm import load_litellm
 from llm_backend.settings import Settings
 from tests.llm_server import LLMServerControl
@@ -40,15 +38,7 @@ def _route_file(directory: Path, name: str, servers: list[LLMServerControl], str
 def _run(route: Path, tasks: int, concurrency: int, salt: str) -> float:
     settings = Settings(llm_model="local", llm_router_config=route, llm_concurrency=concurrency,
                         cache_enabled=False, predict_deadline=600, prompts_dir=REPO / "prompts")
-    client = create_app(settings).test_client()
-    body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}
-    started = time.perf_counter()
-    response = client.post("/predict", json=body)
-    elapsed = time.perf_counter() - started
-    ok = sum("result" in r for r in response.get_json()["results"])
-    if ok != tasks:
-        raise SystemExit(f"only {ok}/{tasks} tasks predicted")
-    return elapsed
+    return time_predict(settings, tasks, salt)
 
 
 def main() -> None:

@@ -196,8 +196,8 @@ class LiteLLMClient:
     on_retry: Callable[[LLMError, float], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def _call_once(self, request: LLMRequest) -> Completion:
-        litellm = load_litellm()
+    def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
+        """The completion() arguments of a request, shared by plain calls and Router calls."""
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": list(request.messages),
@@ -213,6 +213,11 @@ class LiteLLMClient:
             kwargs["max_tokens"] = request.max_tokens
         if request.logprobs:
             kwargs["logprobs"] = True
+        return kwargs
+
+    def _call_once(self, request: LLMRequest) -> Completion:
+        litellm = load_litellm()
+        kwargs = self._request_kwargs(request)
         if request.api_base:
             kwargs["api_base"] = request.api_base
         if self.api_key:

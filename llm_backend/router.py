@@ -283,21 +283,7 @@ class RouterClient(LiteLLMClient):
         router = self.router()
         litellm = load_litellm()
         # No api_base/api_key: each deployment carries its own, and passing one would override them all.
-        kwargs: dict[str, Any] = {
-            "model": request.model,
-            "messages": list(request.messages),
-            "temperature": request.temperature,
-            "timeout": self.timeout,
-            "num_retries": 0,
-            "max_retries": 0,
-            **self.extra,
-        }
-        if request.response_format is not None:
-            kwargs["response_format"] = request.response_format
-        if request.max_tokens:
-            kwargs["max_tokens"] = request.max_tokens
-        if request.logprobs:
-            kwargs["logprobs"] = True
+        kwargs = self._request_kwargs(request)
         try:
             response = router.completion(**kwargs)
         except Exception as exc:
