@@ -280,7 +280,7 @@ class Predictor:
         images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
         size = sum(len(text) for text in texts.values())
         if size > self.settings.max_task_chars:
-            # Truncating would silently drop entities and shift nothing the annotator can see: refuse instead.
+            # Truncating would silently leave the rest of the document unlabelled: refuse instead.
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
                             "split the document or raise the limit if the model's context allows")
         request = self.build_request(job, texts, images)
