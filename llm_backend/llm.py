@@ -193,7 +193,6 @@ class LiteLLMClient:
     timeout: float = 60.0
     max_retries: int = 4
     retry_max_wait: float = 30.0
-    on_retry: Callable[[LLMError, float], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
@@ -264,8 +263,6 @@ class LiteLLMClient:
             exc = state.outcome.exception() if state.outcome else None
             sleep = state.upcoming_sleep
             log.warning("model call failed (%s); retry %d in %.1f s", exc, state.attempt_number, sleep)
-            if self.on_retry is not None and isinstance(exc, LLMError):
-                self.on_retry(exc, sleep)
 
         retrying = Retrying(
             retry=retry_if_exception_type(TransientLLMError),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,8 +102,6 @@ def make_client(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -110,9 +111,6 @@ class BackendProcess:
     """`llm-backend serve` in a subprocess (real gunicorn), stopped on exit."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        import subprocess
-        import sys
-
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -125,9 +123,6 @@ class BackendProcess:
 
     def wait_until_listening(self, timeout: float = 60) -> float:
         """Seconds until the port accepted a connection."""
-        import socket
-        import time
-
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
@@ -143,8 +138,6 @@ class BackendProcess:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self, sig: int = 15) -> int:
-        import signal
-
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.Signals(sig))
             try:
