@@ -211,3 +211,15 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+def interrupt_after_calls(args: list[str], env: dict[str, str], llm: FakeLLMServer, calls: int
+                          ) -> tuple[int, str, str]:
+    """Run a CLI command, press Ctrl-C (SIGINT) once the model has seen `calls` calls; (rc, stdout, stderr)."""
+    process = subprocess.Popen(args, env={**os.environ, **env}, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while llm.calls < calls and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr

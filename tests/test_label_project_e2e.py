@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from llm_backend.app import build_backend
 from llm_backend.cli import main
 from llm_backend.label_config import parse_label_config
 from llm_backend.settings import Settings
-from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO
+from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO, interrupt_after_calls
 from tests.llm_server import FakeLLMServer, Reply
 from tests.test_offline_predict import cli_env
 
@@ -113,12 +111,8 @@ def test_ctrl_c_imports_what_finished_and_the_next_run_completes_the_rest(
     args = [sys.executable, "-m", "llm_backend", "label-project", "--project", str(project), "--page-size", "50",
             "--concurrency", "2"]
     env = {**os.environ, **ls_env(llm, tmp_path, label_studio)}
-    process = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while llm.calls < 8 and process.poll() is None:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stdout + stderr
+    returncode, stdout, stderr = interrupt_after_calls(args, env, llm, 8)
+    assert returncode == 130, stdout + stderr
     [imported] = re.findall(r"imported (\d+) predictions", stdout)
     assert 0 < int(imported) < 60
     assert sum(by_version(label_studio, project).get(re.findall(r"model_version (\S+);", stdout)[0], {}).values()) \

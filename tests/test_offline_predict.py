@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from llm_backend.cli import main
 from llm_backend.label_config import parse_label_config
 from llm_backend.offline import predict_tasks
 from llm_backend.settings import Settings
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, interrupt_after_calls
 from tests.llm_server import FakeLLMServer, Reply
 
 OFFLINE = FIXTURES / "offline"
@@ -244,12 +242,8 @@ def test_ctrl_c_stops_predict_without_writing_and_the_rerun_pays_only_for_the_re
     args = [sys.executable, "-m", "llm_backend", "predict", "--config", str(SENTIMENT_XML), "--tasks", str(tasks),
             "--out", str(out), "--concurrency", "2"]
     env = {**os.environ, **cli_env(llm, tmp_path)}
-    process = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while llm.calls < 6 and process.poll() is None:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stdout + stderr
+    returncode, stdout, stderr = interrupt_after_calls(args, env, llm, 6)
+    assert returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists()
     paid = llm.calls
