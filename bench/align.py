@@ -1,4 +1,4 @@
-"""Accuracy and speed benchmark for llm_backend.align.
+"""Accuracy and speed benchmark for llm_backend.core.align.
 
 Run: ``python bench/align.py``.  Prints two tables: accuracy per perturbation
 class (ours next to the common "find, then case-insensitive find, take the first
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_backend.align import AlignOptions, Entity, align
+from llm_backend.core.align import AlignOptions, Entity, align
 
 SEED = 1234
 PER_CLASS = 250

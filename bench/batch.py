@@ -19,7 +19,8 @@ from pathlib import Path
 
 from common import REPO, free_port, time_predict  # the bench folder is on sys.path when a script runs
 
-from llm_backend.llm import load_litellm
+from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+from llm_backend.models.client import load_litellm
 from llm_backend.settings import Settings
 from tests.llm_server import LLMServerControl
 
@@ -27,7 +28,7 @@ from tests.llm_server import LLMServerControl
 def _run(base_url: str, tasks: int, concurrency: int, cache_dir: Path, cache: bool, salt: str) -> float:
     settings = Settings(llm_model="openai/bench", llm_api_base=base_url, llm_api_key="sk-bench",
                         llm_concurrency=concurrency, cache_enabled=cache, cache_dir=cache_dir,
-                        predict_deadline=600, prompts_dir=REPO / "prompts")
+                        predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR)
     return time_predict(settings, tasks, salt)
 
 

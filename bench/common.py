@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def time_predict(settings: Any, tasks: int, salt: str) -> float:
     """Seconds for one /predict of `tasks` new tasks through an app built from `settings`; all must succeed."""
-    from llm_backend.app import create_app
+    from llm_backend.web.app import create_app
 
     client = create_app(settings).test_client()
     body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}

@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 from common import REPO, free_port, time_predict  # the bench folder is on sys.path when a script runs
 
-from llm_backend.llm import load_litellm
+from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+from llm_backend.models.client import load_litellm
 from llm_backend.settings import Settings
 from tests.llm_server import LLMServerControl
 
@@ -37,7 +38,7 @@ def _route_file(directory: Path, name: str, servers: list[LLMServerControl], str
 
 def _run(route: Path, tasks: int, concurrency: int, salt: str) -> float:
     settings = Settings(llm_model="local", llm_router_config=route, llm_concurrency=concurrency,
-                        cache_enabled=False, predict_deadline=600, prompts_dir=REPO / "prompts")
+                        cache_enabled=False, predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR)
     return time_predict(settings, tasks, salt)
 
 

@@ -5,17 +5,25 @@
     ├── BadRequestError             a /setup or /predict body we cannot use (400)
     │   └── LabelConfigError        the label config XML is unusable (400)
     ├── PromptError                 a template failed to load or render (names file and line)
-    ├── TaskError                   one task cannot be predicted; the batch goes on
-    │   └── AnswerError             the model's answer is not valid for the config
-    └── LLMError                    the model call failed
-        ├── TransientLLMError       worth retrying (429, 5xx, timeouts, refused connections)
-        └── PermanentLLMError       retrying cannot help (auth, bad request, context window)
+    └── TaskError                   one task cannot be predicted; the batch goes on
+        ├── AnswerError             the model's answer is not valid for the config
+        └── LLMError                the model call failed
+            ├── TransientLLMError   worth retrying (429, 5xx, timeouts, refused connections)
+            └── PermanentLLMError   retrying cannot help (auth, bad request, context window)
+
+A `TaskError` carries the `Usage` of the calls made before it was raised (`usage`), so a failed
+task is billed like a finished one: the calls were made and may have been paid for.
 
 Third-party exceptions (LiteLLM, Jinja, XML) are mapped to these at the boundary with
 `raise ... from exc`, so a client never receives a library's message or traceback unfiltered.
 """
 
 from __future__ import annotations
+
+import copy
+from typing import TypeVar
+
+from .core.usage import Usage
 
 
 class LLMBackendError(Exception):
@@ -44,16 +52,29 @@ class PromptError(LLMBackendError):
     code = "prompt_error"
 
 
+_E = TypeVar("_E", bound="TaskError")
+
+
 class TaskError(LLMBackendError):
     status = 422
     code = "task_error"
+
+    def __init__(self, message: str, *, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
+
+    def with_usage(self: _E, usage: Usage) -> _E:
+        """The same error, carrying `usage` (the calls made before it)."""
+        clone = copy.copy(self)
+        clone.usage = usage
+        return clone
 
 
 class AnswerError(TaskError):
     code = "invalid_answer"
 
-    def __init__(self, message: str, *, content: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, content: str | None = None, usage: Usage | None = None) -> None:
+        super().__init__(message, usage=usage)
         self.content = content
 
 
@@ -64,8 +85,8 @@ class LLMError(TaskError):
 class TransientLLMError(LLMError):
     code = "llm_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, usage: Usage | None = None) -> None:
+        super().__init__(message, usage=usage)
         self.retry_after = retry_after
 
 

@@ -15,14 +15,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
 
-# The repository's own templates; used when PROMPTS_DIR is not set and ./prompts does not exist.
-BUNDLED_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-
-
-def _default_prompts_dir() -> Path:
-    local = Path("prompts")
-    return local.resolve() if local.is_dir() else BUNDLED_PROMPTS_DIR
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -78,7 +70,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Prompts, cache
-    prompts_dir: Path = Field(default_factory=_default_prompts_dir)
+    # Edited templates (see engine/prompts.py); the defaults ship inside the package. Relative to the
+    # directory the command runs in, fixed at start so a later chdir cannot move it.
+    prompts_dir: Path = Path("prompts")
     cache_dir: Path = Path(".cache/llm-backend")
     cache_url: str | None = None
     cache_enabled: bool = True
@@ -114,6 +108,11 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # Compose files and shells pass unset variables as "": treat that as "not set".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("prompts_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("log_level", mode="before")
     @classmethod

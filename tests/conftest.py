@@ -18,8 +18,8 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from llm_backend.app import create_app
 from llm_backend.settings import Settings
+from llm_backend.web.app import create_app
 from tests.llm_server import FakeLLMServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -83,7 +83,8 @@ def make_settings(tmp_path: Path, llm_server: FakeLLMServer) -> Callable[..., Se
             "llm_timeout": 10,
             "llm_retry_max_wait": 2,
             "cache_dir": tmp_path / "cache",
-            "prompts_dir": REPO / "prompts",
+            # The shipped defaults only: tests never read a user's edited prompts/ folder.
+            "prompts_dir": tmp_path / "prompts",
         }
         values.update(overrides)
         return Settings(**values)
@@ -161,7 +162,7 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
             "LLM_API_KEY": "sk-test-not-a-secret",
             "LLM_TIMEOUT": "10",
             "CACHE_DIR": str(tmp_path / "cache"),
-            "PROMPTS_DIR": str(REPO / "prompts"),
+            "PROMPTS_DIR": str(tmp_path / "prompts"),
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
         values.update(env)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from llm_backend.align import AlignOptions, Entity, MatchKind, Span, align, aligned_spans
+from llm_backend.core.align import AlignOptions, Entity, MatchKind, Span, align, aligned_spans
 
 Q = str | tuple[str, int]  # a quote, or a quote with a position hint
 

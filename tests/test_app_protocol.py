@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from tests.conftest import CHOICES_CONFIG, REPO, fixture_json
 from tests.llm_server import FakeLLMServer, Reply
 
@@ -33,7 +34,7 @@ def _script(llm: FakeLLMServer) -> None:
 
 def test_health_is_fast_and_does_not_import_litellm() -> None:
     code = (
-        "import sys, time; from llm_backend.app import create_app; from llm_backend.settings import Settings;"
+        "import sys, time; from llm_backend.web.app import create_app; from llm_backend.settings import Settings;"
         "t=time.monotonic(); c=create_app(Settings(cache_enabled=False)).test_client();"
         f"r=c.get('/health'); s=c.post('/setup', json={{'schema': {CHOICES_CONFIG!r}, 'project': '1.2'}});"
         "print(r.status_code, s.status_code, 'litellm' in sys.modules, round(time.monotonic()-t, 2))"
@@ -189,7 +190,7 @@ def test_edited_template_changes_prompt_and_model_version(
     make_client: Any, llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     prompts = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", prompts)
+    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts)
     client = make_client(prompts_dir=prompts)
     setup = {"schema": CHOICES_CONFIG, "project": "7.123"}
     before = client.post("/setup", json=setup).get_json()["model_version"]
@@ -207,7 +208,7 @@ def test_edited_template_changes_prompt_and_model_version(
 
 def test_project_templates_override_defaults(make_client: Any, llm: FakeLLMServer, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", prompts)
+    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts)
     (prompts / "projects" / "9").mkdir(parents=True)
     (prompts / "projects" / "9" / "system.j2").write_text("Project nine system prompt.")
     client = make_client(prompts_dir=prompts)
@@ -222,7 +223,7 @@ def test_project_templates_override_defaults(make_client: Any, llm: FakeLLMServe
 
 def test_broken_template_is_reported_with_file_and_line(make_client: Any, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", prompts)
+    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts)
     (prompts / "user.j2").write_text("line one\n{% for x in %}\n")
     from llm_backend.errors import PromptError
 

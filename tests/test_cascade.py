@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from llm_backend.app import build_backend, create_app
-from llm_backend.cascade import CascadePredictor, CascadeStep
+from llm_backend.core.config import parse_label_config
+from llm_backend.core.usage import Usage
+from llm_backend.engine.cascade import Cascade
+from llm_backend.engine.predictor import PredictionJob
 from llm_backend.errors import SettingsError
-from llm_backend.label_config import parse_label_config
-from llm_backend.predictor import PredictionJob, TaskOutcome
+from llm_backend.services import build_services
 from llm_backend.settings import Settings, load_settings
+from llm_backend.web.app import create_app
 from tests.llm_server import FakeLLMServer, Reply
 
 CONFIG = """<View>
@@ -90,8 +92,8 @@ def jobs(texts: list[str], **fields: Any) -> list[PredictionJob]:
 def test_the_cascade_escalates_exactly_the_doubtful_tasks(cascade: Callable[..., Settings],
                                                           llm: FakeLLMServer) -> None:
     llm.set_default(scripted)
-    backend = build_backend(cascade())
-    assert isinstance(backend.predictor, CascadePredictor)
+    backend = build_services(cascade())
+    assert isinstance(backend.predictor, Cascade)
     outcomes, summary = backend.runner.run(jobs(list(SMALL)), 60)
 
     assert asked(llm, "large") == sorted(ESCALATED)  # and no other task
@@ -103,11 +105,11 @@ def test_the_cascade_escalates_exactly_the_doubtful_tasks(cascade: Callable[...,
         assert [step.escalated for step in outcome.cascade] == (
             [ESCALATED[text], None] if text in ESCALATED else [None])
         assert [step.used for step in outcome.cascade] == ([False, True] if text in ESCALATED else [True])
-        assert outcome.calls == sum(step.calls for step in outcome.cascade)
-    assert by_text["broken: Erin met Frank."].calls == 3
+        assert outcome.usage.calls == sum(step.usage.calls for step in outcome.cascade)
+    assert by_text["broken: Erin met Frank."].usage.calls == 3
     assert by_text["invented: Gina met Hank."].unaligned == 0  # the used answer is the large model's
     assert by_text["invented: Gina met Hank."].cascade[0].regions is not None  # the small one's, kept apart
-    assert summary.calls == llm.calls == 9 and summary.retries == 0
+    assert summary.usage.calls == llm.calls == 9 and summary.usage.retries == 0
 
     metrics = backend.metrics.render().decode()
     assert 'llm_backend_cascade_answered_total{model="openai/small",step="1"} 2.0' in metrics
@@ -117,16 +119,16 @@ def test_the_cascade_escalates_exactly_the_doubtful_tasks(cascade: Callable[...,
     assert 'llm_backend_tasks_total{status="ok"} 5.0' in metrics  # one task counted once, however many steps
 
     # A re-run escalates the same tasks again from the cache; only an invalid answer is never cached.
-    again, _ = build_backend(cascade()).runner.run(jobs(list(SMALL)), 60)
+    again, _ = build_services(cascade()).runner.run(jobs(list(SMALL)), 60)
     assert [o.model for o in again] == [o.model for o in outcomes]
     assert all(o.status == "cached" for o in again)
-    assert [o.calls for o in again] == [0, 0, 2, 0, 0] and llm.calls == 11
+    assert [o.usage.calls for o in again] == [0, 0, 2, 0, 0] and llm.calls == 11
 
 
 def test_without_a_min_score_low_scores_are_not_escalated(cascade: Callable[..., Settings],
                                                           llm: FakeLLMServer) -> None:
     llm.set_default(scripted)
-    outcomes, _ = build_backend(cascade(cascade_min_score=None)).runner.run(jobs(list(SMALL)), 60)
+    outcomes, _ = build_services(cascade(cascade_min_score=None)).runner.run(jobs(list(SMALL)), 60)
     assert asked(llm, "large") == sorted(set(ESCALATED) - {"doubtful: Carol met Dan."})
     assert outcomes[1].model == "openai/small" and outcomes[1].score is not None and outcomes[1].score < 0.5
 
@@ -135,14 +137,14 @@ def test_a_model_error_escalates_and_an_unreadable_task_does_not(cascade: Callab
                                                                  llm: FakeLLMServer) -> None:
     llm.add_rule("too long for small", Reply(status=400, error_message=CONTEXT_ERROR), times=1)
     llm.set_default(scripted)
-    backend = build_backend(cascade(max_task_chars=60))
+    backend = build_services(cascade(max_task_chars=60))
     [long_task, unreadable] = backend.runner.run(jobs(["too long for small: Kim met Lee.", "x" * 61]), 60)[0]
     assert long_task.status == "ok" and long_task.model == "openai/large"
     assert [s.escalated for s in long_task.cascade] == ["error", None]
     assert long_task.cascade[0].error and "context length" in long_task.cascade[0].error
     # The next model would read the same input: no call, no escalation.
     assert unreadable.status == "failed" and unreadable.error_code == "task_error"
-    assert len(unreadable.cascade) == 1 and unreadable.calls == 0
+    assert len(unreadable.cascade) == 1 and unreadable.usage.calls == 0
     assert llm.calls == 2
 
 
@@ -152,11 +154,11 @@ def test_when_the_last_model_fails_the_earlier_valid_answer_is_used(cascade: Cal
         return scripted(body) if body.get("model") == "small" else Reply(status=503)
 
     llm.set_default(small_or_down)
-    [outcome] = build_backend(cascade(llm_max_retries=1)).runner.run(jobs(["doubtful: Carol met Dan."]), 60)[0]
+    [outcome] = build_services(cascade(llm_max_retries=1)).runner.run(jobs(["doubtful: Carol met Dan."]), 60)[0]
     assert outcome.status == "ok" and outcome.model == "openai/small" and outcome.regions
     assert [(s.model, s.status, s.escalated, s.used) for s in outcome.cascade] == [
         ("openai/small", "ok", "low_score", True), ("openai/large", "failed", None, False)]
-    assert outcome.calls == 3 and outcome.retries == 1  # one retry of the large model
+    assert outcome.usage.calls == 3 and outcome.usage.retries == 1  # one retry of the large model
 
 
 def test_a_project_that_names_its_model_skips_the_cascade(cascade: Callable[..., Settings],
@@ -179,7 +181,7 @@ def test_the_cascade_settings_are_part_of_model_version(cascade: Callable[..., S
     config = parse_label_config(CONFIG)
 
     def version(**overrides: Any) -> str:
-        return build_backend(cascade(**overrides)).predictor.model_version(config, None)
+        return build_services(cascade(**overrides)).predictor.model_version(config, None)
 
     assert version() != version(cascade_min_score=0.6) != version(llm_cascade="openai/small,openai/huge")
     assert version() == version()
@@ -198,7 +200,7 @@ def test_a_local_first_cascade_through_the_router(make_settings: Callable[..., S
         hosted.set_default(scripted)
         settings = make_settings(llm_model="local", llm_router_config=path, llm_api_base=None,
                                  llm_cascade="local,hosted", cascade_min_score=0.5)
-        outcomes, _ = build_backend(settings).runner.run(jobs(list(SMALL)), 60)
+        outcomes, _ = build_services(settings).runner.run(jobs(list(SMALL)), 60)
         assert asked(hosted, "large") == sorted(ESCALATED)
         assert [o.model for o in outcomes] == ["hosted" if text in ESCALATED else "local" for text in SMALL]
 
@@ -214,18 +216,19 @@ def test_cascade_settings_are_validated(overrides: dict[str, Any], problem: str)
     assert load_settings(llm_cascade=" a , b ", cascade_min_score="").cascade_models == ("a", "b")
 
 
-def test_a_cascaded_outcome_counts_retries_per_step() -> None:
-    step = CascadeStep("m", "ok", None, None, True, calls=3, retries=2, prompt_tokens=0, completion_tokens=0,
-                       cost=None)
-    assert TaskOutcome("ok", calls=5, cascade=[step, step]).retries == 4
-    assert TaskOutcome("ok", calls=5).retries == 4
+def test_usage_sums_per_step_and_keeps_an_unknown_cost_unknown() -> None:
+    step = Usage(calls=3, retries=2, prompt_tokens=10, cost=None)
+    assert Usage.total([step, step]) == Usage(calls=6, retries=4, prompt_tokens=20, cost=None)
+    assert (Usage(calls=1, cost=0.5) + Usage(calls=1, cost=0.25)).cost == 0.75
+    assert (Usage(calls=1, cost=0.5) + Usage()).cost == 0.5  # a cached answer costs a known 0
+    assert (Usage(calls=1, cost=0.5) + Usage(calls=1, cost=None)).cost is None  # never a silent partial sum
 
 
 def test_eval_reports_accuracy_and_cost_per_cascade_step(make_settings: Any, llm: FakeLLMServer) -> None:
-    from llm_backend.app import build_backend
-    from llm_backend.label_config import parse_label_config
-    from llm_backend.offline import evaluate_tasks
-    from llm_backend.report import render_text
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.offline.report import render_text
+    from llm_backend.offline.runs import evaluate_tasks
+    from llm_backend.services import build_services
     from tests.conftest import CHOICES_CONFIG
 
     gold = {"good one": "Positive", "good two": "Negative", "hard one": "Neutral", "hard two": "Positive"}
@@ -241,7 +244,7 @@ def test_eval_reports_accuracy_and_cost_per_cascade_step(make_settings: Any, llm
     tasks = [{"id": i, "data": {"text": text}, "annotations": [{"result": [
         {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
         for i, (text, label) in enumerate(gold.items())]
-    report, _run = evaluate_tasks(build_backend(settings), parse_label_config(CHOICES_CONFIG), tasks)
+    report, _run = evaluate_tasks(build_services(settings), parse_label_config(CHOICES_CONFIG), tasks)
     small, large = report.cascade
     assert (small["model"], small["reached"], small["answered"], small["escalated"]) == \
         ("openai/small", 4, 2, {"invalid": 2})

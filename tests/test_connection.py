@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from llm_backend.engine.fetch import MediaFetcher
 from llm_backend.errors import TaskError
-from llm_backend.fetch import MediaFetcher
-from llm_backend.label_studio_api import LabelStudioAPIError, LabelStudioClient, token_kind
+from llm_backend.label_studio import LabelStudioAPIError, LabelStudioClient, token_kind
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
 from tests.llm_server import FakeLLMServer, Reply
 
@@ -250,7 +250,7 @@ def test_personal_access_token_with_legacy_tokens_disabled(label_studio: Any, ma
 
 @pytest.mark.label_studio
 def test_doctor_against_real_label_studio_names_the_token_kind(label_studio: Any, llm: FakeLLMServer) -> None:
-    from llm_backend.doctor import check_label_studio
+    from llm_backend.offline.doctor import check_label_studio
     from llm_backend.settings import Settings
 
     def run(key: str) -> list[Any]:

@@ -45,12 +45,13 @@ from xml.etree import ElementTree
 import pytest
 from click.testing import CliRunner, Result
 
-from llm_backend.app import build_backend
-from llm_backend.cli import main
-from llm_backend.evaluate import ChoicesReport, LabelsReport, TextReport, evaluate, task_key
-from llm_backend.label_config import parse_label_config
-from llm_backend.offline import evaluate_tasks
-from llm_backend.report import render_html
+from llm_backend.cli.main import main
+from llm_backend.core.agreement import SetReport, SpanReport, TextReport
+from llm_backend.core.config import parse_label_config
+from llm_backend.core.evaluate import evaluate, task_key
+from llm_backend.offline.report import render_html
+from llm_backend.offline.runs import evaluate_tasks
+from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from tests.conftest import ALL_CONTROLS_CONFIG, FIXTURES
 from tests.llm_server import FakeLLMServer, Reply
@@ -80,7 +81,7 @@ def test_choices_metrics_match_the_hand_computed_example() -> None:
     report = evaluate(parse_label_config(SENTIMENT_XML.read_text()), tasks, file_predictions(tasks))
     assert (report.tasks, report.skipped, report.failed) == (6, 2, 0)
     [choices] = report.controls
-    assert isinstance(choices, ChoicesReport)
+    assert isinstance(choices, SetReport)
     assert (choices.correct, choices.tasks) == (4, 6) and choices.accuracy == pytest.approx(4 / 6)
     assert choices.labels == ["Positive", "Negative", "Neutral"]
     assert choices.matrix == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
@@ -101,7 +102,7 @@ def test_ner_and_textarea_metrics_match_the_hand_computed_example() -> None:
     tasks = load(NER)
     report = evaluate(parse_label_config(NER_XML.read_text()), tasks, file_predictions(tasks))
     ner, summary = report.controls
-    assert isinstance(ner, LabelsReport) and isinstance(summary, TextReport)
+    assert isinstance(ner, SpanReport) and isinstance(summary, TextReport)
     assert (ner.exact.tp, ner.exact.predicted, ner.exact.gold) == (1, 3, 3)
     assert (ner.exact.precision, ner.exact.recall, ner.exact.f1) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     assert (ner.overlap.precision, ner.overlap.recall, ner.overlap.f1) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
@@ -126,7 +127,7 @@ def test_overlap_matches_each_span_once() -> None:
     task = {"id": 1, "data": {"text": "Ada Lovelace wrote"}, "annotations": [{"result": [span(0, 12)]}]}
     report = evaluate(config, [task], {"1": [span(0, 3), span(4, 12)]})
     ner = report.controls[0]
-    assert isinstance(ner, LabelsReport)
+    assert isinstance(ner, SpanReport)
     assert (ner.overlap.tp, ner.overlap.precision, ner.overlap.recall) == (1, 0.5, 1.0)
     assert ner.exact.tp == 0
 
@@ -137,7 +138,7 @@ def test_a_failed_prediction_counts_as_an_empty_one() -> None:
     predictions["101"] = None
     report = evaluate(parse_label_config(SENTIMENT_XML.read_text()), tasks, predictions)
     [choices] = report.controls
-    assert isinstance(choices, ChoicesReport)
+    assert isinstance(choices, SetReport)
     assert report.failed == 1 and choices.correct == 3
     assert choices.labels == ["Positive", "Negative", "Neutral", "(none)"]
     assert choices.matrix == [[1, 1, 0, 1], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
@@ -291,10 +292,10 @@ def test_rating_number_taxonomy_and_multiple_choices() -> None:
     quality, year, category, topics = by_name["quality"], by_name["year"], by_name["category"], by_name["topics"]
     assert (quality.headline, quality.mean_absolute_error) == (0.5, 1.0)  # |4-4|, |3-5| -> mean 1
     assert (year.headline, year.mean_absolute_error) == (0.5, 0.0)  # the missing one is wrong, not an error of 0
-    assert isinstance(category, ChoicesReport) and category.matrix is None
+    assert isinstance(category, SetReport) and category.matrix is None
     assert category.accuracy == 0.5 and category.classes["News / World"].f1 == 1.0
     assert category.classes["Opinion"].recall == 0.0 and category.classes["News / Local"].precision == 0.0
-    assert isinstance(topics, ChoicesReport) and topics.accuracy == 0.5 and topics.classes["POL"].recall == 0.0
+    assert isinstance(topics, SetReport) and topics.accuracy == 0.5 and topics.classes["POL"].recall == 0.0
     assert by_name["sentiment"].headline == 1.0  # neither side chose anything
     assert [w.task for w in report.worst] == ["2", "1"]
 
@@ -304,11 +305,11 @@ def test_evaluate_tasks_runs_only_annotated_tasks_through_a_backend(
 ) -> None:
     for marker, label in PREDICTED.items():
         llm.add_rule(marker, Reply(json={"sentiment": label}))
-    backend = build_backend(make_settings())
+    backend = build_services(make_settings())
     config = parse_label_config(SENTIMENT_XML.read_text())
     report, run = evaluate_tasks(backend, config, load(SENTIMENT), "3")
     assert not run.interrupted and len(run.outcomes) == 6 and llm.calls == 6
     assert report.model_version == run.model_version == backend.predictor.model_version(config, "3")
     [choices] = report.controls
-    assert isinstance(choices, ChoicesReport) and choices.matrix == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert isinstance(choices, SetReport) and choices.matrix == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert report.usage is not None and report.usage.calls == 6 and report.usage.prompt_tokens > 0

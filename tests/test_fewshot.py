@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm_backend.app import backend_of
+from llm_backend.web.app import services_of
 from tests.conftest import CHOICES_CONFIG, fixture_json
 from tests.llm_server import FakeLLMServer, Reply
 
@@ -29,7 +29,7 @@ def _annotation(task_id: int, text: str, label: str, annotation_id: int | None =
 
 def _app(make_client: Any, **overrides: Any) -> Any:
     client = make_client(**overrides)
-    return client, backend_of(client.application)
+    return client, services_of(client.application)
 
 
 def _send(client: Any, backend: Any, *bodies: dict[str, Any]) -> None:

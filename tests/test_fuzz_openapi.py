@@ -23,7 +23,7 @@ def fuzz_backend(llm_server: FakeLLMServer) -> Iterator[BackendProcess]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"PORT": str(free_port()), "LLM_MODEL": "openai/test-model", "LLM_API_BASE": llm_server.base_url,
                "LLM_API_KEY": "sk-fuzz-secret-value", "CACHE_DIR": str(Path(tmp) / "cache"),
-               "PROMPTS_DIR": str(REPO / "prompts"), "LLM_MAX_RETRIES": "0", "THREADS": "4"}
+               "PROMPTS_DIR": str(Path(tmp) / "prompts"), "LLM_MAX_RETRIES": "0", "THREADS": "4"}
         backend = BackendProcess(env, Path(tmp) / "backend.log")
         backend.wait_until_listening()
         yield backend
@@ -31,7 +31,7 @@ def fuzz_backend(llm_server: FakeLLMServer) -> Iterator[BackendProcess]:
 
 
 def _operations() -> list[str]:
-    from llm_backend.openapi import openapi_spec
+    from llm_backend.web.openapi import openapi_spec
 
     spec = openapi_spec("test")
     # /openapi.json takes no input; schemathesis loading it (below) is its test.

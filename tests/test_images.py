@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from llm_backend.regions import box_value, point_value
-from llm_backend.schema import BoxAnswer, PointAnswer
+from llm_backend.core.controls import BoxAnswer, PointAnswer
+from llm_backend.core.controls.shapes import box_value, point_value
 from tests.llm_server import FakeLLMServer, Reply
 
 IMAGE_CONFIG = """<View>

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from llm_backend.core.config import ControlKind, parse_label_config, taxonomy_paths
 from llm_backend.errors import LabelConfigError
-from llm_backend.label_config import ControlKind, parse_label_config, taxonomy_paths
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from llm_backend.app import build_backend
-from llm_backend.cli import main
-from llm_backend.label_config import parse_label_config
+from llm_backend.cli.main import main
+from llm_backend.core.config import parse_label_config
+from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO, interrupt_after_calls
 from tests.llm_server import FakeLLMServer, Reply
@@ -57,7 +57,7 @@ def test_label_project_predicts_each_task_once_across_interruptions_failures_and
     # Predictions of another model version must not hide a task from this one.
     label_studio.request("POST", f"/api/projects/{project}/import/predictions", json=[
         {"task": task_id, "model_version": "older-model-0", "result": []} for task_id in task_ids[:5]])
-    version = build_backend(make_settings()).predictor.model_version(parse_label_config(CHOICES_CONFIG), str(project))
+    version = build_services(make_settings()).predictor.model_version(parse_label_config(CHOICES_CONFIG), str(project))
     env = ls_env(llm, tmp_path, label_studio)
     command = ["label-project", "--project", str(project)]
 

@@ -14,10 +14,10 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from llm_backend.app import build_backend
-from llm_backend.cli import main
-from llm_backend.label_config import parse_label_config
-from llm_backend.offline import predict_tasks
+from llm_backend.cli.main import main
+from llm_backend.core.config import parse_label_config
+from llm_backend.offline.runs import predict_tasks
+from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from tests.conftest import FIXTURES, REPO, interrupt_after_calls
 from tests.llm_server import FakeLLMServer, Reply
@@ -34,7 +34,7 @@ def cli_env(llm: FakeLLMServer, tmp_path: Path, **extra: str) -> dict[str, str]:
         "LLM_TIMEOUT": "10",
         "LLM_RETRY_MAX_WAIT": "0.2",
         "CACHE_DIR": str(tmp_path / "cache"),
-        "PROMPTS_DIR": str(REPO / "prompts"),
+        "PROMPTS_DIR": str(tmp_path / "prompts"),
         "LABEL_STUDIO_URL": "",
         "LABEL_STUDIO_API_KEY": "",
         **extra,
@@ -52,7 +52,7 @@ def sentiment_rules(llm: FakeLLMServer, answers: dict[str, str]) -> None:
 
 def model_version(make_settings: Callable[..., Settings], xml: Path, project: str | None = None) -> str:
     config = parse_label_config(xml.read_text())
-    return build_backend(make_settings()).predictor.model_version(config, project)
+    return build_services(make_settings()).predictor.model_version(config, project)
 
 
 def choices_of(task: dict[str, Any]) -> list[str] | None:
@@ -209,7 +209,7 @@ def test_predict_tasks_stops_on_ctrl_c_and_resumes_from_the_cache(
     llm: FakeLLMServer, make_settings: Callable[..., Settings]
 ) -> None:
     llm.set_default(Reply(json={"sentiment": "Negative"}, delay=0.02))
-    backend = build_backend(make_settings(llm_concurrency=2))
+    backend = build_services(make_settings(llm_concurrency=2))
     config = parse_label_config(SENTIMENT_XML.read_text())
     tasks = [{"id": i, "data": {"text": f"review number {i}"}} for i in range(20)]
     seen: list[int] = []

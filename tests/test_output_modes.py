@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO
+from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG
 from tests.llm_server import FakeLLMServer, Reply
 
 
@@ -82,7 +83,7 @@ def test_runtime_template_error_names_file_and_line(make_client: Any, llm: FakeL
     import shutil
 
     prompts = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", prompts)
+    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts)
     (prompts / "user.j2").write_text("ok\n{{ task.data.text.__class__.__mro__ }}\n")
     body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
     [result] = make_client(prompts_dir=prompts).post("/predict", json=body).get_json()["results"]

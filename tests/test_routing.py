@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from llm_backend.app import build_backend, create_app
+from llm_backend.core.config import parse_label_config
+from llm_backend.engine.predictor import PredictionJob
 from llm_backend.errors import SettingsError, TransientLLMError
-from llm_backend.label_config import parse_label_config
-from llm_backend.predictor import PredictionJob
-from llm_backend.router import Routing, load_routing, parse_extra_params
+from llm_backend.models.router import Routing, load_routing, parse_extra_params
+from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from llm_backend.web.app import create_app
 from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO
 from tests.llm_server import FakeLLMServer, Reply
 
@@ -126,7 +127,7 @@ def test_a_bad_routing_file_stops_the_start_naming_the_variable_and_the_problem(
     path = tmp_path / "router.yaml"
     path.write_text(text)
     with pytest.raises(SettingsError) as caught:
-        build_backend(make_settings(llm_model="local", llm_router_config=path))
+        build_services(make_settings(llm_model="local", llm_router_config=path))
     assert "LLM_ROUTER_CONFIG" in caught.value.message and problem in caught.value.message
 
 
@@ -155,10 +156,10 @@ def test_create_app_and_setup_stay_fast_with_a_routing_file(fleet: Fleet, tmp_pa
     """No LiteLLM import at build time or in /setup, which validates model names from the YAML alone."""
     code = f"""
 import json, sys
-from llm_backend.app import create_app
+from llm_backend.web.app import create_app
 from llm_backend.settings import Settings
 c = create_app(Settings(cache_enabled=False, llm_model="local", llm_router_config={str(FIXTURES / "router.yaml")!r},
-                        prompts_dir={str(REPO / "prompts")!r})).test_client()
+                        prompts_dir={str(tmp_path / "prompts")!r})).test_client()
 body = {{"schema": {CHOICES_CONFIG!r}, "project": "7.1"}}
 ok = c.post("/setup", json={{**body, "extra_params": '{{"model": "big"}}'}})
 bad = c.post("/setup", json={{**body, "extra_params": {{"model": "gpt-5"}}}})
@@ -190,7 +191,7 @@ def test_a_failing_deployment_is_cooled_down_and_its_traffic_moves(
 ) -> None:
     fleet.a.set_default(Reply(status=500, error_message="GPU fell off the bus"))
     settings = routed([("local", fleet.a), ("local", fleet.b)], {"cooldown_time": 60}, llm_max_retries=2)
-    backend = build_backend(settings)
+    backend = build_services(settings)
     config = parse_label_config(CHOICES_CONFIG)
     first = backend.runner.run([PredictionJob(config, None, task) for task in tasks(16, "cool")], 60)[0]
     assert [o.status for o in first] == ["ok"] * 16
@@ -231,13 +232,13 @@ def test_when_every_route_fails_each_retry_is_one_call_per_group(
     fleet.big.set_default(Reply(status=503))
     settings = routed([("local", fleet.a), ("big", fleet.big)], {"fallbacks": [{"local": ["big"]}]},
                       llm_max_retries=2)
-    outcome = build_backend(settings).predictor.predict(
+    outcome = build_services(settings).predictor.predict(
         PredictionJob(parse_label_config(CHOICES_CONFIG), None, tasks(1, "down")[0]))
     assert outcome.status == "failed" and outcome.error_code == "llm_unavailable"
     # At most (LLM_MAX_RETRIES + 1) x (1 + fallback groups) = 3 x 2 calls, none from Router retries. `local`
     # (it has a fallback) is cooled down after its first failure, so later attempts go straight to `big`.
     assert (fleet.a.calls, fleet.big.calls) == (1, 3)
-    assert outcome.calls == 4
+    assert outcome.usage.calls == 4
 
 
 def test_a_context_window_error_falls_back_to_the_bigger_model_without_retries(
@@ -246,14 +247,14 @@ def test_a_context_window_error_falls_back_to_the_bigger_model_without_retries(
     for server in (fleet.a, fleet.b):
         server.set_default(Reply(status=400, error_message=CONTEXT_ERROR))
     settings = routed(llm_max_retries=4)  # tests/fixtures/router.yaml: context_window_fallbacks local -> big
-    backend = build_backend(settings)
+    backend = build_services(settings)
     outcome = backend.predictor.predict(PredictionJob(parse_label_config(CHOICES_CONFIG), None,
                                                       tasks(1, "long")[0]))
     assert outcome.status == "ok" and outcome.regions
     assert fleet.a.calls + fleet.b.calls == 1 and fleet.big.calls == 1
     assert fleet.big.requests[0]["model"] == "route-big"
-    assert outcome.calls == 2
-    assert outcome.cost is not None and outcome.cost > 0  # "big" is priced in the routing file
+    assert outcome.usage.calls == 2
+    assert outcome.usage.cost is not None and outcome.usage.cost > 0  # "big" is priced in the routing file
 
 
 def test_all_deployments_cooling_down_is_transient_with_the_routers_wait(
@@ -262,7 +263,7 @@ def test_all_deployments_cooling_down_is_transient_with_the_routers_wait(
     for server in (fleet.a, fleet.b):
         server.set_default(Reply(status=500))
     settings = routed([("local", fleet.a), ("local", fleet.b)], {"cooldown_time": 45}, llm_max_retries=0)
-    backend = build_backend(settings)
+    backend = build_services(settings)
     client = backend.predictor.client
     request = backend.predictor.build_request(
         PredictionJob(parse_label_config(CHOICES_CONFIG), None, tasks(1, "cold")[0]), {"text": "cold"})
@@ -278,11 +279,11 @@ def test_all_deployments_cooling_down_is_transient_with_the_routers_wait(
 def test_unpriced_deployments_have_unknown_cost_and_router_models_ask_for_logprobs(
     routed: Callable[..., Settings], fleet: Fleet
 ) -> None:
-    backend = build_backend(routed())
+    backend = build_services(routed())
     outcome = backend.predictor.predict(PredictionJob(parse_label_config(CHOICES_CONFIG), None,
                                                       tasks(1, "price")[0]))
     assert outcome.status == "ok" and outcome.model == "local"
-    assert outcome.cost is None  # LiteLLM says $0 for a model it has no price for; we say unknown
+    assert outcome.usage.cost is None  # LiteLLM says $0 for a model it has no price for; we say unknown
     [request] = fleet.a.requests + fleet.b.requests
     assert request["logprobs"] is True  # "local" is served by openai/ deployments, which return them
 

@@ -8,10 +8,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from llm_backend.answer import extract_json, parse_answer
+from llm_backend.core.answer import extract_json, parse_answer
+from llm_backend.core.config import parse_label_config
+from llm_backend.core.controls import EntityAnswer
+from llm_backend.core.schema import json_schema
 from llm_backend.errors import AnswerError
-from llm_backend.label_config import parse_label_config
-from llm_backend.schema import EntityAnswer, json_schema
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG
 
 ALL = parse_label_config(ALL_CONTROLS_CONFIG)

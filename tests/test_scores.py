@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from llm_backend.label_config import parse_label_config
-from llm_backend.scores import control_scores, token_offsets
+from llm_backend.core.config import parse_label_config
+from llm_backend.core.scores import control_scores, token_offsets
 from tests.conftest import CHOICES_CONFIG, fixture_json
 from tests.llm_server import FakeLLMServer, Reply
 

@@ -1,0 +1,311 @@
+"""Offline and whole-project commands (predict, label-project, eval), registered on `llm-backend`.
+
+Exit codes shared by the three: 0 done; 1 some tasks failed (predict, label-project) or a metric
+is under --min-accuracy (eval); 2 unusable input (files, settings, label config, Label Studio);
+130 interrupted (what finished is cached, so the same command resumes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..core.config import LabelConfig, parse_label_config
+from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
+from ..engine.outcome import BatchSummary
+from ..errors import LLMBackendError
+from ..label_studio import LabelStudioClient
+from ..offline.files import TaskFileError, import_task, read_tasks, write_json
+from ..offline.project_labeler import ProjectLabeler
+from ..offline.report import render_text, write_html
+from ..offline.runs import Progress, error_lines, evaluate_tasks, predict_tasks, summary_lines
+from ..redact import redact
+from ..services import Services, build_services
+from ..settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = 130
+
+
+class InputError(click.ClickException):
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))  # Label Studio and providers may echo credentials
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except LLMBackendError as exc:
+        raise InputError(exc.message) from None
+
+
+def _logging(verbose: bool, settings: Settings) -> None:
+    if logging.getLogger().handlers:
+        return  # whoever runs the command in-process (a test runner, a script) owns logging
+    # Failed tasks are grouped in the summary; one log line each would bury the progress bar.
+    level = settings.log_level if verbose else "ERROR"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("llm_backend").setLevel(level)
+    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+def _services(settings: Settings) -> Services:
+    try:
+        return build_services(settings)
+    except LLMBackendError as exc:
+        raise InputError(exc.message) from None
+
+
+def _config(path: Path) -> LabelConfig:
+    try:
+        config = parse_label_config(path.read_text(encoding="utf-8"))
+    except (LLMBackendError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {getattr(exc, 'message', exc)}") from None
+    if not config.controls:
+        reasons = "; ".join(f"{s.name} <{s.tag}>: {s.reason}" for s in config.skipped)
+        raise InputError(f"{path}: no control this backend can predict ({reasons})")
+    return config
+
+
+def _tasks(path: Path) -> list[dict[str, Any]]:
+    try:
+        return read_tasks(path)
+    except TaskFileError as exc:
+        raise InputError(exc.message) from None
+
+
+def _common(function: F) -> F:
+    """Options every batch command shares."""
+    options = [
+        click.option("--model", default=None, metavar="MODEL",
+                     help="LiteLLM model name for this run (default: LLM_MODEL). Changes the model_version."),
+        click.option("--concurrency", type=click.IntRange(1, 512), default=None,
+                     help="Tasks predicted at once (default: LLM_CONCURRENCY, 8)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Show a progress bar on stderr (default: only on a terminal)."),
+        click.option("-v", "--verbose", is_flag=True, help="Log each task's problems (at LOG_LEVEL) as they happen."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _echo_summary(summary: BatchSummary, errors: dict[str, list[Any]]) -> None:
+    for line in summary_lines(summary, errors):
+        click.echo(line)
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+@click.command("predict")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The project's label config XML (Settings -> Labeling Interface -> Code).")
+@click.option("--tasks", "tasks_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Tasks to predict: a JSON list (a Label Studio JSON export, or plain {field: value} objects) "
+                   "or JSONL, one task per line.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Where to write the tasks with their predictions, in Label Studio's import format.")
+@click.option("--project", default=None, metavar="ID",
+              help="Use the prompt templates of this project (prompts/projects/<ID>/) instead of the defaults.")
+@_common
+def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | None, model: str | None,
+            concurrency: int | None, progress: bool | None, verbose: bool) -> None:
+    """Pre-annotate a tasks file offline, without Label Studio.
+
+    Writes every task with a `predictions` list, ready for Label Studio's Import. Tasks whose
+    prediction failed are written without one and listed in the summary; run the same command
+    again to retry them: answers already received come from the cache and cost nothing.
+
+    Exit codes: 0 done, 1 some task failed, 2 unusable input, 130 interrupted (Ctrl-C).
+    """
+    settings = _settings(llm_model=model, llm_concurrency=concurrency)
+    _logging(verbose, settings)
+    config = _config(config_path)
+    tasks = _tasks(tasks_path)
+    services = _services(settings)
+    with Progress(len(tasks), "predict", progress) as bar:
+        run = predict_tasks(services, config, tasks, project, progress=bar)
+    click.echo(f"model_version {run.model_version}")
+    _echo_summary(run.summary, run.errors)
+    if run.interrupted:
+        click.echo(f"interrupted: {out_path} not written; run the same command to continue "
+                   f"({len(run.finished)} finished tasks come from the cache)", err=True)
+        raise SystemExit(INTERRUPTED)
+    write_json(out_path, [import_task(task, outcome, run.model_version)
+                          for task, outcome in zip(tasks, run.outcomes, strict=True)])
+    predicted = sum(outcome is not None and outcome.regions is not None for outcome in run.outcomes)
+    click.echo(f"wrote {out_path}: {len(tasks)} tasks, {predicted} with a prediction")
+    if predicted < len(tasks):
+        click.echo(f"{len(tasks) - predicted} of {len(tasks)} tasks failed; run the same command again to retry them",
+                   err=True)
+        raise SystemExit(1)
+
+
+# -- label-project ------------------------------------------------------------------------------
+
+@click.command("label-project")
+@click.option("--project", "project_id", required=True, type=click.IntRange(min=1), metavar="ID",
+              help="The Label Studio project id (the number in its URL, /projects/<ID>/).")
+@click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Tasks fetched, predicted and imported per round trip.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Stop after this many tasks (the next run goes on from there).")
+@click.option("--dry-run", is_flag=True, help="Only report the model_version and how many tasks need a prediction.")
+@_common
+def label_project(project_id: int, page_size: int, limit: int | None, dry_run: bool, model: str | None,
+                  concurrency: int | None, progress: bool | None, verbose: bool) -> None:
+    """Pre-annotate every task of a Label Studio project that has no prediction yet.
+
+    Reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access
+    token). Fetches the project's label config and, page by page, the tasks without a
+    prediction of the current model_version; predicts them and imports each page's predictions
+    in one request. No 100-second limit applies. Safe to stop (Ctrl-C) and run again: imported
+    tasks are skipped and finished answers come from the cache. Tasks that failed stay without a
+    prediction and are retried by the next run.
+
+    Exit codes: 0 done, 1 some task failed, 2 unusable input or Label Studio error, 130 interrupted.
+    """
+    settings = _settings(llm_model=model, llm_concurrency=concurrency)
+    _logging(verbose, settings)
+    if settings.label_studio_url is None or settings.label_studio_api_key is None:
+        raise InputError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set (Label Studio: Account & Settings "
+                         "-> Access Token)")
+    client = LabelStudioClient(str(settings.label_studio_url), settings.label_studio_api_key.get_secret_value())
+    try:
+        labeler = ProjectLabeler(client, _services(settings), project_id, page_size=page_size)
+        if dry_run:
+            click.echo(f"project {project_id}: {labeler.pending()} tasks have no prediction of model_version "
+                       f"{labeler.model_version} (dry run: nothing predicted)")
+            return
+        result = labeler.run(limit=limit, progress=progress)
+    except LLMBackendError as exc:
+        raise InputError(exc.message) from None
+    click.echo(f"project {project_id}: model_version {result.model_version}; {result.pending} tasks had no "
+               f"prediction of it")
+    _echo_summary(result.summary, result.errors)
+    click.echo(f"imported {result.posted} predictions into Label Studio")
+    if result.interrupted:
+        click.echo("interrupted: run the same command to continue", err=True)
+        raise SystemExit(INTERRUPTED)
+    if result.failed:
+        click.echo(f"{result.failed} of {len(result.outcomes)} tasks failed and have no prediction; run the same "
+                   "command again to retry them", err=True)
+        raise SystemExit(1)
+
+
+# -- eval ---------------------------------------------------------------------------------------
+
+def _chosen_predictions(path: Path, annotated: list[str], version: str | None
+                        ) -> tuple[dict[str, list[dict[str, Any]] | None], str]:
+    """{task key: result} from a file of tasks with `predictions` (an export, or `predict`'s output)."""
+    entries = {task_key(task, index): [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+               for index, task in enumerate(_tasks(path))}
+    if not set(annotated) & set(entries):
+        raise InputError(f"{path}: no task matches an annotated task of the tasks file by id")
+    versions = sorted({str(p.get("model_version")) for preds in entries.values() for p in preds})
+    if version is None:
+        if len(versions) > 1:
+            raise InputError(f"{path} holds predictions of {len(versions)} model versions ({', '.join(versions)}); "
+                             "choose one with --model-version")
+        if not versions:
+            raise InputError(f"{path}: no task has a prediction")
+        version = versions[0]
+    elif version not in versions:
+        raise InputError(f"{path} has no prediction with model_version {version} (it has: {', '.join(versions)})")
+    chosen: dict[str, list[dict[str, Any]] | None] = {}
+    for key, preds in entries.items():
+        matching = [p for p in preds if str(p.get("model_version")) == version and isinstance(p.get("result"), list)]
+        chosen[key] = matching[-1]["result"] if matching else None
+    return chosen, version
+
+
+@click.command("eval")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The project's label config XML.")
+@click.option("--tasks", "tasks_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Annotated tasks: a Label Studio JSON export. Tasks without a non-cancelled annotation are "
+                   "skipped; with several, the newest counts.")
+@click.option("--predictions", "predictions_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Score these predictions (a Label Studio export or `predict`'s output, matched by task id) "
+                   "instead of running the prompts. May be the --tasks file itself.")
+@click.option("--model-version", default=None,
+              help="With --predictions: which model_version to score, when the file holds several.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write an HTML report (tables, confusion matrices, worst disagreements) here.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write the numbers as JSON here.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Exit with code 1 when a control scores below this (0-1): Choices, Taxonomy, Rating and Number "
+                   "by accuracy, Labels by exact-match F1, TextArea by mean similarity.")
+@click.option("--worst", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the worst-agreeing tasks to list.")
+@click.option("--project", default=None, metavar="ID",
+              help="Use the prompt templates of this project (prompts/projects/<ID>/) instead of the defaults.")
+@_common
+def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | None, model_version: str | None,
+                 out_path: Path | None, json_path: Path | None, min_accuracy: float | None, worst: int,
+                 project: str | None, model: str | None, concurrency: int | None, progress: bool | None,
+                 verbose: bool) -> None:
+    """Measure the prompts against human annotations.
+
+    Runs the current prompts on the annotated tasks (answers are cached, so re-running after a
+    prompt change only pays for what changed) or reads existing predictions with
+    --predictions, and compares them per control: Choices accuracy, per-class
+    precision/recall/F1 and confusion matrix; Labels span precision/recall/F1 (exact and
+    overlap, per label); TextArea string similarity; plus LLM calls, tokens, cost and the tasks
+    that disagree most. Prints a table; --out writes an HTML report.
+
+    Exit codes: 0 done, 1 a control is under --min-accuracy, 2 unusable input, 130 interrupted.
+    """
+    config = _config(config_path)
+    tasks = _tasks(tasks_path)
+    annotated = [task_key(task, index) for index, task in enumerate(tasks) if gold_result(task) is not None]
+    if not annotated:
+        raise InputError(f"{tasks_path}: no task has an annotation that was not cancelled")
+    if predictions_path is not None:
+        predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
+        report = evaluate(config, tasks, predictions, model_version=version, worst=worst)
+    elif model_version is not None:
+        raise InputError("--model-version only applies with --predictions")
+    else:
+        settings = _settings(llm_model=model, llm_concurrency=concurrency)
+        _logging(verbose, settings)
+        services = _services(settings)
+        with Progress(len(annotated), "eval", progress) as bar:
+            report, run = evaluate_tasks(services, config, tasks, project, progress=bar, worst=worst)
+        if run.interrupted:
+            click.echo("interrupted: run the same command to continue; finished tasks come from the cache", err=True)
+            raise SystemExit(INTERRUPTED)
+        if run.errors:
+            click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
+            for line in error_lines(run.errors):
+                click.echo(line, err=True)
+    click.echo(render_text(report))
+    if out_path is not None:
+        write_html(report, out_path, f"Evaluation of {config_path.name} on {tasks_path.name}")
+        click.echo(f"\nwrote {out_path}")
+    if json_path is not None:
+        write_json(json_path, report.to_dict())
+        click.echo(f"wrote {json_path}")
+    _gate(report, min_accuracy)
+
+
+def _gate(report: EvalReport, min_accuracy: float | None) -> None:
+    if min_accuracy is None:
+        return
+    below = report.below(min_accuracy)
+    for control, metric, value in below:
+        click.echo(f"{control}: {metric} {value:.3f} is below --min-accuracy {min_accuracy:g}", err=True)
+    if below:
+        raise SystemExit(1)
+
+
+commands: list[click.Command] = [predict, label_project, eval_command]

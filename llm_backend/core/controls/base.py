@@ -1,0 +1,166 @@
+"""What a control family provides, and the small helpers the families share.
+
+A `ControlSpec` owns everything about one family of Label Studio controls: the fragment of the
+answer's JSON schema the model is asked for, how an answer value is validated, the variables its
+prompt template sees, the result regions built from a validated value, the answer value an
+annotation corresponds to (for few-shot examples) and the report that measures agreement with
+annotations. `registry.py` maps every `ControlKind` to its spec; nothing else branches on kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from ..align import AlignOptions, Span
+from ..config import Control, ControlKind, Option
+
+Value = dict[str, Any]  # a region's "value" object, e.g. {"choices": ["Positive"]}
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An item of an answer that was left out (an unknown label among valid ones), and why."""
+
+    control: str
+    value: str
+    reason: str
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+# `answer_from_regions` returns this when an annotation cannot be written as a valid answer value
+# (a single choice left empty): such an annotation is not usable as a few-shot example.
+MISSING: Final = _Missing()
+
+Validator = Callable[[object, list[Dropped]], Any]
+
+
+def option_key(value: str) -> str:
+    """How a label the model wrote is compared with the config's: case, width, quotes and a trailing
+    full stop do not change which label it meant."""
+    value = unicodedata.normalize("NFKC", value).strip().strip("\"'`“”‘’.,;:").strip()
+    return value.casefold()
+
+
+def option_lookup(options: tuple[Option, ...]) -> dict[str, str]:
+    """{option_key(value or alias): the value Label Studio stores (the alias when one is set)}."""
+    table: dict[str, str] = {}
+    for option in options:
+        table.setdefault(option_key(option.value), option.result_value)
+        if option.alias:
+            table.setdefault(option_key(option.alias), option.result_value)
+    return table
+
+
+def as_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def allowed_values(control: Control) -> str:
+    return ", ".join(option.value for option in control.options)
+
+
+def drop(dropped: list[Dropped], control: Control, value: object, reason: str) -> None:
+    dropped.append(Dropped(control.name, str(value)[:200], reason))
+
+
+def is_true(control: Control, attribute: str) -> bool:
+    return control.attrs.get(attribute, "false").strip().lower() == "true"
+
+
+@dataclass(frozen=True)
+class RegionInputs:
+    """What region building may need beyond the answer: the texts spans point into, the pixel size of
+    each image that coordinates refer to, and how quotes are aligned."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    align: AlignOptions = field(default_factory=AlignOptions)
+
+
+@dataclass
+class RegionReport:
+    """Regions of one answer, and what could not become a region."""
+
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    unaligned: list[Span] = field(default_factory=list)
+    match_kinds: dict[str, int] = field(default_factory=dict)
+    dropped_shapes: int = 0
+
+
+def region_id(control: Control, index: int, value: Value) -> str:
+    # Deterministic, so the same answer gives byte-identical predictions (cache re-runs, tests).
+    raw = json.dumps([control.name, index, value], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:10]
+
+
+def make_region(control: Control, index: int, value: Value, score: float | None = None) -> dict[str, Any]:
+    region: dict[str, Any] = {
+        "id": region_id(control, index, value),
+        "from_name": control.name,
+        "to_name": control.to_name[0],
+        "type": control.result_type,
+        "value": value,
+    }
+    if score is not None:
+        region["score"] = score
+    return region
+
+
+def item_score(scores: list[float | None], index: int) -> float | None:
+    return scores[index] if 0 <= index < len(scores) else None
+
+
+class ControlSpec:
+    """The base of every family; subclasses override what their controls need.
+
+    `score_style` tells `scores.py` where a decision sits in the raw reply: "value" (the value
+    itself), "items" (each list item's "label") or "text" (free text: mean per-token confidence).
+    """
+
+    kinds: ClassVar[tuple[ControlKind, ...]] = ()
+    score_style: ClassVar[str] = "value"
+
+    def json_schema(self, control: Control) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def validator(self, control: Control) -> Validator:
+        """A function (value, dropped) -> the validated value; raises ValueError with a message for the model."""
+        raise NotImplementedError
+
+    def prompt_vars(self, control: Control) -> dict[str, Any]:
+        """Variables for `controls/<kind>.j2` beyond the common ones (name, options, hint...)."""
+        return {}
+
+    def region_values(self, control: Control, answer: Any) -> list[Value]:
+        """The `value` objects of the regions a validated answer becomes (simple controls)."""
+        raise NotImplementedError
+
+    def add_regions(self, control: Control, answer: Any, inputs: RegionInputs, scores: list[float | None],
+                    report: RegionReport) -> None:
+        """Append this control's regions to `report`; one decision, so the first score is its score."""
+        for index, value in enumerate(self.region_values(control, answer)):
+            report.regions.append(make_region(control, index, value, scores[0] if scores else None))
+
+    def answer_from_regions(self, control: Control, regions: list[dict[str, Any]]) -> Any:
+        """An annotation's regions (this control's) as the answer value the model would give, or MISSING."""
+        return self.answer_from_values(control, [region.get("value") or {} for region in regions])
+
+    def answer_from_values(self, control: Control, values: list[Value]) -> Any:
+        raise NotImplementedError
+
+    def report(self, control: Control) -> Any:
+        """A fresh agreement report (see agreement.py) for evaluating this control."""
+        raise NotImplementedError

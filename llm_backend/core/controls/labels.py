@@ -1,0 +1,101 @@
+"""<Labels> on text (NER): the model quotes each entity, the aligner finds its offsets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agreement import SpanReport
+from ..align import Entity, align
+from ..config import Control, ControlKind
+from .base import (
+    ControlSpec,
+    Dropped,
+    RegionInputs,
+    RegionReport,
+    Validator,
+    Value,
+    drop,
+    item_score,
+    make_region,
+    option_key,
+    option_lookup,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EntityAnswer:
+    text: str
+    label: str
+    # Position in the model's raw list (items before it may have been dropped): keys its token scores.
+    source_index: int = field(default=-1, compare=False)
+
+
+class LabelsSpec(ControlSpec):
+    kinds = (ControlKind.LABELS,)
+    score_style = "items"
+
+    def json_schema(self, control: Control) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "the entity copied exactly from the text"},
+                    "label": {"type": "string", "enum": [option.value for option in control.options]},
+                },
+                "required": ["text", "label"],
+                "additionalProperties": False,
+            },
+        }
+
+    def validator(self, control: Control) -> Validator:
+        table = option_lookup(control.options)
+
+        def validate(value: object, dropped: list[Dropped]) -> list[EntityAnswer]:
+            if not isinstance(value, (list, tuple)):
+                raise ValueError("must be a list of {\"text\", \"label\"} objects")
+            entities: list[EntityAnswer] = []
+            for index, item in enumerate(value):
+                if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+                    drop(dropped, control, item, "entity without text")
+                    continue
+                label = item.get("label")
+                if not isinstance(label, str) or option_key(label) not in table:
+                    drop(dropped, control, item, "label not in the config")
+                    continue
+                entities.append(EntityAnswer(item["text"], table[option_key(label)], index))
+            return entities
+
+        return validate
+
+    def add_regions(self, control: Control, answer: list[EntityAnswer], inputs: RegionInputs,
+                    scores: list[float | None], report: RegionReport) -> None:
+        text = inputs.texts[control.to_name[0]]
+        quoted = [Entity(e.text, e.label) for e in answer]
+        source = {id(entity): answered.source_index for entity, answered in zip(quoted, answer, strict=True)}
+        for index, span in enumerate(align(text, quoted, inputs.align)):
+            if not span.aligned:
+                report.unaligned.append(span)
+                log.info("dropped entity %r (%s): not found in %s", span.entity.text[:80], span.entity.label,
+                         control.to_name[0])
+                continue
+            report.match_kinds[span.kind.value] = report.match_kinds.get(span.kind.value, 0) + 1
+            value = {"start": span.start, "end": span.end, "text": span.text, "labels": [span.entity.label]}
+            score = item_score(scores, source[id(span.entity)])
+            if score is None:
+                # No token scores: the alignment's quality is the evidence we have (exact 1.0, fuzzy its ratio).
+                score = round(span.score / 100, 4)
+            report.regions.append(make_region(control, index, value, score))
+
+    def answer_from_values(self, control: Control, values: list[Value]) -> Any:
+        to_value = {o.result_value: o.value for o in control.options}
+        return [{"text": v["text"], "label": to_value.get(label, label)}
+                for v in values if isinstance(v.get("text"), str) and v["text"]
+                for label in (v.get("labels") or [""])[:1]]
+
+    def report(self, control: Control) -> SpanReport:
+        return SpanReport(control.name, control.kind.value)

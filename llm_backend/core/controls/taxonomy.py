@@ -1,0 +1,56 @@
+"""<Taxonomy>: paths in a tree of choices, written "Parent / Child" in answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agreement import SetReport
+from ..config import Control, ControlKind, taxonomy_paths
+from .base import ControlSpec, Dropped, Validator, Value, as_list, drop, is_true, option_key
+
+SEPARATOR = " / "
+
+
+def selectable_paths(control: Control) -> list[tuple[str, ...]]:
+    return taxonomy_paths(control.options, is_true(control, "leafsOnly"))
+
+
+def _path_label(value: Value) -> list[str]:
+    return [SEPARATOR.join(map(str, path)) for path in value.get("taxonomy") or []]
+
+
+class TaxonomySpec(ControlSpec):
+    kinds = (ControlKind.TAXONOMY,)
+
+    def json_schema(self, control: Control) -> dict[str, Any]:
+        paths = [SEPARATOR.join(path) for path in selectable_paths(control)]
+        return {"type": "array", "items": {"type": "string", "enum": paths}}
+
+    def validator(self, control: Control) -> Validator:
+        paths = {tuple(option_key(part) for part in path): list(path) for path in selectable_paths(control)}
+
+        def validate(value: object, dropped: list[Dropped]) -> list[list[str]]:
+            chosen: list[list[str]] = []
+            for item in as_list(value):
+                # "/" splits a path the model wrote as one string; a list is a path already split.
+                parts = item if isinstance(item, list) else str(item).split("/")
+                key = tuple(option_key(str(part)) for part in parts)
+                if key in paths and paths[key] not in chosen:
+                    chosen.append(paths[key])
+                else:
+                    drop(dropped, control, item, "not a path of the taxonomy")
+            return chosen
+
+        return validate
+
+    def prompt_vars(self, control: Control) -> dict[str, Any]:
+        return {"paths": [SEPARATOR.join(path) for path in selectable_paths(control)]}
+
+    def region_values(self, control: Control, answer: list[list[str]]) -> list[Value]:
+        return [{"taxonomy": answer}] if answer else []
+
+    def answer_from_values(self, control: Control, values: list[Value]) -> Any:
+        return [label for value in values for label in _path_label(value)]
+
+    def report(self, control: Control) -> SetReport:
+        return SetReport(control.name, control.kind.value, labels_of=_path_label, multiple=True)

@@ -1,0 +1,35 @@
+"""<TextArea>: free text, a list of strings (usually one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agreement import TextReport
+from ..config import Control, ControlKind
+from .base import ControlSpec, Dropped, Validator, Value, as_list
+
+
+class TextAreaSpec(ControlSpec):
+    kinds = (ControlKind.TEXTAREA,)
+    score_style = "text"
+
+    def json_schema(self, control: Control) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string"}}
+
+    def validator(self, control: Control) -> Validator:
+        def validate(value: object, dropped: list[Dropped]) -> list[str]:
+            items = as_list(value)
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError("must be a list of strings")
+            return [item.strip() for item in items if item.strip()]
+
+        return validate
+
+    def region_values(self, control: Control, answer: list[str]) -> list[Value]:
+        return [{"text": answer}] if answer else []
+
+    def answer_from_values(self, control: Control, values: list[Value]) -> Any:
+        return [str(t) for v in values for t in v.get("text") or []]
+
+    def report(self, control: Control) -> TextReport:
+        return TextReport(control.name, control.kind.value)

@@ -1,0 +1,104 @@
+"""What happened to a task, and to a batch of them.
+
+`TaskOutcome` is the one result type of the engine: regions (None when the task failed), the
+`Usage` of the calls it made, what was dropped, and for a cascade each step it went through.
+`BatchSummary` sums outcomes for the log line, the CLI summary and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.usage import Usage
+from .metrics import Metrics
+
+
+@dataclass(frozen=True)
+class CascadeStep:
+    """One model's part in one task of a cascade."""
+
+    model: str
+    status: str  # ok | cached | failed
+    score: float | None
+    escalated: str | None  # why the next model was asked (see cascade.REASONS); None: the cascade stopped here
+    used: bool  # this step's answer is the one returned
+    usage: Usage
+    regions: list[dict[str, Any]] | None = None  # this step's own answer, to score each step on its own
+    error: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    status: str  # ok | cached | failed | timeout
+    regions: list[dict[str, Any]] | None = None
+    score: float | None = None
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    dropped: int = 0
+    unaligned: int = 0
+    model: str | None = None  # the model name asked (LLM_MODEL, a project's model, a cascade step)
+    error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
+    cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
+
+    def to_result(self, model_version: str) -> dict[str, Any]:
+        """The item Label Studio expects; failures carry no `result` so LS asks again later."""
+        if self.regions is None:
+            return {"model_version": model_version, "error": self.error or self.status}
+        item: dict[str, Any] = {"result": self.regions, "model_version": model_version}
+        if self.score is not None:
+            item["score"] = self.score
+        return item
+
+
+def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
+    """Add one finished task to the Prometheus counters (once per task, whatever answered it)."""
+    usage = outcome.usage
+    metrics.tasks.labels(outcome.status).inc()
+    metrics.llm_calls.inc(usage.calls)
+    metrics.retries.inc(usage.retries)
+    metrics.repairs.inc(usage.repairs)
+    metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
+    metrics.tokens.labels("completion").inc(usage.completion_tokens)
+    if usage.cost:
+        metrics.cost.inc(usage.cost)
+    if outcome.dropped:
+        metrics.dropped.labels("invalid_value").inc(outcome.dropped)
+    if outcome.unaligned:
+        metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+
+
+@dataclass
+class BatchSummary:
+    tasks: int
+    ok: int
+    cached: int
+    failed: int
+    timeout: int
+    usage: Usage
+    dropped: int
+    unaligned: int
+    seconds: float
+
+    @classmethod
+    def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
+        return cls(
+            tasks=len(outcomes),
+            ok=sum(o.status == "ok" for o in outcomes),
+            cached=sum(o.status == "cached" for o in outcomes),
+            failed=sum(o.status == "failed" for o in outcomes),
+            timeout=sum(o.status == "timeout" for o in outcomes),
+            usage=Usage.total(o.usage for o in outcomes),
+            dropped=sum(o.dropped for o in outcomes),
+            unaligned=sum(o.unaligned for o in outcomes),
+            seconds=seconds,
+        )
+
+    def log_line(self) -> str:
+        u = self.usage
+        return (
+            f"predict: {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
+            f"failed={self.failed} timed_out={self.timeout} llm_calls={u.calls} retries={u.retries} "
+            f"repairs={u.repairs} tokens={u.prompt_tokens}+{u.completion_tokens} cost={u.cost_text()} "
+            f"dropped={self.dropped} unaligned={self.unaligned}"
+        )

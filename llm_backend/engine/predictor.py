@@ -1,0 +1,264 @@
+"""One task through the pure core: inputs -> prompt -> (cached) model answer -> validation -> regions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..core.align import AlignOptions
+from ..core.answer import Answer, parse_answer
+from ..core.config import LabelConfig
+from ..core.regions import RegionInputs, build_regions
+from ..core.schema import json_schema
+from ..core.scores import control_scores
+from ..core.usage import Usage
+from ..errors import AnswerError, LLMBackendError, LLMError, TaskError
+from ..models.client import Completion, CompletionClient, LLMRequest
+from ..redact import redact
+from ..settings import Settings
+from .cache import Cache
+from .examples import ExampleStore, Snapshot, select_examples
+from .fetch import MediaFetcher
+from .inputs import ImageInput, task_images, task_texts
+from .metrics import Metrics
+from .outcome import TaskOutcome, count_outcome
+from .prompts import PromptLibrary
+from .singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+
+LOGPROB_PROVIDERS = ("openai/", "hosted_vllm/", "azure/", "gpt-")
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    config: LabelConfig
+    project: str | None
+    task: dict[str, Any]
+    instruction: str | None = None
+    model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
+
+
+class TaskPredictor(Protocol):
+    """What the batch runner, the web layer and the offline commands need of a predictor."""
+
+    metrics: Metrics
+
+    def predict(self, job: PredictionJob) -> TaskOutcome: ...
+
+    def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
+                      params: dict[str, Any] | None = None) -> str: ...
+
+
+@dataclass
+class _Exchange:
+    """A validated answer and what it took to get it."""
+
+    completion: Completion
+    answer: Answer
+    usage: Usage
+
+
+class Predictor:
+    def __init__(
+        self,
+        settings: Settings,
+        prompts: PromptLibrary,
+        client: CompletionClient,
+        cache: Cache,
+        metrics: Metrics,
+        fetcher: MediaFetcher | None = None,
+        examples: ExampleStore | None = None,
+        routes: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+        self.examples = examples
+        self.prompts = prompts
+        self.client = client
+        self.cache = cache
+        self.metrics = metrics
+        # Router model name -> its deployments' LiteLLM models (from LLM_ROUTER_CONFIG).
+        self.routes: dict[str, tuple[str, ...]] = routes or {}
+        self._flights: SingleFlight[_Exchange] = SingleFlight()
+        self.align_options = AlignOptions(
+            fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
+        )
+
+    def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
+                      params: dict[str, Any] | None = None) -> str:
+        """Stable while model, templates and config stay the same; changes when any of them changes."""
+        model = model or self.settings.llm_model
+        parts = {
+            "model": model,
+            "temperature": self.settings.llm_temperature,
+            "max_tokens": self.settings.llm_max_tokens,
+            "mode": self.settings.llm_output_mode,
+            "config": config.fingerprint,
+            "prompts": self.prompts.fingerprint(project),
+            "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
+            "examples": self._snapshot_id(project),
+        }
+        if params:
+            parts["params"] = params  # a project's extra_params, the cascade
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1])[:40] or "model"
+        return f"{slug}-{digest}"
+
+    def _snapshot(self, project: str | None) -> Snapshot | None:
+        if self.examples is None or project is None or self.settings.fewshot_k == 0:
+            return None
+        return self.examples.latest(project)
+
+    def _snapshot_id(self, project: str | None) -> str | None:
+        snapshot = self._snapshot(project)
+        return snapshot.id if snapshot else None
+
+    def _examples_for(self, job: PredictionJob, texts: dict[str, str]) -> list[dict[str, str]]:
+        snapshot = self._snapshot(job.project) if job.fewshot else None
+        if snapshot is None:
+            return []
+        chosen = select_examples(snapshot.examples, "\n".join(texts.values()), k=self.settings.fewshot_k,
+                                 budget_tokens=self.settings.fewshot_max_tokens,
+                                 exclude_task=str(job.task.get("id")) if job.task.get("id") is not None else None)
+        return [{"text": example.text, "answer": example.answer_json} for example in chosen]
+
+    def _wants_logprobs(self, model: str) -> bool:
+        mode = self.settings.llm_logprobs
+        if mode != "auto":
+            return mode == "on"
+        # Providers known to return token log-probabilities; asking others may be refused outright.
+        return all(target.startswith(LOGPROB_PROVIDERS) for target in self.routes.get(model, (model,)))
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
+        mode = self.settings.llm_output_mode
+        if mode == "schema":
+            return {"type": "json_schema", "json_schema": {"name": "annotation", "schema": schema, "strict": True}}
+        if mode == "json":
+            return {"type": "json_object"}
+        return None
+
+    def build_request(self, job: PredictionJob, texts: dict[str, str],
+                      images: dict[str, ImageInput] | None = None) -> LLMRequest:
+        images = images or {}
+        schema = json_schema(job.config)
+        context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
+        objects = []
+        for name, obj in job.config.objects.items():
+            if name in texts:
+                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": texts[name],
+                                "is_image": False})
+            elif name in images:
+                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": "",
+                                "is_image": True, "width": images[name].width, "height": images[name].height})
+        context.update(
+            task={"id": job.task.get("id"), "data": job.task.get("data", {})},
+            objects=objects,
+            instruction=job.instruction,
+            examples=self._examples_for(job, texts),
+        )
+        messages = [message.as_dict() for message in self.prompts.messages(job.project, context)]
+        if images:
+            # Images travel as content parts of the user message, in the order the prompt names them.
+            user: dict[str, Any] = messages[-1]
+            user["content"] = [{"type": "text", "text": user["content"]},
+                               *({"type": "image_url", "image_url": {"url": image.url}} for image in images.values())]
+        return LLMRequest(
+            model=job.model or self.settings.llm_model,
+            messages=tuple(messages),
+            response_format=self._response_format(schema),
+            temperature=job.extra.get("temperature", self.settings.llm_temperature),
+            max_tokens=job.extra.get("max_tokens", self.settings.llm_max_tokens),
+            # A routing file's deployments carry their own api_base; one set here would bypass the Router.
+            api_base=None if self.settings.llm_router_config else self.settings.api_base,
+            logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
+        )
+
+    def _exchange(self, job: PredictionJob, request: LLMRequest) -> _Exchange:
+        completion = self.client.complete(request)
+        usage = completion.usage
+        try:
+            answer = parse_answer(job.config, completion.content)
+        except AnswerError as first_error:
+            # One repair round: show the model its reply and what was wrong with it.
+            controls = [{"name": c.name} for c in job.config.controls]
+            repair_text = self.prompts.render(job.project, "repair.j2", {"error": first_error.message,
+                                                                         "controls": controls})
+            retry = request.followed_by({"role": "assistant", "content": completion.content[:20_000]},
+                                        {"role": "user", "content": repair_text})
+            usage += Usage(repairs=1)
+            try:
+                completion = self.client.complete(retry)
+            except LLMError as exc:
+                raise exc.with_usage(usage + exc.usage) from exc.__cause__
+            # The repair call is a repair, not a retry: its own retries count, its first call does not.
+            usage += completion.usage
+            try:
+                answer = parse_answer(job.config, completion.content)
+            except AnswerError as second_error:
+                raise AnswerError(f"invalid answer after one repair: {second_error.message}",
+                                  content=completion.content, usage=usage) from None
+        # Stored under the ORIGINAL request: a re-run of a repaired task is free too.
+        self.cache.set(request.cache_key, completion.to_cache())
+        return _Exchange(completion, answer, usage)
+
+    def predict(self, job: PredictionJob) -> TaskOutcome:
+        outcome = self.attempt(job)
+        count_outcome(self.metrics, outcome)
+        return outcome
+
+    def attempt(self, job: PredictionJob) -> TaskOutcome:
+        """`predict` without counting the task in the metrics (a cascade counts one task once)."""
+        try:
+            outcome = self._predict(job)
+        except LLMBackendError as exc:
+            message = redact(exc.message)
+            usage = exc.usage if isinstance(exc, TaskError) else Usage()
+            outcome = TaskOutcome("failed", error=message, usage=usage, error_code=exc.code)
+            log.warning("task %s failed: %s", job.task.get("id"), message)
+        except Exception:
+            log.exception("task %s failed with an unexpected error", job.task.get("id"))
+            outcome = TaskOutcome("failed", error="internal error while predicting this task; see the server log")
+        outcome.model = job.model or self.settings.llm_model
+        return outcome
+
+    def _predict(self, job: PredictionJob) -> TaskOutcome:
+        texts = task_texts(job.config, job.task, self.fetcher)
+        images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
+        size = sum(len(text) for text in texts.values())
+        if size > self.settings.max_task_chars:
+            # Truncating would silently leave the rest of the document unlabelled: refuse instead.
+            raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
+                            "split the document or raise the limit if the model's context allows")
+        request = self.build_request(job, texts, images)
+        inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
+                              self.align_options)
+        cached = self.cache.get(request.cache_key)
+        if cached is not None:
+            completion = Completion.from_cache(cached)
+            return self._outcome("cached", job, inputs, parse_answer(job.config, completion.content), completion)
+        exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request))
+        if shared:
+            return self._outcome("cached", job, inputs, exchange.answer, exchange.completion)
+        return self._outcome("ok", job, inputs, exchange.answer, exchange.completion, exchange.usage)
+
+    def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
+                 completion: Completion, usage: Usage | None = None) -> TaskOutcome:
+        scores = control_scores(job.config, completion.content, completion.logprobs)
+        report = build_regions(job.config, answer.values, inputs, scores)
+        region_scores = [r["score"] for r in report.regions if r.get("score") is not None]
+        return TaskOutcome(
+            status,
+            regions=report.regions,
+            score=min(region_scores) if region_scores else None,
+            usage=usage or Usage(),
+            dropped=len(answer.dropped),
+            unaligned=len(report.unaligned),
+        )

@@ -1,0 +1,200 @@
+"""`llm-backend doctor`: the connection checks behind most support threads, each with its fix.
+
+Checks run in order: settings, the model (a 1-token call, then whether it honours a JSON schema),
+Label Studio (reachable, token valid and which kind), the label config (controls, toName, $field),
+and which backend URL Label Studio should use from where it runs. Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from ..core.config import parse_label_config
+from ..errors import LLMBackendError, SettingsError
+from ..label_studio import LabelStudioClient
+from ..models.client import CompletionClient, LiteLLMClient, LLMRequest
+from ..models.router import load_routing
+from ..models.vision import vision_support
+from ..redact import redact, register_secrets
+from ..settings import Settings, load_settings
+
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | fail | warn | skip
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password@ part."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_llm(settings: Settings, client: CompletionClient | None = None) -> Iterator[Check]:
+    try:
+        routing = load_routing(settings)
+    except SettingsError as exc:
+        yield Check("routing file", "fail", exc.message, "fix LLM_ROUTER_CONFIG or LLM_MODEL/LLM_CASCADE")
+        return
+    quick = settings.model_copy(update={"llm_max_retries": 0, "llm_timeout": min(settings.llm_timeout, 60)})
+    client = client or routing.client(quick) or LiteLLMClient(
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        timeout=quick.llm_timeout, max_retries=0,
+    )
+    # With a routing file each deployment has its own api_base; one set here would bypass the Router.
+    api_base = None if routing.config is not None else settings.api_base
+    where = f"{settings.llm_model}" + (f" at {safe_url(api_base)}" if api_base else " (routing file)"
+                                       if routing.config is not None else "")
+    ping = LLMRequest(settings.llm_model, ({"role": "user", "content": "Reply with the single word: yes"},),
+                      max_tokens=1, api_base=api_base)
+    started = time.monotonic()
+    try:
+        client.complete(ping)
+    except LLMBackendError as exc:
+        yield Check("model reachable", "fail", f"{where}: {exc.message}",
+                    "check LLM_MODEL, LLM_API_BASE (reachable from where the backend runs) and LLM_API_KEY")
+        return
+    yield Check("model reachable", "pass", f"{where} answered in {time.monotonic() - started:.2f} s")
+    probe = LLMRequest(
+        settings.llm_model,
+        ({"role": "user", "content": 'Is water wet? Answer with a JSON object {"answer": "yes" or "no"}.'},),
+        response_format={"type": "json_schema", "json_schema": {"name": "probe", "schema": PROBE_SCHEMA,
+                                                                 "strict": True}},
+        max_tokens=50, api_base=api_base,
+    )
+    try:
+        content = client.complete(probe).content
+        answer = json.loads(content)
+        honoured = isinstance(answer, dict) and answer.get("answer") in ("yes", "no") and set(answer) == {"answer"}
+    except (LLMBackendError, ValueError):
+        honoured = False
+    if honoured:
+        yield Check("JSON schema", "pass", "the model answers a JSON schema sent as response_format")
+    else:
+        status = "fail" if settings.llm_output_mode == "schema" else "warn"
+        yield Check("JSON schema", status, "the model did not return JSON matching a schema sent as response_format",
+                    "set LLM_OUTPUT_MODE=json (JSON mode) or LLM_OUTPUT_MODE=prompt (schema in the prompt)")
+
+
+def check_label_studio(settings: Settings) -> Iterator[Check]:
+    if not settings.ls_url:
+        yield Check("Label Studio", "skip", "LABEL_STUDIO_URL is not set",
+                    "set it to fetch task files (/data/upload/..., cloud storage) and for label-project")
+        return
+    url = safe_url(settings.ls_url)
+    try:
+        health = requests.get(f"{settings.ls_url}/health", timeout=10)
+    except requests.RequestException as exc:
+        inside_docker = Path("/.dockerenv").exists()
+        hint = ("inside a container localhost is the container itself: use the Label Studio service name "
+                "(http://label-studio:8080) or http://host.docker.internal:8080") if inside_docker else \
+            "check that Label Studio runs and LABEL_STUDIO_URL is the address this machine reaches it at"
+        yield Check("Label Studio reachable", "fail", f"{url}: {type(exc).__name__}", hint)
+        return
+    if health.status_code != 200:
+        yield Check("Label Studio reachable", "fail", f"{url}/health answered HTTP {health.status_code}",
+                    "is LABEL_STUDIO_URL the Label Studio web address (not the backend's)?")
+        return
+    yield Check("Label Studio reachable", "pass", url)
+    if settings.label_studio_api_key is None:
+        yield Check("Label Studio token", "warn", "LABEL_STUDIO_API_KEY is not set",
+                    "files under /data/upload need it: Label Studio -> Account & Settings -> Access Token")
+        return
+    client = LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value(), timeout=10)
+    kind = "personal access token" if client.kind == "personal_access_token" else "legacy token"
+    try:
+        user = client.whoami()
+    except LLMBackendError as exc:
+        fix = ("legacy tokens may be disabled for this organization: create a personal access token"
+               if client.kind == "legacy" else "the personal access token may be revoked or from another instance")
+        yield Check("Label Studio token", "fail", f"{kind}: {exc.message}", fix)
+        return
+    yield Check("Label Studio token", "pass", f"{kind} valid for {user.get('email') or user.get('username') or '?'}")
+
+
+def check_config(path: Path | None, settings: Settings | None = None) -> Iterator[Check]:
+    if path is None:
+        yield Check("label config", "skip", "no --config given", "pass --config label_config.xml to check one")
+        return
+    try:
+        config = parse_label_config(path.read_text(encoding="utf-8"))
+    except (OSError, LLMBackendError) as exc:
+        yield Check("label config", "fail", f"{path}: {getattr(exc, 'message', exc)}",
+                    "fix the XML; it must be the project's Labeling Interface code")
+        return
+    controls = ", ".join(f"{c.name} <{c.kind.value}> -> {c.to_name[0]} "
+                         f"(data.{config.objects[c.to_name[0]].data_key})" for c in config.controls)
+    yield Check("label config", "pass" if config.controls else "fail",
+                f"predicts: {controls or 'nothing'}",
+                "" if config.controls else "add a Choices, Labels, TextArea, Rating, Number or Taxonomy control")
+    for skipped in config.skipped:
+        yield Check(f"control {skipped.name}", "warn", f"<{skipped.tag}> skipped: {skipped.reason}")
+    if settings is not None and config.needs_vision:
+        support = vision_support(settings.llm_model, settings.llm_vision)
+        status = {True: "pass", False: "fail", None: "warn"}[support]
+        detail = {True: "accepts images", False: "does not accept images", None: "image support unknown"}[support]
+        yield Check("vision model", status, f"{settings.llm_model} {detail}; the config labels images",
+                    "" if support else "use a vision model or set LLM_VISION=on if this one reads images")
+
+
+def backend_urls(settings: Settings) -> Check:
+    port = settings.port
+    lines = [
+        f"Label Studio on this machine: http://localhost:{port}",
+        f"Label Studio in the same docker compose: http://ml-backend:{port}",
+        f"Label Studio in Docker, backend on the host: http://host.docker.internal:{port} (Mac/Windows), "
+        f"http://172.17.0.1:{port} (Linux)",
+    ]
+    where = "this backend runs in a container" if Path("/.dockerenv").exists() else "this backend runs on the host"
+    return Check("backend URL for Label Studio", "pass", f"{where}; connect with: " + "; ".join(lines))
+
+
+def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_settings) -> list[Check]:
+    try:
+        settings = load()
+    except SettingsError as exc:
+        return [Check("settings", "fail", exc.message, "fix the environment variables named above")]
+    register_secrets(settings.secret_values())
+    checks = [Check("settings", "pass", f"LLM_MODEL={settings.llm_model}, PORT={settings.port}, "
+                                        f"cache={'on' if settings.cache_enabled else 'off'}")]
+    checks += list(check_llm(settings))
+    checks += list(check_label_studio(settings))
+    checks += list(check_config(config_path, settings))
+    checks.append(backend_urls(settings))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    lines = []
+    for check in checks:
+        lines.append(redact(f"[{check.status.upper():4}] {check.name}: {check.detail}"))
+        if check.fix and check.status != "pass":
+            lines.append(redact(f"       fix: {check.fix}"))
+    failed = sum(check.failed for check in checks)
+    lines.append(f"{failed} check(s) failed" if failed else "all checks passed")
+    return "\n".join(lines)
+

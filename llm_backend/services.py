@@ -1,0 +1,102 @@
+"""The object graph, built in one pass: settings -> model client -> predictor -> runner -> stores.
+
+Both the web layer (`web/app.py`) and the offline commands (`offline/`, `cli/`) start from
+`build_services(settings)`; nothing is patched onto an object after it is built, and building
+imports neither Flask nor LiteLLM (LiteLLM loads on the first model call, or in `warm_up`).
+Tests pass their own `client` (a completion function) and `cache` at the two I/O edges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .engine.batch import BatchRunner
+from .engine.cache import Cache, open_cache
+from .engine.cascade import Cascade
+from .engine.events import EventHandler
+from .engine.examples import ExampleStore, open_example_store
+from .engine.fetch import MediaFetcher
+from .engine.metrics import Metrics
+from .engine.predictor import Predictor, TaskPredictor
+from .engine.projects import ProjectStore, open_project_store
+from .engine.prompts import PromptLibrary
+from .engine.training import Trainer
+from .label_studio import LabelStudioClient
+from .models.client import CompletionClient, LiteLLMClient, load_litellm
+from .models.router import Routing, load_routing
+from .redact import register_secrets
+from .settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived objects of one process, built once and handed to whoever needs them."""
+
+    settings: Settings
+    metrics: Metrics
+    prompts: PromptLibrary
+    cache: Cache
+    routing: Routing
+    client: CompletionClient
+    label_studio: LabelStudioClient | None
+    examples: ExampleStore
+    projects: ProjectStore
+    predictor: TaskPredictor  # the cascade when LLM_CASCADE is set, else the plain predictor
+    runner: BatchRunner
+    trainer: Trainer
+    events: EventHandler
+    started: float = field(default_factory=time.time)
+
+    def warm_up(self) -> threading.Thread:
+        """Import LiteLLM in the background so the first prediction does not pay for it."""
+        thread = threading.Thread(target=load_litellm, name="litellm-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+
+def model_client(settings: Settings, routing: Routing) -> CompletionClient:
+    """LiteLLM's Router when a routing file is set, plain `litellm.completion` otherwise."""
+    return routing.client(settings) or LiteLLMClient(
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+        retry_max_wait=settings.llm_retry_max_wait,
+    )
+
+
+def label_studio_client(settings: Settings) -> LabelStudioClient | None:
+    if settings.ls_url and settings.label_studio_api_key:
+        return LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value())
+    return None
+
+
+def build_services(
+    settings: Settings | None = None,
+    *,
+    client: CompletionClient | None = None,
+    cache: Cache | None = None,
+) -> Services:
+    settings = settings or load_settings()
+    register_secrets(settings.secret_values())
+    metrics = Metrics()
+    prompts = PromptLibrary(settings.prompts_dir)
+    prompts.check()  # a broken template stops the start, with file and line
+    cache = cache if cache is not None else open_cache(settings.cache_enabled, settings.cache_dir, settings.cache_url)
+    routing = load_routing(settings)  # LLM_ROUTER_CONFIG is parsed and checked now; the Router built on first use
+    client = client if client is not None else model_client(settings, routing)
+    label_studio = label_studio_client(settings)
+    fetcher = MediaFetcher(label_studio=label_studio, label_studio_url=settings.ls_url,
+                           allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
+                           timeout=settings.media_timeout)
+    examples = open_example_store(settings.cache_dir, settings.cache_url)
+    projects = open_project_store(settings.cache_dir, settings.cache_url)
+    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes)
+    predictor: TaskPredictor = (Cascade(plain, settings.cascade_models, settings.cascade_min_score)
+                                if settings.cascade_models else plain)
+    runner = BatchRunner(predictor, settings.llm_concurrency)
+    trainer = Trainer(runner, examples, projects)
+    events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
+    return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
+                    runner, trainer, events)

@@ -1,0 +1,64 @@
+"""gunicorn, configured from Settings: gthread workers, the app preloaded in the master.
+
+Preloading builds the app (and validates settings and templates) once before forking. LiteLLM is
+imported after the fork, in a warm-up thread per worker: a module import in progress must not
+cross a fork, and the port should be open (and /health answering) at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from ..settings import Settings
+from .app import create_app, services_of
+
+
+def _post_worker_init(worker: Any) -> None:
+    services_of(worker.wsgi).warm_up()
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    # Let tasks that outlived their request finish, so their paid answers reach the cache.
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "llm_backend" in getattr(app, "extensions", {}):
+        services_of(app).runner.shutdown()
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "preload_app": True,
+        # A worker is killed if silent this long: it must outlast the predict deadline.
+        "timeout": int(settings.predict_deadline + settings.llm_timeout + 30),
+        "graceful_timeout": int(settings.llm_timeout + 10),
+        "keepalive": 5,
+        "loglevel": settings.log_level.lower(),
+        "accesslog": "-" if settings.log_level == "DEBUG" else None,
+        "errorlog": "-",
+        "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
+        "proc_name": "llm-backend",
+    }
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            if value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def run_gunicorn(settings: Settings) -> None:
+    _Application(settings).run()
