@@ -22,7 +22,7 @@ from common import REPO, free_port, time_predict  # the bench folder is on sys.p
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
 from llm_backend.settings import Settings
-from tests.llm_server import LLMServerControl
+from testkit.llm_server import LLMServerControl
 
 
 def _run(base_url: str, tasks: int, concurrency: int, cache_dir: Path, cache: bool, salt: str) -> float:
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port),
                                "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
     control = LLMServerControl(f"http://127.0.0.1:{port}")
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
 
-from tests.llm_server import LLMServerControl
+from testkit.llm_server import LLMServerControl
 
 
 def _rss_mb(pid: int) -> float:
@@ -80,7 +80,7 @@ def main() -> None:
 
     llm_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        llm = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--port", str(llm_port),
+        llm = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(llm_port),
                                 "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
         env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LLM_MODEL": "openai/bench",
                "LLM_API_BASE": f"http://127.0.0.1:{llm_port}/v1", "LLM_API_KEY": "sk-bench",

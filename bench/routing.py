@@ -25,7 +25,7 @@ from common import REPO, free_port, time_predict  # the bench folder is on sys.p
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
 from llm_backend.settings import Settings
-from tests.llm_server import LLMServerControl
+from testkit.llm_server import LLMServerControl
 
 
 def _route_file(directory: Path, name: str, servers: list[LLMServerControl], strategy: str) -> Path:
@@ -55,7 +55,7 @@ def main() -> None:
     for _ in range(2):
         port = free_port()
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", str(args.latency),
+            [sys.executable, "-m", "testkit.llm_server", "--port", str(port), "--latency", str(args.latency),
              "--max-concurrent", str(args.max_concurrent)], cwd=REPO, stdout=subprocess.DEVNULL))
         servers.append(LLMServerControl(f"http://127.0.0.1:{port}"))
     rows: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
-from tests.llm_server import FakeLLMServer
+from testkit.llm_server import FakeLLMServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
@@ -179,7 +179,7 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Label Studio 1.23.2 for the session (installed into .venv-ls on first use)."""
-    from tests.label_studio import ensure_venv, start_label_studio
+    from testkit.label_studio import ensure_venv, start_label_studio
 
     ensure_venv()
     files = tmp_path_factory.mktemp("ls-files")

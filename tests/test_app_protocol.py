@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, fixture_json
-from tests.llm_server import FakeLLMServer, Reply
 
 BATCH = fixture_json("predict-batch.json")
 ANSWERS = {

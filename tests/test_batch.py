@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
-from tests.llm_server import FakeLLMServer, Reply
 
 
 def _batch(n: int, prefix: str = "task") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from llm_backend.errors import SettingsError
 from llm_backend.services import build_services
 from llm_backend.settings import Settings, load_settings
 from llm_backend.web.app import create_app
-from tests.llm_server import FakeLLMServer, Reply
+from testkit.llm_server import FakeLLMServer, Reply
 
 CONFIG = """<View>
   <Text name="text" value="$text"/>

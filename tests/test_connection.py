@@ -18,8 +18,8 @@ import pytest
 from llm_backend.engine.fetch import MediaFetcher
 from llm_backend.errors import TaskError
 from llm_backend.label_studio import LabelStudioAPIError, LabelStudioClient, token_kind
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
-from tests.llm_server import FakeLLMServer, Reply
 
 URL_CONFIG = """<View><Text name="text" value="$text" valueType="url"/>
 <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""

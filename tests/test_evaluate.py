@@ -53,8 +53,8 @@ from llm_backend.offline.report import render_html
 from llm_backend.offline.runs import evaluate_tasks
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import ALL_CONTROLS_CONFIG, FIXTURES
-from tests.llm_server import FakeLLMServer, Reply
 from tests.test_offline_predict import cli_env
 
 OFFLINE = FIXTURES / "offline"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from llm_backend.web.app import services_of
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, fixture_json
-from tests.llm_server import FakeLLMServer, Reply
 
 WEBHOOK = fixture_json("webhook-annotation-created.json")
 NER_CONFIG = WEBHOOK["project"]["label_config"]

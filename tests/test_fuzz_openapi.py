@@ -14,8 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from testkit.llm_server import FakeLLMServer
 from tests.conftest import REPO, BackendProcess, free_port
-from tests.llm_server import FakeLLMServer
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG
-from tests.llm_server import FakeLLMServer, Reply
 
 CONFIG_NAMES = {"sentiment", "topics", "ner", "summary", "quality", "year", "category"}
 ALLOWED = {"sentiment": {"Positive", "Negative", "Neutral"}, "topics": {"Sports", "POL", "Tech"},

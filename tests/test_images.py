@@ -12,7 +12,7 @@ from PIL import Image
 
 from llm_backend.core.controls import BoxAnswer, PointAnswer
 from llm_backend.core.controls.shapes import box_value, point_value
-from tests.llm_server import FakeLLMServer, Reply
+from testkit.llm_server import FakeLLMServer, Reply
 
 IMAGE_CONFIG = """<View>
   <Image name="image" value="$image"/>

@@ -20,8 +20,8 @@ from llm_backend.cli.main import main
 from llm_backend.core.config import parse_label_config
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO, interrupt_after_calls
-from tests.llm_server import FakeLLMServer, Reply
 from tests.test_offline_predict import cli_env
 
 OFFLINE = FIXTURES / "offline"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, BackendProcess, fixture_json
-from tests.llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.label_studio
 

@@ -1,4 +1,4 @@
-"""Smoke test of tests/label_studio.py against a real Label Studio 1.23.2.
+"""Smoke test of testkit/label_studio.py against a real Label Studio 1.23.2.
 
 The ML backend here is a throwaway stand-in, so a failure points at the harness (or at
 Label Studio's behaviour changing), never at llm_backend.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.label_studio import LabelStudio, LabelStudioError, start_label_studio
+from testkit.label_studio import LabelStudio, LabelStudioError, start_label_studio
 
 pytestmark = pytest.mark.label_studio
 

@@ -28,7 +28,7 @@ import jsonschema
 import pytest
 import requests
 
-from tests.llm_server import FakeLLMServer, LLMServerControl, Reply, schema_instance
+from testkit.llm_server import FakeLLMServer, LLMServerControl, Reply, schema_instance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["openai/test-model", "hosted_vllm/test-model"]
@@ -579,7 +579,7 @@ def test_control_endpoints_drive_the_server(server: FakeLLMServer) -> None:
 def test_standalone_process_serves_litellm(litellm: ModuleType) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm_server", "--port", str(port), "--latency", "0.01", "--max-concurrent", "4"],
+        [sys.executable, "-m", "testkit.llm_server", "--port", str(port), "--latency", "0.01", "--max-concurrent", "4"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,

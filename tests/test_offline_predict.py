@@ -19,8 +19,8 @@ from llm_backend.core.config import parse_label_config
 from llm_backend.offline.runs import predict_tasks
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import FIXTURES, REPO, interrupt_after_calls
-from tests.llm_server import FakeLLMServer, Reply
 
 OFFLINE = FIXTURES / "offline"
 SENTIMENT_XML = OFFLINE / "sentiment.xml"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG
-from tests.llm_server import FakeLLMServer, Reply
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
-from tests.llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.label_studio
 
@@ -44,7 +44,7 @@ CASES = [
 
 
 def _oracle(cases: list[dict[str, Any]]) -> list[Any]:
-    from tests.label_studio import ensure_venv
+    from testkit.label_studio import ensure_venv
 
     python = ensure_venv().parent / "python"
     out = subprocess.run([str(python), "-c", ORACLE], input=json.dumps(cases), capture_output=True, text=True,

@@ -20,8 +20,8 @@ from llm_backend.models.router import Routing, load_routing, parse_extra_params
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO
-from tests.llm_server import FakeLLMServer, Reply
 
 CONTEXT_ERROR = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens."
 

@@ -11,8 +11,8 @@ import pytest
 
 from llm_backend.core.config import parse_label_config
 from llm_backend.core.scores import control_scores, token_offsets
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, fixture_json
-from tests.llm_server import FakeLLMServer, Reply
 
 NER_CONFIG = fixture_json("setup.json")["schema"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
+from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess
-from tests.llm_server import FakeLLMServer, Reply
 
 
 def test_health_answers_in_the_first_second(start_backend: Callable[..., BackendProcess]) -> None:

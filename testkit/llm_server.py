@@ -9,7 +9,7 @@ process next to a gunicorn-hosted backend.
 
 In-process usage::
 
-    from tests.llm_server import FakeLLMServer, Reply
+    from testkit.llm_server import FakeLLMServer, Reply
 
     with FakeLLMServer() as server:
         server.add_rule("capital of France", Reply(json={"answer": "Paris"}))
@@ -24,7 +24,7 @@ In-process usage::
 
 Out-of-process usage (benchmarks, gunicorn tests)::
 
-    $ python -m tests.llm_server --port 8999 --latency 0.25 --max-concurrent 8
+    $ python -m testkit.llm_server --port 8999 --latency 0.25 --max-concurrent 8
 
     control = LLMServerControl("http://127.0.0.1:8999")
     control.reset()
@@ -953,7 +953,7 @@ class LLMServerControl:
         url = url.rstrip("/")
         self.url = url.removesuffix("/v1")
         self.timeout = timeout
-        # Imported here so the server side (python -m tests.llm_server) stays standard-library only.
+        # Imported here so the server side (python -m testkit.llm_server) stays standard-library only.
         import requests
 
         self._session = requests.Session()

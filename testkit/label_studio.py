@@ -6,7 +6,7 @@ with ours), point it at the backend and drive it through the same REST calls the
 
 Usage::
 
-    from tests.label_studio import start_label_studio
+    from testkit.label_studio import start_label_studio
 
     with start_label_studio(tmp_path) as ls:
         project = ls.create_project("demo", LABEL_CONFIG)
