@@ -45,7 +45,7 @@ class EventHandler:
             if self._pool is None:  # created after gunicorn forks, like the task pool
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="llm-events")
             self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._pool.submit(self._handle, body))
+            self._pending.append(self._pool.submit(self.handle, body))
 
     def wait(self, timeout: float = 30) -> None:
         """Block until queued events are handled (tests, shutdown)."""
@@ -54,7 +54,8 @@ class EventHandler:
         for future in pending:
             future.result(timeout=timeout)
 
-    def _handle(self, body: dict[str, Any]) -> None:
+    def handle(self, body: dict[str, Any]) -> None:
+        """Handle one event now (`submit` queues it for the background thread)."""
         action = body.get("action")
         try:
             if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):

@@ -1,0 +1,126 @@
+"""The control registry: every kind has one spec that owns its schema, validation, prompt, regions,
+few-shot answer and evaluation, and a round trip through all of them holds for every kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+
+from llm_backend.core.config import ControlKind, parse_label_config
+from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
+from llm_backend.core.evaluate import evaluate
+from llm_backend.core.regions import build_regions
+from llm_backend.core.schema import json_schema, validate_answer
+from llm_backend.engine.examples import result_to_answer
+from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
+
+TEXT = "Ada Lovelace met Charles Babbage in London on 5 June 1833."
+
+# One config per kind, and an annotation of it as Label Studio stores it.
+CASES: dict[ControlKind, tuple[str, list[dict[str, Any]]]] = {
+    ControlKind.CHOICES: (
+        '<Choices name="c" toName="t"><Choice value="Yes" alias="Y"/><Choice value="No"/></Choices>',
+        [{"value": {"choices": ["Y"]}}]),
+    ControlKind.LABELS: (
+        '<Labels name="c" toName="t"><Label value="Person"/><Label value="City"/></Labels>',
+        [{"value": {"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["Person"]}},
+         {"value": {"start": 36, "end": 42, "text": "London", "labels": ["City"]}}]),
+    ControlKind.TEXTAREA: ('<TextArea name="c" toName="t"/>', [{"value": {"text": ["Two people met."]}}]),
+    ControlKind.RATING: ('<Rating name="c" toName="t" maxRating="5"/>', [{"value": {"rating": 4}}]),
+    ControlKind.NUMBER: ('<Number name="c" toName="t" min="0" max="3000"/>', [{"value": {"number": 1833}}]),
+    ControlKind.DATETIME: ('<DateTime name="c" toName="t" only="date"/>', [{"value": {"datetime": "1833-06-05"}}]),
+    ControlKind.TAXONOMY: (
+        '<Taxonomy name="c" toName="t"><Choice value="People"><Choice value="Scientists"/></Choice></Taxonomy>',
+        [{"value": {"taxonomy": [["People", "Scientists"]]}}]),
+    ControlKind.RECTANGLES: (
+        '<RectangleLabels name="c" toName="i"><Label value="Face"/></RectangleLabels>',
+        [{"original_width": 200, "original_height": 100,
+          "value": {"x": 10, "y": 20, "width": 25, "height": 50, "rotation": 0, "rectanglelabels": ["Face"]}}]),
+    ControlKind.KEYPOINTS: (
+        '<KeyPointLabels name="c" toName="i"><Label value="Eye"/></KeyPointLabels>',
+        [{"original_width": 200, "original_height": 100,
+          "value": {"x": 50, "y": 40, "width": 0.5, "keypointlabels": ["Eye"]}}]),
+}
+
+
+def config_for(kind: ControlKind) -> Any:
+    control, _ = CASES[kind]
+    image = kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS)
+    obj = '<Image name="i" value="$image"/>' if image else '<Text name="t" value="$text"/>'
+    return parse_label_config(f"<View>{obj}{control}</View>")
+
+
+def annotation(kind: ControlKind) -> list[dict[str, Any]]:
+    to_name = "i" if kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS) else "t"
+    return [{"from_name": "c", "to_name": to_name, "type": kind.value, **region} for region in CASES[kind][1]]
+
+
+def test_every_kind_has_exactly_one_spec_and_a_template() -> None:
+    assert set(SPECS) == set(ControlKind)
+    for kind in ControlKind:
+        assert kind in spec_for(kind).kinds
+        assert (DEFAULT_PROMPTS_DIR / "controls" / f"{kind.value}.j2").is_file(), kind
+    assert set(CASES) == set(ControlKind)  # this file covers every kind too
+
+
+def test_an_unknown_kind_is_an_error_not_a_guess() -> None:
+    with pytest.raises(LookupError, match="no ControlSpec"):
+        spec_for("polygonlabels")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
+def test_an_annotation_round_trips_through_every_part_of_the_spec(kind: ControlKind) -> None:
+    config = config_for(kind)
+    gold = annotation(kind)
+    # Few-shot: the annotation as the answer the model would give, which the schema and validation accept.
+    answer = result_to_answer(config, gold)
+    assert answer is not None
+    jsonschema.validate(answer, json_schema(config))
+    values, dropped = validate_answer(config, answer)
+    assert dropped == []
+    # Regions from that answer are the annotation again, and evaluation calls them identical.
+    inputs = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
+    regions = build_regions(config, values, inputs).regions
+    assert [r["value"] for r in regions] == [{**g["value"], **({"rotation": 0} if kind is ControlKind.RECTANGLES
+                                                                else {})} for g in gold]
+    task = {"id": 1, "data": {"text": TEXT, "image": "x.png"}, "annotations": [{"result": gold}]}
+    report = evaluate(config, [task], {"1": regions})
+    [control_report] = report.controls
+    assert control_report.kind == kind.value and control_report.headline == 1.0
+    assert report.worst == []
+
+
+def test_datetime_annotations_become_valid_few_shot_answers() -> None:
+    # Was: {"c": []}, which validate_answer rejects, so DateTime projects got invalid examples.
+    config = config_for(ControlKind.DATETIME)
+    answer = result_to_answer(config, annotation(ControlKind.DATETIME))
+    assert answer == {"c": "1833-06-05"}
+    assert validate_answer(config, answer)[0] == {"c": "1833-06-05"}
+
+
+@pytest.mark.parametrize("kind", [ControlKind.RECTANGLES, ControlKind.KEYPOINTS], ids=lambda kind: kind.value)
+def test_shape_annotations_become_pixel_answers(kind: ControlKind) -> None:
+    answer = result_to_answer(config_for(kind), annotation(kind))
+    expected = ({"label": "Face", "x_min": 20.0, "y_min": 20.0, "x_max": 70.0, "y_max": 70.0}
+                if kind is ControlKind.RECTANGLES else {"label": "Eye", "x": 100.0, "y": 40.0})
+    assert answer == {"c": [expected]}
+
+
+def test_an_annotation_that_cannot_be_an_answer_is_not_an_example() -> None:
+    empty_single_choice = result_to_answer(config_for(ControlKind.CHOICES), [])
+    no_size = [{**annotation(ControlKind.RECTANGLES)[0], "original_width": None}]
+    assert empty_single_choice is None and result_to_answer(config_for(ControlKind.RECTANGLES), no_size) is None
+    assert spec_for(ControlKind.RATING).answer_from_values(config_for(ControlKind.RATING).controls[0], []) is MISSING
+
+
+def test_a_wrong_datetime_is_scored_as_wrong() -> None:
+    # Was: DateTime scored as a Number report, whose headline stayed None ("nothing to compare").
+    config = config_for(ControlKind.DATETIME)
+    task = {"id": 1, "data": {"text": TEXT}, "annotations": [{"result": annotation(ControlKind.DATETIME)}]}
+    wrong = [{"from_name": "c", "to_name": "t", "type": "datetime", "value": {"datetime": "1834-01-01"}}]
+    report = evaluate(config, [task], {"1": wrong})
+    [datetime] = report.controls
+    assert (datetime.kind, datetime.headline_name, datetime.headline) == ("datetime", "accuracy", 0.0)
+    assert report.accuracy == 0.0 and report.worst[0].controls == {"c": ("1833-06-05", "1834-01-01")}
