@@ -111,14 +111,15 @@ def free_port() -> int:
 class BackendProcess:
     """`llm-backend serve` in a subprocess (real gunicorn), stopped on exit."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, command: list[str] | None = None,
+                 cwd: Path = REPO) -> None:
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llm_backend", "serve", "--host", "127.0.0.1"],
-            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            command or [sys.executable, "-m", "llm_backend", "serve", "--host", "127.0.0.1"],
+            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
             start_new_session=True,
         )
 

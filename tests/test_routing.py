@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from llm_backend.core.config import parse_label_config
@@ -21,7 +22,7 @@ from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO
+from tests.conftest import CHOICES_CONFIG, FIXTURES, REPO, BackendProcess
 
 CONTEXT_ERROR = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens."
 
@@ -344,3 +345,35 @@ def test_parse_extra_params_accepts_an_object_or_its_json_text() -> None:
     assert parse_extra_params(" ", routing).params == {}
     choice = parse_extra_params('{"model": "big", "temperature": 0, "max_tokens": 300}', routing)
     assert (choice.model, choice.params) == ("big", {"temperature": 0.0, "max_tokens": 300})
+
+
+def test_a_projects_model_holds_in_every_worker_and_after_a_restart(
+    fleet: Fleet, start_backend: Callable[..., BackendProcess]
+) -> None:
+    """/setup chooses "big" in one worker; every /predict, whichever worker answers it, uses it, also after a
+    restart before Label Studio calls /setup again (the choice lives in the project store, not in a worker)."""
+    env = {"WORKERS": "2", "LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(FIXTURES / "router.yaml"),
+           "LLM_API_BASE": ""}
+    fleet.big.set_default(Reply(json={"sentiment": "Positive"}))
+    backend = start_backend(**env)
+    setup = {"schema": CHOICES_CONFIG, "project": "31.1700000000", "extra_params": '{"model": "big"}'}
+    assert requests.post(f"{backend.url}/setup", json=setup, timeout=3).status_code == 200
+
+    def predict_fresh(marker: str) -> dict[str, Any]:
+        with requests.Session() as session:  # a new connection each time: gunicorn spreads them over workers
+            body = {"label_config": CHOICES_CONFIG, "project": "31.1700000000",
+                    "tasks": [{"id": 1, "data": {"text": f"{marker} is a fine day"}}]}
+            response = session.post(f"{backend.url}/predict", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()["results"][0]
+        return result
+
+    results = [predict_fresh(f"worker-{i:02d}") for i in range(20)]
+    assert all("result" in result for result in results)
+    assert asked(fleet.big, "worker-") == 20 and fleet.a.calls + fleet.b.calls == 0
+    assert len({result["model_version"] for result in results}) == 1
+
+    backend.stop()
+    backend = start_backend(**env)  # the same CACHE_DIR: the state a restart finds
+    assert "result" in predict_fresh("restarted")
+    assert asked(fleet.big, "restarted") == 1 and fleet.a.calls + fleet.b.calls == 0
