@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, canonicalize
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -126,7 +126,9 @@ class LabelConfig:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.xml.encode("utf-8")).hexdigest()
+        """A hash of the config's canonical XML: Label Studio strips a trailing newline and editors
+        re-indent, neither of which changes the config, so neither may change `model_version`."""
+        return hashlib.sha256(canonical_xml(self.xml).encode("utf-8")).hexdigest()
 
     def object_for(self, control: Control) -> ObjectTag:
         return self.objects[control.to_name[0]]
@@ -137,6 +139,13 @@ class LabelConfig:
     @property
     def needs_vision(self) -> bool:
         return any(self.object_for(control).is_image for control in self.controls)
+
+
+@lru_cache(maxsize=256)
+def canonical_xml(xml: str) -> str:
+    """C14N 2.0 with whitespace-only text dropped and attributes sorted; call only on XML that
+    `parse_label_config` accepted (it refuses DTDs and entities first)."""
+    return canonicalize(xml, strip_text=True)
 
 
 def _attr(element: Element, name: str, default: str | None = None) -> str | None:

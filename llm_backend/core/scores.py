@@ -15,10 +15,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .config import ControlKind, LabelConfig
+from .config import LabelConfig
+from .controls import spec_for
 
 _decoder = json.JSONDecoder()
-Span = tuple[int, int]
+CharRange = tuple[int, int]  # [start, end) in the raw reply
 
 
 def token_offsets(logprobs: list[dict[str, Any]] | None, content: str) -> list[tuple[int, int, float]] | None:
@@ -36,7 +37,7 @@ def token_offsets(logprobs: list[dict[str, Any]] | None, content: str) -> list[t
     return spans if "".join(parts) == content else None
 
 
-def _probability(tokens: list[tuple[int, int, float]], span: Span, mean: bool = False) -> float | None:
+def _probability(tokens: list[tuple[int, int, float]], span: CharRange, mean: bool = False) -> float | None:
     values = [lp for start, end, lp in tokens if start < span[1] and end > span[0]]
     if not values:
         return None
@@ -50,14 +51,14 @@ def _skip_space(content: str, index: int) -> int:
     return index
 
 
-def _value_at(content: str, index: int) -> tuple[Any, Span]:
+def _value_at(content: str, index: int) -> tuple[Any, CharRange]:
     """The JSON value starting at `index` (after whitespace) and its span; strings without quotes."""
     index = _skip_space(content, index)
     value, end = _decoder.raw_decode(content, index)
     return value, ((index + 1, end - 1) if isinstance(value, str) else (index, end))
 
 
-def _elements(content: str, span: Span) -> Iterator[tuple[Any, Span]]:
+def _elements(content: str, span: CharRange) -> Iterator[tuple[Any, CharRange]]:
     """The elements of the array occupying `span`, with their spans."""
     index = _skip_space(content, span[0] + 1)
     while index < span[1] - 1:
@@ -68,7 +69,7 @@ def _elements(content: str, span: Span) -> Iterator[tuple[Any, Span]]:
             index += 1
 
 
-def _key_span(content: str, name: str, start: int = 0, end: int | None = None) -> Span | None:
+def _key_span(content: str, name: str, start: int = 0, end: int | None = None) -> CharRange | None:
     match = re.compile(re.escape(json.dumps(name)) + r"\s*:").search(content, start, end or len(content))
     if match is None:
         return None
@@ -92,13 +93,14 @@ def control_scores(config: LabelConfig, content: str, logprobs: list[dict[str, A
             span = _key_span(content, control.name, max(top, 0))
             if span is None:
                 continue
-            if control.kind in (ControlKind.LABELS, ControlKind.RECTANGLES, ControlKind.KEYPOINTS):
+            style = spec_for(control.kind).score_style
+            if style == "items":
                 entity_scores: list[float | None] = []
                 for _value, element in _elements(content, span):
                     label = _key_span(content, "label", element[0], element[1])
                     entity_scores.append(_probability(tokens, label) if label else None)
                 scores[control.name] = entity_scores
-            elif control.kind is ControlKind.TEXTAREA:
+            elif style == "text":
                 scores[control.name] = [_probability(tokens, span, mean=True)]
             elif content[span[0]] == "[":
                 items = [_probability(tokens, element) for _value, element in _elements(content, span)]
