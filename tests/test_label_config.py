@@ -101,7 +101,8 @@ def test_choices_config_fingerprint_is_stable() -> None:
 def test_model_version_ignores_whitespace_and_attribute_order() -> None:
     """Label Studio strips the config's trailing newline; offline `predict` reads the file with it."""
     base = '<View><Text name="text" value="$text"/><Choices name="s" toName="text"><Choice value="A"/></Choices></View>'
-    variants = [base + "\n", base.replace("><", ">\n  <"), base.replace('name="s" toName="text"', 'toName="text" name="s"')]
+    reordered = base.replace('name="s" toName="text"', 'toName="text" name="s"')
+    variants = [base + "\n", base.replace("><", ">\n  <"), reordered]
     fingerprints = {parse_label_config(xml).fingerprint for xml in [base, *variants]}
     assert len(fingerprints) == 1
     assert parse_label_config(base.replace('value="A"', 'value="B"')).fingerprint not in fingerprints
