@@ -1,0 +1,17 @@
+"""A place in the text where a quote might go, with what the ranking needs to know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spans import MatchKind
+
+
+@dataclass(frozen=True)
+class Candidate:
+    start: int
+    end: int
+    kind: MatchKind
+    score: float
+    whole: bool  # starts and ends on word boundaries
+    widened: bool  # cut a word and was widened to whole words
