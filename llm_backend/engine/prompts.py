@@ -195,31 +195,26 @@ class PromptLibrary:
         """Copy the shipped templates into PROMPTS_DIR for editing."""
         if self.root is None:
             raise PromptError("PROMPTS_DIR is not set")
-        return _copy_templates(self.defaults, self.root, force=force)
+        shipped = {path.relative_to(self.defaults).as_posix(): path
+                   for path in sorted(self.defaults.rglob(f"*{TEMPLATE_SUFFIX}"))}
+        return _copy_templates(shipped, self.root, force=force)
 
     def init_project(self, project: str, *, force: bool = False) -> list[Path]:
         """Copy the templates in effect for every project to PROMPTS_DIR/projects/<project>/ for editing."""
         target = self.project_dir(project)
         if target is None:
             raise PromptError(f"invalid project id {project!r}")
-        written = []
-        for name, source in self.files(None).items():
-            destination = target / name
-            if destination.exists() and not force:
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, destination)
-            written.append(destination)
-        return written
+        return _copy_templates(self.files(None), target, force=force)
 
 
-def _copy_templates(source: Path, target: Path, *, force: bool) -> list[Path]:
+def _copy_templates(files: dict[str, Path], target: Path, *, force: bool) -> list[Path]:
+    """Copy {relative name: file} under `target`; existing files are kept unless `force`."""
     written = []
-    for path in sorted(source.rglob(f"*{TEMPLATE_SUFFIX}")):
-        destination = target / path.relative_to(source)
+    for name, source in files.items():
+        destination = target / name
         if destination.exists() and not force:
             continue
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, destination)
+        shutil.copyfile(source, destination)
         written.append(destination)
     return written
