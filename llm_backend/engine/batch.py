@@ -40,13 +40,14 @@ class BatchRunner:
         futures: list[Future[TaskOutcome]] = [pool.submit(self.predictor.predict, job) for job in jobs]
         wait(futures, timeout=max(0.0, deadline))
         outcomes = []
-        for future in futures:
+        for job, future in zip(jobs, futures, strict=True):
             if future.done():
                 outcomes.append(future.result())
             else:
                 outcomes.append(TaskOutcome(
                     "timeout",
                     error="not finished before the deadline; it keeps running and the next request gets it",
+                    project=job.project,
                 ))
                 self.predictor.metrics.tasks.labels("timeout").inc()
         summary = BatchSummary.of(outcomes, time.monotonic() - started)

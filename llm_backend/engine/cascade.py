@@ -80,11 +80,13 @@ class Cascade:
         count_outcome(self.metrics, outcome)
         return outcome
 
-    def cascade(self, job: PredictionJob) -> TaskOutcome:
+    def cascade(self, job: PredictionJob, first: TaskOutcome | None = None) -> TaskOutcome:
+        """Walk the steps; `first` is the first step's outcome when it was obtained already (a provider batch)."""
         outcomes: list[TaskOutcome] = []
         reasons: list[str] = []
         for index, model in enumerate(self.steps):
-            outcome = self.predictor.attempt(dataclasses.replace(job, model=model))
+            given = first if index == 0 else None
+            outcome = given or self.predictor.attempt(dataclasses.replace(job, model=model))
             outcomes.append(outcome)
             reason = self.escalation(outcome) if index + 1 < len(self.steps) else None
             if reason is None:

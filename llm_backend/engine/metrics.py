@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from ..core.usage import Usage
+
+NO_PROJECT = "none"  # the project label of work outside a Label Studio project (offline files)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -17,10 +21,28 @@ class Metrics:
         self.cost = Counter("llm_backend_llm_cost_usd", "Cost in USD where LiteLLM knows the price", registry=r)
         self.dropped = Counter("llm_backend_dropped", "Answer items dropped", ["reason"], registry=r)
         self.requests = Counter("llm_backend_http_requests", "Protocol requests", ["route", "status"], registry=r)
+        # Per Label Studio project: what it consumed and cost. A call whose price is unknown adds to
+        # unpriced_calls, not to cost, so a dashboard can tell "free" from "not known".
+        self.project_tokens = Counter("llm_backend_project_tokens", "Tokens billed, per project", ["project", "kind"],
+                                      registry=r)
+        self.project_cost = Counter("llm_backend_project_cost_usd", "Cost in USD of priced calls, per project",
+                                    ["project"], registry=r)
+        self.project_unpriced = Counter("llm_backend_project_unpriced_calls",
+                                        "Model calls whose price is unknown (their cost is not in the cost counter)",
+                                        ["project"], registry=r)
         self.predict_seconds = Histogram(
             "llm_backend_predict_seconds", "Wall time of /predict requests", registry=r,
             buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 90, 120),
         )
+
+    def count_project(self, project: str | None, usage: Usage) -> None:
+        label = project or NO_PROJECT
+        self.project_tokens.labels(label, "prompt").inc(usage.prompt_tokens)
+        self.project_tokens.labels(label, "completion").inc(usage.completion_tokens)
+        if usage.cost is None:
+            self.project_unpriced.labels(label).inc(usage.calls)
+        else:
+            self.project_cost.labels(label).inc(usage.cost)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

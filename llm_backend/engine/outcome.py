@@ -40,6 +40,7 @@ class TaskOutcome:
     model: str | None = None  # the model name asked (LLM_MODEL, a project's model, a cascade step)
     error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
     cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
+    project: str | None = None  # the Label Studio project the task belongs to, for per-project metrics
 
     def to_result(self, model_version: str) -> dict[str, Any]:
         """The item Label Studio expects; failures carry no `result` so LS asks again later."""
@@ -62,6 +63,7 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
     metrics.tokens.labels("completion").inc(usage.completion_tokens)
     if usage.cost:
         metrics.cost.inc(usage.cost)
+    metrics.count_project(outcome.project, usage)
     if outcome.dropped:
         metrics.dropped.labels("invalid_value").inc(outcome.dropped)
     if outcome.unaligned:
@@ -79,9 +81,11 @@ class BatchSummary:
     dropped: int
     unaligned: int
     seconds: float
+    project: str | None = None  # when every task belongs to one project
 
     @classmethod
     def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
+        projects = {o.project for o in outcomes}
         return cls(
             tasks=len(outcomes),
             ok=sum(o.status == "ok" for o in outcomes),
@@ -92,12 +96,14 @@ class BatchSummary:
             dropped=sum(o.dropped for o in outcomes),
             unaligned=sum(o.unaligned for o in outcomes),
             seconds=seconds,
+            project=projects.pop() if len(projects) == 1 else None,
         )
 
     def log_line(self) -> str:
         u = self.usage
+        where = f" project {self.project}:" if self.project else ""
         return (
-            f"predict: {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
+            f"predict:{where} {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
             f"failed={self.failed} timed_out={self.timeout} llm_calls={u.calls} retries={u.retries} "
             f"repairs={u.repairs} tokens={u.prompt_tokens}+{u.completion_tokens} cost={u.cost_text()} "
             f"dropped={self.dropped} unaligned={self.unaligned}"

@@ -57,6 +57,14 @@ class TaskPredictor(Protocol):
                       params: dict[str, Any] | None = None) -> str: ...
 
 
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task ready to send: the exact request (its `cache_key` keys the cache) and what its regions need."""
+
+    request: LLMRequest
+    inputs: RegionInputs
+
+
 @dataclass
 class _Exchange:
     """A validated answer and what it took to get it."""
@@ -227,9 +235,11 @@ class Predictor:
             log.exception("task %s failed with an unexpected error", job.task.get("id"))
             outcome = TaskOutcome("failed", error="internal error while predicting this task; see the server log")
         outcome.model = job.model or self.settings.llm_model
+        outcome.project = job.project
         return outcome
 
-    def _predict(self, job: PredictionJob) -> TaskOutcome:
+    def prepare(self, job: PredictionJob) -> PreparedTask:
+        """Read the task's inputs and render the request a run would send (raises TaskError when it cannot)."""
         texts = task_texts(job.config, job.task, self.fetcher)
         images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
         size = sum(len(text) for text in texts.values())
@@ -237,13 +247,25 @@ class Predictor:
             # Truncating would silently leave the rest of the document unlabelled: refuse instead.
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
                             "split the document or raise the limit if the model's context allows")
-        request = self.build_request(job, texts, images)
         inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
                               self.align_options)
+        return PreparedTask(self.build_request(job, texts, images), inputs)
+
+    def answer_outcome(self, status: str, job: PredictionJob, prepared: PreparedTask, completion: Completion,
+                       usage: Usage | None = None) -> TaskOutcome:
+        """A completion received some other way (the cache, a provider batch) as an outcome: validated,
+        aligned and scored like every answer. Raises AnswerError when it is not valid for the config."""
+        outcome = self._outcome(status, job, prepared.inputs, parse_answer(job.config, completion.content),
+                                completion, usage)
+        outcome.model, outcome.project = job.model or self.settings.llm_model, job.project
+        return outcome
+
+    def _predict(self, job: PredictionJob) -> TaskOutcome:
+        prepared = self.prepare(job)
+        request, inputs = prepared.request, prepared.inputs
         cached = self.cache.get(request.cache_key)
         if cached is not None:
-            completion = Completion.from_cache(cached)
-            return self._outcome("cached", job, inputs, parse_answer(job.config, completion.content), completion)
+            return self.answer_outcome("cached", job, prepared, Completion.from_cache(cached))
         exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request))
         if shared:
             return self._outcome("cached", job, inputs, exchange.answer, exchange.completion)
