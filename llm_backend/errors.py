@@ -5,6 +5,7 @@
     ├── BadRequestError             a /setup or /predict body we cannot use (400)
     │   └── LabelConfigError        the label config XML is unusable (400)
     ├── PromptError                 a template failed to load or render (names file and line)
+    ├── ProviderBatchError          a provider's batch API refused or lost a whole batch (--batch-api)
     └── TaskError                   one task cannot be predicted; the batch goes on
         ├── AnswerError             the model's answer is not valid for the config
         └── LLMError                the model call failed
@@ -50,6 +51,11 @@ class LabelConfigError(BadRequestError):
 
 class PromptError(LLMBackendError):
     code = "prompt_error"
+
+
+class ProviderBatchError(LLMBackendError):
+    status = 502
+    code = "batch_error"
 
 
 _E = TypeVar("_E", bound="TaskError")

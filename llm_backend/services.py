@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from .engine.batch import BatchRunner
+from .engine.batch_store import BatchStore, open_batch_store
 from .engine.cache import Cache, open_cache
 from .engine.cascade import Cascade
 from .engine.events import EventHandler
@@ -25,6 +26,7 @@ from .engine.prompts import PromptLibrary
 from .engine.training import Trainer
 from .label_studio import LabelStudioClient
 from .models.client import CompletionClient, LiteLLMClient, load_litellm
+from .models.pricing import Pricing
 from .models.router import Routing, load_routing
 from .redact import register_secrets
 from .settings import Settings, load_settings
@@ -47,6 +49,8 @@ class Services:
     runner: BatchRunner
     trainer: Trainer
     events: EventHandler
+    pricing: Pricing  # prices, rate limits and token counts per model name
+    batches: BatchStore  # provider batches submitted and not yet used (--batch-api)
     started: float = field(default_factory=time.time)
 
     def warm_up(self) -> threading.Thread:
@@ -99,4 +103,5 @@ def build_services(
     trainer = Trainer(runner, examples, projects)
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
     return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
-                    runner, trainer, events)
+                    runner, trainer, events, Pricing(settings, routing),
+                    open_batch_store(settings.cache_dir, settings.cache_url))

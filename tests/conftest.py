@@ -218,9 +218,14 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 def interrupt_after_calls(args: list[str], env: dict[str, str], llm: FakeLLMServer, calls: int
                           ) -> tuple[int, str, str]:
     """Run a CLI command, press Ctrl-C (SIGINT) once the model has seen `calls` calls; (rc, stdout, stderr)."""
+    return interrupt_when(args, env, lambda: llm.calls >= calls)
+
+
+def interrupt_when(args: list[str], env: dict[str, str], ready: Callable[[], bool]) -> tuple[int, str, str]:
+    """Run a CLI command, press Ctrl-C (SIGINT) once `ready()`; (rc, stdout, stderr)."""
     process = subprocess.Popen(args, env={**os.environ, **env}, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    while llm.calls < calls and process.poll() is None:
+    while not ready() and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)

@@ -21,6 +21,7 @@ from ..errors import LLMBackendError
 from ..label_studio import LabelStudioClient
 from ..offline.files import TaskFileError, import_task, read_tasks, write_json
 from ..offline.project_labeler import ProjectLabeler
+from ..offline.provider_batch import ProviderBatchRun
 from ..offline.report import render_text, write_html
 from ..offline.runs import Progress, error_lines, evaluate_tasks, predict_tasks, summary_lines
 from ..redact import redact
@@ -102,6 +103,37 @@ def _echo_summary(summary: BatchSummary, errors: dict[str, list[Any]]) -> None:
         click.echo(line)
 
 
+def _batch_api(function: F) -> F:
+    """Options of the commands that can go through a provider's batch API."""
+    options = [
+        click.option("--batch-api", is_flag=True,
+                     help="Send the tasks through the provider's batch API: about half the price, answers within "
+                          "24 h (often minutes). Ctrl-C stops waiting, not the batch: the same command resumes it."),
+        click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=30.0, show_default=True,
+                     help="With --batch-api: seconds between two checks of a batch's progress."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _provider_batch(services: Services, config: LabelConfig, project: str | None,
+                    poll_interval: float) -> ProviderBatchRun:
+    try:
+        return ProviderBatchRun(services, config, project, poll_interval=poll_interval,
+                                on_status=lambda line: click.echo(line, err=True))
+    except LLMBackendError as exc:
+        raise InputError(exc.message) from None
+
+
+def batch_interrupted(batch: ProviderBatchRun) -> None:
+    """Ctrl-C while waiting for batches: they keep running at the provider; say how to resume."""
+    for status in batch.report.pending:
+        click.echo(f"{status.line()}: still running at the provider", err=True)
+    click.echo("interrupted: run the same command to resume polling (nothing is submitted twice)", err=True)
+    raise SystemExit(INTERRUPTED)
+
+
 # -- predict ------------------------------------------------------------------------------------
 
 @click.command("predict")
@@ -114,9 +146,11 @@ def _echo_summary(summary: BatchSummary, errors: dict[str, list[Any]]) -> None:
               help="Where to write the tasks with their predictions, in Label Studio's import format.")
 @click.option("--project", default=None, metavar="ID",
               help="Use the prompt templates of this project (prompts/projects/<ID>/) instead of the defaults.")
+@_batch_api
 @_common
-def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | None, model: str | None,
-            concurrency: int | None, progress: bool | None, verbose: bool) -> None:
+def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | None, batch_api: bool,
+            poll_interval: float, model: str | None, concurrency: int | None, progress: bool | None,
+            verbose: bool) -> None:
     """Pre-annotate a tasks file offline, without Label Studio.
 
     Writes every task with a `predictions` list, ready for Label Studio's Import. Tasks whose
@@ -130,16 +164,29 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
     config = _config(config_path)
     tasks = _tasks(tasks_path)
     services = _services(settings)
+    batch = _provider_batch(services, config, project, poll_interval) if batch_api else None
     with Progress(len(tasks), "predict", progress) as bar:
-        run = predict_tasks(services, config, tasks, project, progress=bar)
+        if batch is None:
+            run = predict_tasks(services, config, tasks, project, progress=bar)
+        else:
+            try:
+                run = batch.run(tasks, progress=bar)
+            except KeyboardInterrupt:
+                batch_interrupted(batch)
+            except LLMBackendError as exc:
+                raise InputError(exc.message) from None
     click.echo(f"model_version {run.model_version}")
     _echo_summary(run.summary, run.errors)
+    for line in batch.report.lines() if batch is not None else []:
+        click.echo(line)
     if run.interrupted:
         click.echo(f"interrupted: {out_path} not written; run the same command to continue "
                    f"({len(run.finished)} finished tasks come from the cache)", err=True)
         raise SystemExit(INTERRUPTED)
     write_json(out_path, [import_task(task, outcome, run.model_version)
                           for task, outcome in zip(tasks, run.outcomes, strict=True)])
+    if batch is not None:
+        batch.close()
     predicted = sum(outcome is not None and outcome.regions is not None for outcome in run.outcomes)
     click.echo(f"wrote {out_path}: {len(tasks)} tasks, {predicted} with a prediction")
     if predicted < len(tasks):
@@ -158,9 +205,11 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Stop after this many tasks (the next run goes on from there).")
 @click.option("--dry-run", is_flag=True, help="Only report the model_version and how many tasks need a prediction.")
+@_batch_api
 @_common
-def label_project(project_id: int, page_size: int, limit: int | None, dry_run: bool, model: str | None,
-                  concurrency: int | None, progress: bool | None, verbose: bool) -> None:
+def label_project(project_id: int, page_size: int, limit: int | None, dry_run: bool, batch_api: bool,
+                  poll_interval: float, model: str | None, concurrency: int | None, progress: bool | None,
+                  verbose: bool) -> None:
     """Pre-annotate every task of a Label Studio project that has no prediction yet.
 
     Reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access
@@ -184,12 +233,20 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
             click.echo(f"project {project_id}: {labeler.pending()} tasks have no prediction of model_version "
                        f"{labeler.model_version} (dry run: nothing predicted)")
             return
-        result = labeler.run(limit=limit, progress=progress)
+        batch = _provider_batch(labeler.services, labeler.config, str(project_id), poll_interval) if batch_api else None
+        if batch is not None:
+            result = labeler.run_batch(batch, limit=limit, progress=progress)
+            if result.interrupted and batch.report.pending:
+                batch_interrupted(batch)
+        else:
+            result = labeler.run(limit=limit, progress=progress)
     except LLMBackendError as exc:
         raise InputError(exc.message) from None
     click.echo(f"project {project_id}: model_version {result.model_version}; {result.pending} tasks had no "
                f"prediction of it")
     _echo_summary(result.summary, result.errors)
+    for line in batch.report.lines() if batch is not None else []:
+        click.echo(line)
     click.echo(f"imported {result.posted} predictions into Label Studio")
     if result.interrupted:
         click.echo("interrupted: run the same command to continue", err=True)

@@ -54,8 +54,16 @@ class TaskOutcome:
 
 def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
     """Add one finished task to the Prometheus counters (once per task, whatever answered it)."""
-    usage = outcome.usage
     metrics.tasks.labels(outcome.status).inc()
+    count_usage(metrics, outcome.project, outcome.usage)
+    if outcome.dropped:
+        metrics.dropped.labels("invalid_value").inc(outcome.dropped)
+    if outcome.unaligned:
+        metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+
+
+def count_usage(metrics: Metrics, project: str | None, usage: Usage) -> None:
+    """Add calls, tokens and cost to the counters, globally and for the project."""
     metrics.llm_calls.inc(usage.calls)
     metrics.retries.inc(usage.retries)
     metrics.repairs.inc(usage.repairs)
@@ -63,11 +71,7 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
     metrics.tokens.labels("completion").inc(usage.completion_tokens)
     if usage.cost:
         metrics.cost.inc(usage.cost)
-    metrics.count_project(outcome.project, usage)
-    if outcome.dropped:
-        metrics.dropped.labels("invalid_value").inc(outcome.dropped)
-    if outcome.unaligned:
-        metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+    metrics.count_project(project, usage)
 
 
 @dataclass

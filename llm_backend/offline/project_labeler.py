@@ -34,6 +34,7 @@ from ..errors import LLMBackendError
 from ..label_studio import LabelStudioAPIError, LabelStudioClient
 from ..services import Services
 from .files import prediction_item
+from .provider_batch import ProviderBatchRun
 from .runs import PredictionRun, Progress, predict_tasks
 
 
@@ -160,6 +161,28 @@ class ProjectLabeler:
             except KeyboardInterrupt:
                 # Between pages or while importing: the answers are cached, the next run imports them.
                 result.interrupted = True
+        result.seconds = time.monotonic() - started
+        return result
+
+    def run_batch(self, batch: ProviderBatchRun, *, limit: int | None = None,
+                  progress: bool | None = None) -> LabelProjectResult:
+        """The whole project (or `limit` tasks) through the provider's batch API in one go, then imported
+        a page at a time. Ctrl-C while the batch runs leaves it running; the next run resumes it."""
+        started = time.monotonic()
+        result = LabelProjectResult(self.model_version, self.pending())
+        tasks = [task for page in self.pages() for task in page][:limit]
+        with Progress(len(tasks), f"project {self.project_id}", progress) as bar:
+            try:
+                run = batch.run(tasks, progress=bar)
+                self._collect(result, tasks, run)
+                items = self._items(tasks, run)
+                for start in range(0, len(items), self.page_size):
+                    result.posted += self.post(items[start:start + self.page_size])
+                result.interrupted = run.interrupted
+            except KeyboardInterrupt:
+                result.interrupted = True
+        if not result.interrupted:
+            batch.close()
         result.seconds = time.monotonic() - started
         return result
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ..core.config import LabelConfig
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..core.usage import Usage
+from ..engine.batch import BatchRunner
 from ..engine.outcome import BatchSummary, TaskOutcome
 from ..engine.predictor import PredictionJob
 from ..redact import redact
@@ -78,12 +79,14 @@ def predict_tasks(
     *,
     progress: Progress | None = None,
     on_outcome: Callable[[int, TaskOutcome], None] | None = None,
+    runner: BatchRunner | None = None,
 ) -> PredictionRun:
-    """Predict `tasks` through the backend's runner; Ctrl-C stops it and returns what finished.
+    """Predict `tasks` through the backend's runner (or `runner`); Ctrl-C stops it and returns what finished.
 
     On interruption, unstarted tasks are cancelled and the calls in flight are waited for, so
     every answer paid for is in the cache for the next run.
     """
+    runner = runner or services.runner
     started = time.monotonic()
     version = services.predictor.model_version(config, project)
     outcomes: list[TaskOutcome | None] = [None] * len(tasks)
@@ -91,7 +94,7 @@ def predict_tasks(
     interrupted = False
     jobs = [PredictionJob(config, project, task) for task in tasks]
     try:
-        with closing(services.runner.as_completed(jobs)) as finished:
+        with closing(runner.as_completed(jobs)) as finished:
             for index, outcome in finished:
                 outcomes[index] = outcome
                 if outcome.regions is None:
@@ -104,7 +107,7 @@ def predict_tasks(
         interrupted = True
         # Unstarted tasks are cancelled; let the calls in flight finish so their answers reach the
         # cache. Exiting under them would make LiteLLM fail at interpreter shutdown and retry.
-        services.runner.shutdown()
+        runner.shutdown()
     done = [outcome for outcome in outcomes if outcome is not None]
     return PredictionRun(version, outcomes, BatchSummary.of(done, time.monotonic() - started), interrupted, errors)
 
