@@ -92,6 +92,16 @@ def test_an_annotation_round_trips_through_every_part_of_the_spec(kind: ControlK
     assert report.worst == []
 
 
+@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
+def test_the_typical_answer_used_to_plan_answer_tokens_is_a_valid_answer(kind: ControlKind) -> None:
+    config = config_for(kind)
+    [control] = config.controls
+    answer = {"c": spec_for(kind).typical_answer(control, TEXT * 10)}
+    jsonschema.validate(answer, json_schema(config))
+    values, dropped = validate_answer(config, answer)
+    assert dropped == [] and values["c"] not in (None, [], "")
+
+
 def test_datetime_annotations_become_valid_few_shot_answers() -> None:
     # Was: {"c": []}, which validate_answer rejects, so DateTime projects got invalid examples.
     config = config_for(ControlKind.DATETIME)

@@ -76,6 +76,12 @@ def drop(dropped: list[Dropped], control: Control, value: object, reason: str) -
     dropped.append(Dropped(control.name, str(value)[:200], reason))
 
 
+def middle_option(control: Control) -> str:
+    """The option of median length: what a typical answer's value costs in tokens."""
+    values = sorted((option.value for option in control.options), key=len)
+    return values[len(values) // 2] if values else ""
+
+
 def is_true(control: Control, attribute: str) -> bool:
     return control.attrs.get(attribute, "false").strip().lower() == "true"
 
@@ -159,6 +165,11 @@ class ControlSpec:
         return self.answer_from_values(control, [region.get("value") or {} for region in regions])
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
+        raise NotImplementedError
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        """A valid answer of typical size for a task with this text: how many answer tokens to expect
+        before any model has answered (`llm-backend plan`)."""
         raise NotImplementedError
 
     def report(self, control: Control) -> Any:

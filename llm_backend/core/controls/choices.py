@@ -15,6 +15,7 @@ from .base import (
     allowed_values,
     as_list,
     drop,
+    middle_option,
     option_key,
     option_lookup,
 )
@@ -60,6 +61,9 @@ class ChoicesSpec(ControlSpec):
             return chosen
         # The schema asks for exactly one value: an annotation that chose none cannot be shown as an answer.
         return chosen[0] if chosen else MISSING
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        return [middle_option(control)] if control.multiple else middle_option(control)
 
     def report(self, control: Control) -> SetReport:
         return SetReport(control.name, control.kind.value, labels_of=lambda value: map(str, value.get("choices") or []),

@@ -19,6 +19,7 @@ from .base import (
     drop,
     item_score,
     make_region,
+    middle_option,
     option_key,
     option_lookup,
 )
@@ -96,6 +97,11 @@ class LabelsSpec(ControlSpec):
         return [{"text": v["text"], "label": to_value.get(label, label)}
                 for v in values if isinstance(v.get("text"), str) and v["text"]
                 for label in (v.get("labels") or [""])[:1]]
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        # About one two-word entity per 150 characters: a guess, which `plan --sample N` replaces by a measurement.
+        quote = " ".join(text.split()[:2]) or "entity"
+        return [{"text": quote, "label": middle_option(control)}] * max(1, min(50, len(text) // 150))
 
     def report(self, control: Control) -> SpanReport:
         return SpanReport(control.name, control.kind.value)

@@ -62,6 +62,9 @@ class RatingSpec(ControlSpec):
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return _first(values, "rating")
 
+    def typical_answer(self, control: Control, text: str) -> Any:
+        return rating_bounds(control)[1]
+
     def report(self, control: Control) -> NumberReport:
         return NumberReport(control.name, control.kind.value, key="rating")
 
@@ -110,6 +113,10 @@ class NumberSpec(ControlSpec):
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return _first(values, "number")
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        low, high, _step = number_bounds(control)
+        return high if high is not None else low if low is not None else 0
 
     def report(self, control: Control) -> NumberReport:
         return NumberReport(control.name, control.kind.value, key="number")
@@ -162,6 +169,9 @@ class DateTimeSpec(ControlSpec):
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return _first(values, "datetime")
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        return dt.datetime(2024, 3, 5, 14, 30).strftime(datetime_format(control)[0])
 
     def report(self, control: Control) -> ExactReport:
         return ExactReport(control.name, control.kind.value, key="datetime")

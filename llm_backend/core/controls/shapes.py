@@ -24,6 +24,7 @@ from .base import (
     drop,
     item_score,
     make_region,
+    middle_option,
     option_key,
     option_lookup,
 )
@@ -138,6 +139,10 @@ class _ShapesSpec(ControlSpec):
 
     def pixels(self, value: Value, width: float, height: float) -> dict[str, float]:
         raise NotImplementedError
+
+    def typical_answer(self, control: Control, text: str) -> Any:
+        # Three shapes with three-digit pixel coordinates.
+        return [{"label": middle_option(control), **{name: 100 + 10 * i for i, name in enumerate(self.names)}}] * 3
 
     def answer_from_regions(self, control: Control, regions: list[dict[str, Any]]) -> Any:
         to_value = {o.result_value: o.value for o in control.options}

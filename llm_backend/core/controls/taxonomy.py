@@ -52,5 +52,9 @@ class TaxonomySpec(ControlSpec):
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return [label for value in values for label in _path_label(value)]
 
+    def typical_answer(self, control: Control, text: str) -> Any:
+        paths = selectable_paths(control)
+        return [SEPARATOR.join(max(paths, key=len))] if paths else []
+
     def report(self, control: Control) -> SetReport:
         return SetReport(control.name, control.kind.value, labels_of=_path_label, multiple=True)

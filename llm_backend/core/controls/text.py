@@ -31,5 +31,9 @@ class TextAreaSpec(ControlSpec):
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return [str(t) for v in values for t in v.get("text") or []]
 
+    def typical_answer(self, control: Control, text: str) -> Any:
+        words = text.split() or ["summary"]
+        return [" ".join((words * 20)[:20])]  # one sentence of twenty words
+
     def report(self, control: Control) -> TextReport:
         return TextReport(control.name, control.kind.value)
