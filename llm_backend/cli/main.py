@@ -135,8 +135,9 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
 
 def _register_batch_commands() -> None:
     from .batch import commands
+    from .plan import plan_command
 
-    for command in commands:
+    for command in [*commands, plan_command]:
         main.add_command(command)
 
 

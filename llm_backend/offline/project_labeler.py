@@ -103,10 +103,12 @@ class ProjectLabeler:
         # Keyed like the service keys it (prompts/projects/<id>/), so versions match a connected backend.
         return config, self.services.predictor.model_version(config, str(self.project_id))
 
-    def _page(self, after: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        body = self.client.json("GET", "/api/tasks", params={
-            "project": self.project_id, "page": 1, "page_size": size, "query": _filters(self.model_version, after),
-        })
+    def _page(self, after: int, size: int, fields: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        params: dict[str, Any] = {"project": self.project_id, "page": 1, "page_size": size,
+                                  "query": _filters(self.model_version, after)}
+        if fields:
+            params["fields"] = fields  # "all" adds each task's annotations (and predictions)
+        body = self.client.json("GET", "/api/tasks", params=params)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
             raise LabelStudioAPIError("Label Studio's GET /api/tasks answered without a \"tasks\" list")
         return body["tasks"], int(body.get("total") or 0)
@@ -115,10 +117,10 @@ class ProjectLabeler:
         """How many tasks lack a prediction of the current model_version."""
         return self._page(0, 1)[1]
 
-    def pages(self) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
         after = 0
         while True:
-            tasks, _total = self._page(after, self.page_size)
+            tasks, _total = self._page(after, self.page_size, fields)
             if not tasks:
                 return
             after = max(int(task["id"]) for task in tasks)

@@ -1,0 +1,290 @@
+"""`llm-backend plan`: what a run will cost and how long it will take, before it runs.
+
+For each model the run would ask (LLM_MODEL, or every cascade step) the plan renders the exact
+request of every task (`Predictor.prepare`, as the run would), counts its prompt tokens with
+LiteLLM's counter (`Pricing.prompt_tokens`), and leaves out requests the response cache answers
+and repeats of the same request. Above `max_render` tasks it renders a seeded random sample and
+scales it, with a 95% interval. Answer tokens come from the answers already in the cache for this
+model where there are any, else from a typical answer of each control (`core/estimate.py`).
+
+`sample=N` predicts N tasks for real first (annotated ones first; they are cached, so the run does
+not pay for them again) and measures what only a real run shows: each model's latency, its
+repair rate, the cascade's escalation rate at each step, and, on annotated tasks, each model's
+accuracy with the evaluator `eval` uses. Without a sample the later cascade steps have no
+escalation rate, so their numbers are unknown (None) rather than guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..core.config import LabelConfig
+from ..core.estimate import run_seconds, scaled_total, typical_answer
+from ..core.evaluate import evaluate, gold_result, task_key
+from ..core.usage import Usage
+from ..engine.batch_answers import plain_predictor
+from ..engine.cascade import Cascade
+from ..engine.outcome import TaskOutcome
+from ..engine.predictor import PredictionJob
+from ..errors import LLMBackendError
+from ..models.client import Completion, CompletionClient, LLMRequest, load_litellm
+from ..services import Services
+from .cascade_report import cascade_steps
+from .runs import Progress, predict_tasks
+
+
+class TimedClient:
+    """A CompletionClient that records how long each model call took, per model (for `plan --sample`)."""
+
+    def __init__(self, inner: CompletionClient) -> None:
+        self.inner = inner
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def complete(self, request: LLMRequest) -> Completion:
+        started = time.monotonic()
+        try:
+            return self.inner.complete(request)
+        finally:
+            with self._lock:
+                self.seconds[request.model].append(time.monotonic() - started)
+
+    def latency(self, model: str) -> float | None:
+        with self._lock:
+            measured = self.seconds.get(model)
+            return statistics.median(measured) if measured else None
+
+
+@dataclass
+class Measured:
+    """What the sample run showed about one model."""
+
+    escalation_rate: float | None = None  # of the tasks it answered, the share passed to the next step
+    repairs_per_call: float = 0.0
+    accuracy: float | None = None
+    annotated: int = 0  # annotated tasks its accuracy is measured on
+    latency: float | None = None  # median seconds per call
+
+
+@dataclass
+class ModelPlan:
+    model: str
+    step: int | None  # cascade step, 1-based; None without a cascade
+    tasks: float | None  # tasks that reach this model (None: unknown without a measured escalation rate)
+    cached_tasks: float
+    calls: float | None
+    prompt_tokens: float | None
+    completion_tokens: float | None
+    completion_source: str  # how answer tokens were estimated: "cached answers" or "control types"
+    cost_usd: float | None
+    batch_cost_usd: float | None
+    price_source: str
+    seconds: float | None
+    seconds_basis: str
+    rpm: int | None
+    tpm: int | None
+    prompt_tokens_interval: tuple[float, float] | None = None  # 95%, when the prompts of a sample were rendered
+    cost_usd_max: float | None = None  # a later cascade step if every task reached it
+    measured: Measured = field(default_factory=Measured)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in _COUNTS:  # estimates of counts are shown as whole numbers
+            if isinstance(data[key], float):
+                data[key] = round(data[key])
+        return data
+
+
+_COUNTS = ("tasks", "cached_tasks", "calls", "prompt_tokens", "completion_tokens")
+
+
+@dataclass
+class Plan:
+    tasks: int
+    rendered: int  # tasks whose prompts were rendered and counted (all of them, or a seeded sample)
+    model_version: str
+    concurrency: int
+    models: list[ModelPlan]
+    sample: dict[str, Any] | None = None  # the real sample run: tasks, annotated, usage, accuracy
+    skipped: dict[str, int] = field(default_factory=dict)  # tasks that cannot be predicted, by reason
+
+    def _total(self, name: str) -> float | None:
+        values = [getattr(model, name) for model in self.models]
+        return None if any(value is None for value in values) else sum(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": self.tasks, "rendered": self.rendered, "model_version": self.model_version,
+            "concurrency": self.concurrency, "skipped": self.skipped, "sample": self.sample,
+            "models": {model.model: model.to_dict() for model in self.models},
+            "total": {"cost_usd": self._total("cost_usd"), "batch_cost_usd": self._total("batch_cost_usd"),
+                      "seconds": self._total("seconds")},
+        }
+
+
+@dataclass
+class _Rendered:
+    key: str
+    prompt_tokens: int
+    cached: Completion | None
+    text: str
+
+
+class Planner:
+    def __init__(self, services: Services, config: LabelConfig, project: str | None = None, *,
+                 timings: TimedClient | None = None) -> None:
+        self.services = services
+        self.config = config
+        self.project = project
+        self.timings = timings
+        self.plain = plain_predictor(services.predictor)
+        cascade = services.predictor if isinstance(services.predictor, Cascade) else None
+        self.models: tuple[str, ...] = cascade.steps if cascade else (services.settings.llm_model,)
+
+    def plan(self, tasks: list[dict[str, Any]], *, sample: int = 0, max_render: int = 2000, seed: int = 0,
+             progress: bool | None = None) -> Plan:
+        load_litellm()  # before the sample run, whose first call would otherwise time the import
+        measured = self._sample(tasks, sample, seed, progress) if sample else ({}, None)
+        rendered_tasks = tasks if len(tasks) <= max_render else random.Random(seed).sample(tasks, max_render)
+        skipped: dict[str, int] = {}
+        plans, reach = [], 1.0
+        for step, model in enumerate(self.models, start=1):
+            rows = self._render(rendered_tasks, model, skipped if step == 1 else {})
+            known = measured[0].get(model, Measured())
+            plans.append(self._model_plan(model, step if len(self.models) > 1 else None, rows, len(tasks),
+                                          reach, known))
+            rate = known.escalation_rate
+            reach = reach * rate if reach is not None and rate is not None else None
+        version = self.services.predictor.model_version(self.config, self.project)
+        return Plan(len(tasks), len(rendered_tasks), version, self.services.settings.llm_concurrency, plans,
+                    measured[1], skipped)
+
+    # ---- rendering
+
+    def _render(self, tasks: list[dict[str, Any]], model: str, skipped: dict[str, int]) -> list[_Rendered | None]:
+        pricing, cache = self.services.pricing, self.services.cache
+        rows: list[_Rendered | None] = []
+        for task in tasks:
+            job = PredictionJob(self.config, self.project, task, model=model)
+            try:
+                prepared = self.plain.prepare(job)
+            except LLMBackendError as exc:
+                skipped[exc.message] = skipped.get(exc.message, 0) + 1
+                rows.append(None)
+                continue
+            request = prepared.request
+            cached = cache.get(request.cache_key)
+            rows.append(_Rendered(request.cache_key, pricing.prompt_tokens(request, model),
+                                  Completion.from_cache(cached) if cached else None,
+                                  "\n".join(prepared.inputs.texts.values())))
+        return rows
+
+    def _answer_tokens(self, model: str, rows: list[_Rendered]) -> tuple[float, str]:
+        cached = [row.cached.completion_tokens for row in rows if row.cached and row.cached.completion_tokens]
+        if cached:
+            return statistics.mean(cached), "cached answers"
+        pricing = self.services.pricing
+        counts = [pricing.text_tokens(json.dumps(typical_answer(self.config, row.text), ensure_ascii=False), model)
+                  for row in rows]
+        return (statistics.mean(counts) if counts else 0.0), "control types"
+
+    # ---- one model
+
+    def _model_plan(self, model: str, step: int | None, rows: list[_Rendered | None], population: int,
+                    reach: float | None, measured: Measured) -> ModelPlan:
+        pricing, settings = self.services.pricing, self.services.settings
+        valid = [row for row in rows if row is not None]
+        seen: set[str] = set()
+        to_send: list[float] = []  # per rendered task: the prompt tokens it adds to the bill
+        for row in rows:
+            new = row is not None and row.cached is None and row.key not in seen
+            to_send.append(float(row.prompt_tokens) if new and row is not None else 0.0)
+            if row is not None:
+                seen.add(row.key)
+        calls_est = scaled_total([1.0 if tokens else 0.0 for tokens in to_send], population)
+        prompt_est = scaled_total(to_send, population)
+        cached_tasks = scaled_total([1.0 if row is not None and row.cached else 0.0 for row in rows], population)
+        per_answer, source = self._answer_tokens(model, valid)
+        scale = 1.0 + measured.repairs_per_call  # a repair is one more call of about the same size
+        price, limits = pricing.price(model), pricing.limits(model)
+        interval: tuple[float, float] | None = None
+        if step in (None, 1):  # every task reaches the first model
+            calls, prompt = calls_est.value * scale, prompt_est.value * scale
+            interval = (prompt_est.low * scale, prompt_est.high * scale)
+        elif reach is None:  # a later step without a measured escalation rate: only the bound if all escalate
+            maximum = price.cost(round(prompt_est.value * scale), round(calls_est.value * per_answer * scale))
+            return ModelPlan(model, step, None, cached_tasks.value, None, None, None, source, None, None,
+                             price.source, None, "unknown escalation rate", limits.rpm, limits.tpm,
+                             cost_usd_max=maximum, measured=measured)
+        else:  # the escalated share of the tasks, less those whose answer for this step is cached
+            reaching = max(0.0, population * reach - cached_tasks.value)
+            mean_prompt = statistics.mean([row.prompt_tokens for row in valid]) if valid else 0.0
+            calls, prompt = reaching * scale, reaching * mean_prompt * scale
+        completion = calls * per_answer
+        timing = run_seconds(calls, prompt + completion, latency=measured.latency,
+                             concurrency=settings.llm_concurrency, rpm=limits.rpm, tpm=limits.tpm)
+        cost = price.cost(round(prompt), round(completion))
+        if cost is None and price.hourly is not None and timing.seconds is not None:
+            cost = price.hourly * timing.seconds / 3600  # a machine rented by the hour, busy for the run
+        tasks = population * (1.0 if reach is None else reach)
+        return ModelPlan(model, step, tasks, cached_tasks.value, calls, prompt, completion, source, cost,
+                         price.cost(round(prompt), round(completion), batch=True), price.source,
+                         timing.seconds, timing.basis, limits.rpm, limits.tpm, interval, measured=measured)
+
+    # ---- the sample run
+
+    def _sample(self, tasks: list[dict[str, Any]], size: int, seed: int, progress: bool | None
+                ) -> tuple[dict[str, Measured], dict[str, Any]]:
+        order = list(range(len(tasks)))
+        random.Random(seed).shuffle(order)
+        order.sort(key=lambda index: gold_result(tasks[index]) is None)  # annotated first, shuffled within
+        chosen = [tasks[index] for index in order[:size]]
+        with Progress(len(chosen), "plan sample", progress) as bar:
+            run = predict_tasks(self.services, self.config, chosen, self.project, progress=bar)
+        outcomes = run.outcomes
+        annotated = [(i, task) for i, task in enumerate(chosen) if gold_result(task) is not None]
+        report = None
+        if annotated:
+            regions = {task_key(task, i): None if outcomes[i] is None else outcomes[i].regions  # type: ignore[union-attr]
+                       for i, task in annotated}
+            report = evaluate(self.config, chosen, regions)
+        steps = cascade_steps(self.config, annotated, [outcomes[i] for i, _ in annotated]) if annotated else []
+        measured = self._measure(outcomes, annotated, report.accuracy if report else None, steps)
+        summary = run.summary
+        return measured, {"tasks": len(chosen), "annotated": len(annotated), "interrupted": run.interrupted,
+                          "usage": summary.usage.to_dict(), "accuracy": report.accuracy if report else None,
+                          "failed": summary.failed + summary.timeout}
+
+    def _measure(self, outcomes: list[TaskOutcome | None], annotated: list[tuple[int, dict[str, Any]]],
+                 accuracy: float | None, steps: list[dict[str, Any]]) -> dict[str, Measured]:
+        # Escalations and repairs on the annotated tasks when there are any, as the accuracy is.
+        pool = [outcomes[i] for i, _ in annotated] if annotated else outcomes
+        done = [o for o in pool if o is not None]
+        measured: dict[str, Measured] = {}
+        for index, model in enumerate(self.models):
+            if len(self.models) == 1:
+                usages = [o.usage for o in done if o.status == "ok"]
+                reached, escalated = len(done), 0
+            else:
+                usages = [o.cascade[index].usage for o in done if len(o.cascade) > index
+                          and o.cascade[index].status == "ok"]
+                reached = sum(len(o.cascade) > index for o in done)
+                escalated = sum(len(o.cascade) > index and o.cascade[index].escalated is not None for o in done)
+            usage = Usage.total(usages)
+            step = next((s for s in steps if s["model"] == model), None)
+            measured[model] = Measured(
+                escalation_rate=escalated / reached if reached and index + 1 < len(self.models) else None,
+                repairs_per_call=usage.repairs / (usage.calls - usage.repairs) if usage.calls > usage.repairs else 0.0,
+                accuracy=step["accuracy_alone"] if step else (accuracy if len(self.models) == 1 else None),
+                annotated=step["reached"] if step else (len(annotated) if len(self.models) == 1 else 0),
+                latency=self.timings.latency(model) if self.timings else None,
+            )
+        return measured
+
