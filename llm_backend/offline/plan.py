@@ -270,11 +270,11 @@ class Planner:
         measured: dict[str, Measured] = {}
         for index, model in enumerate(self.models):
             if len(self.models) == 1:
-                usages = [o.usage for o in done if o.status == "ok"]
+                usages = [o.usage for o in done if o.usage.calls]
                 reached, escalated = len(done), 0
             else:
                 usages = [o.cascade[index].usage for o in done if len(o.cascade) > index
-                          and o.cascade[index].status == "ok"]
+                          and o.cascade[index].usage.calls]
                 reached = sum(len(o.cascade) > index for o in done)
                 escalated = sum(len(o.cascade) > index and o.cascade[index].escalated is not None for o in done)
             usage = Usage.total(usages)
