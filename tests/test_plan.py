@@ -226,3 +226,33 @@ def test_scaled_totals_and_run_time_bounds() -> None:
     blind = run_seconds(100, 50_000, latency=None, concurrency=8, rpm=None, tpm=10_000)
     assert blind.seconds == 300.0 and blind.basis == "tpm (latency unknown: at least)"
     assert run_seconds(100, 0, latency=None, concurrency=8, rpm=None, tpm=None).seconds is None
+
+
+@pytest.mark.label_studio
+def test_plan_for_a_label_studio_project_plans_what_label_project_would_send(
+    label_studio: Any, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    from tests.test_label_project_e2e import ls_env
+
+    texts = reviews(30, seed=21)
+    project = label_studio.create_project("plan a project", SENTIMENT.read_text())
+    task_ids = label_studio.import_tasks(project, [{"text": text} for text in texts])
+    for task_id in task_ids[20:26]:  # six annotated tasks, among those without a prediction
+        label_studio.create_annotation(task_id, [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                                  "value": {"choices": ["Positive"]}}])
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    llm.add_rule(texts[25][-6:], Reply(json={"sentiment": "Negative"}))
+    env = ls_env(llm, tmp_path, label_studio)
+    first = run_cli(["label-project", "--project", str(project), "--limit", "10"], env)
+    assert first.exit_code == 0, first.output
+
+    blind = plan_json(env, "--project", str(project))
+    model = blind["models"]["openai/test-model"]
+    assert (blind["tasks"], model["calls"], model["cached_tasks"]) == (20, 20, 0)  # the 10 predicted are not sent
+    calls_before = llm.calls
+    sampled = plan_json(env, "--project", str(project), "--sample", "6")
+    assert llm.calls == calls_before + 6 and sampled["sample"]["annotated"] == 6
+    model = sampled["models"]["openai/test-model"]
+    assert model["measured"]["accuracy"] == round(5 / 6, 4) and model["cached_tasks"] == 6 and model["calls"] == 14
+    text = run_cli(["plan", "--project", str(project)], env).output
+    assert "plan for 20 tasks" in text and "tasks 20, 6 with a cached answer; 14 calls" in text
