@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/plan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -50,9 +50,10 @@ def model_lines(plan: Plan, model: ModelPlan) -> list[str]:
         f" (95%: {interval[0]:,.0f}–{interval[1]:,.0f})"
     lines.append(f"  prompt tokens {_count(model.prompt_tokens)}{spread}, answer tokens "
                  f"{_count(model.completion_tokens)} (from the {model.completion_source})")
-    lines.append(f"  cost {_usd(model.cost_usd)}; through the batch API (--batch-api) {_usd(model.batch_cost_usd)}")
+    lines.append(f"  cost {_usd(model.cost_usd)}; through the batch API (--batch-api, answers within 24 h) "
+                 f"{_usd(model.batch_cost_usd)}")
     latency = f", {measured.latency:.2f} s per call measured" if measured.latency is not None else ""
-    limits = ", ".join(f"{name} {value}" for name, value in (("rpm", model.rpm), ("tpm", model.tpm)) if value)
+    limits = ", ".join(f"{name} {value:,}" for name, value in (("rpm", model.rpm), ("tpm", model.tpm)) if value)
     lines.append(f"  time {duration(model.seconds)} (set by {model.seconds_basis}; concurrency {plan.concurrency}"
                  f"{latency}{', ' + limits if limits else ''})")
     if measured.escalation_rate is not None:
