@@ -230,3 +230,39 @@ def test_label_project_through_the_batch_api_survives_an_interruption_and_predic
     third = run_cli(args[3:], env)  # nothing left to do, and no batch created for nothing
     assert third.exit_code == 0 and "0 tasks had no prediction of it" in third.output
     assert llm.batch_api.created == 1 and llm.calls == 1
+
+
+@pytest.mark.redis
+def test_the_batch_store_keeps_open_batches_in_sqlite_or_redis(tmp_path: Path, redis_url: str) -> None:
+    import time
+
+    from llm_backend.engine.batch_store import MAX_AGE, BatchRecord
+
+    for store in (open_batch_store(tmp_path, None), open_batch_store(tmp_path, redis_url)):
+        fresh = BatchRecord("batch_a", "gpt", "openai/gpt-4o-mini", None, ("k1", "k2"), time.time(), "12")
+        stale = BatchRecord("batch_b", "gpt", "openai/gpt-4o-mini", None, ("k3",), time.time() - MAX_AGE - 60)
+        store.add(fresh)
+        store.add(stale)
+        assert store.open() == [fresh]  # a batch older than the provider keeps its files is not resumed
+        assert fresh.same_target("openai/gpt-4o-mini", "") and not fresh.same_target("openai/gpt-4o", None)
+        store.close("batch_a")
+        assert store.open() == []
+
+
+def test_a_create_that_may_have_succeeded_is_not_retried(llm: FakeLLMServer, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from testkit import llm_batches
+
+    attempts: list[object] = []
+
+    def overloaded(api: Any, body: object) -> Any:
+        attempts.append(body)
+        raise llm_batches.BatchAPIError(503, "overloaded")
+
+    monkeypatch.setattr(llm_batches.BatchAPI, "create", overloaded)
+    config, tasks = write_inputs(tmp_path, ["x", "y"])
+    result = run_cli(predict_args(config, tasks, tmp_path / "out.json"), cli_env(llm, tmp_path))
+    assert result.exit_code == 2
+    assert "creating the batch failed" in result.stderr and "(HTTP 503)" in result.stderr
+    assert "the provider may have created the batch anyway" in result.stderr
+    assert len(attempts) == 1 and len(llm.batch_api.files) == 1  # a 503 is retried elsewhere, never here

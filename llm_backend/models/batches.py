@@ -193,9 +193,17 @@ class BatchClient:
         uploaded = self._call("uploading the batch file", lambda: litellm.create_file(
             file=("llm-backend-batch.jsonl", data, "application/jsonl"), purpose="batch",
             **self._kwargs(IO_TIMEOUT)))
-        batch = self._call("creating the batch", lambda: litellm.create_batch(
-            completion_window="24h", endpoint=ENDPOINT, input_file_id=uploaded.id, metadata=metadata,
-            **self._kwargs()), retry=_CreatedNothing)
+        try:
+            batch = self._call("creating the batch", lambda: litellm.create_batch(
+                completion_window="24h", endpoint=ENDPOINT, input_file_id=uploaded.id, metadata=metadata,
+                **self._kwargs()), retry=_CreatedNothing)
+        except ProviderBatchError as exc:
+            if isinstance(exc.__cause__, _CreatedNothing):
+                raise
+            # A timeout or a 5xx may have come after the provider created it: say where to look.
+            raise ProviderBatchError(f"{exc.message}; the provider may have created the batch anyway (input file "
+                                     f"{uploaded.id}, metadata {metadata}): check its batch list before running "
+                                     "again, or the requests may be paid for twice") from exc
         return _status(batch)
 
     def retrieve(self, batch_id: str) -> BatchStatus:
