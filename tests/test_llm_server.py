@@ -558,6 +558,9 @@ def test_control_endpoints_drive_the_server(server: FakeLLMServer) -> None:
     stats = control.stats()
     assert stats["calls"] == 6
     assert stats["by_status"] == {"200": 5, "429": 1}
+    # The tokens billed: what the five answered calls' `usage` said.
+    assert stats["usage"]["prompt_tokens"] == sum(r["_usage"]["prompt_tokens"] for r in server.requests
+                                                  if r["_status"] == 200) > 0
     assert stats["requests"][0]["messages"][0]["content"] == "alpha"
 
     control.inject_failures(rate_500=1.0)
@@ -572,7 +575,8 @@ def test_control_endpoints_drive_the_server(server: FakeLLMServer) -> None:
     assert control.set_latency(max_concurrent=None) == {"ok": True, "latency": 0.0, "max_concurrent": None}
 
     control.reset()
-    assert control.stats() == {"calls": 0, "by_status": {}, "max_in_flight_seen": 0, "in_flight": 0, "requests": []}
+    assert control.stats() == {"calls": 0, "by_status": {}, "max_in_flight_seen": 0, "in_flight": 0, "requests": [],
+                               "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "batches": []}
     control.close()
 
 
