@@ -124,6 +124,8 @@ def test_a_sample_run_measures_answers_latency_and_accuracy_on_annotated_tasks(
         llm.add_rule(text[-6:], Reply(json={"sentiment": "Negative"}))
     llm.latency = 0.1
     env = cli_env(llm, tmp_path)
+    hint = run_cli(["plan", "--config", str(SENTIMENT), "--tasks", str(tasks)], env).output
+    assert "10 tasks are annotated: --sample 10 measures each model's accuracy on them" in hint
     plan = plan_json(env, "--config", str(SENTIMENT), "--tasks", str(tasks), "--sample", "10", "--concurrency", "5")
 
     assert llm.calls == 10 and plan["sample"]["tasks"] == 10 and plan["sample"]["annotated"] == 10

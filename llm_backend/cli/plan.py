@@ -75,6 +75,9 @@ def render_plan(plan: Plan) -> str:
         accuracy = f"; accuracy {sample['accuracy']:.3f}" if sample["accuracy"] is not None else ""
         lines.append(f"sample run: {sample['tasks']} tasks ({sample['annotated']} annotated) predicted for {cost}"
                      f"{accuracy}; their answers are cached, the run will not pay for them again")
+    elif plan.annotated:
+        lines.append(f"{plan.annotated} tasks are annotated: --sample {min(plan.annotated, 50)} measures each model's "
+                     "accuracy on them (free for the tasks `eval` already answered: they are cached)")
     for model in plan.models:
         lines += ["", *model_lines(plan, model)]
     total = plan.to_dict()["total"]

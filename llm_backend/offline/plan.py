@@ -114,6 +114,7 @@ class Plan:
     models: list[ModelPlan]
     sample: dict[str, Any] | None = None  # the real sample run: tasks, annotated, usage, accuracy
     skipped: dict[str, int] = field(default_factory=dict)  # tasks that cannot be predicted, by reason
+    annotated: int = 0  # tasks with an annotation, on which a sample run measures accuracy
 
     def _total(self, name: str) -> float | None:
         values = [getattr(model, name) for model in self.models]
@@ -121,7 +122,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tasks": self.tasks, "rendered": self.rendered, "model_version": self.model_version,
+            "tasks": self.tasks, "annotated": self.annotated, "rendered": self.rendered,
+            "model_version": self.model_version,
             "concurrency": self.concurrency, "skipped": self.skipped, "sample": self.sample,
             "models": {model.model: model.to_dict() for model in self.models},
             "total": {"cost_usd": self._total("cost_usd"), "batch_cost_usd": self._total("batch_cost_usd"),
@@ -163,8 +165,9 @@ class Planner:
             rate = known.escalation_rate
             reach = reach * rate if reach is not None and rate is not None else None
         version = self.services.predictor.model_version(self.config, self.project)
+        annotated = sum(gold_result(task) is not None for task in tasks)
         return Plan(len(tasks), len(rendered_tasks), version, self.services.settings.llm_concurrency, plans,
-                    measured[1], skipped)
+                    measured[1], skipped, annotated)
 
     # ---- rendering
 
