@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer
+
+# A user following the README edits ./prompts (and gets a ./.cache) in the repository itself; a
+# test that builds Settings without naming these folders, or a subprocess started from the
+# repository, would read their templates and write into their cache. Point both at folders of this
+# test session, before anything reads the environment; tests that want their own still pass them.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="llm-backend-tests-"))
+os.environ["PROMPTS_DIR"] = str(_SESSION_DIR / "prompts")
+os.environ["CACHE_DIR"] = str(_SESSION_DIR / "cache")
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
