@@ -1,7 +1,7 @@
 """Label Studio's REST API with either kind of token.
 
-`LABEL_STUDIO_API_KEY` may hold a legacy token (40 hex characters, sent as `Token <key>`) or a
-personal access token: a JWT refresh token that is exchanged at `POST /api/token/refresh/` for a
+`LABEL_STUDIO_API_KEY` may hold a Legacy Token (40 hex characters, sent as `Token <key>`) or a
+Personal Access Token: a JWT refresh token that is exchanged at `POST /api/token/refresh/` for a
 short-lived access token sent as `Bearer <access>`, refreshed before it expires and once more on a
 401. Which one it is is detected from its shape, so users paste whatever Label Studio gave them.
 """
@@ -24,7 +24,9 @@ from .errors import LLMBackendError
 log = logging.getLogger(__name__)
 
 TokenKind = Literal["legacy", "personal_access_token"]
-FIX = "check LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (Label Studio: Account & Settings -> Access Token)"
+# Label Studio's own names for its two kinds of token, and where its UI shows them.
+TOKEN_WHERE = "Label Studio: Account & Settings -> Personal Access Token, or Legacy Token"
+FIX = f"check LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY ({TOKEN_WHERE})"
 
 
 class LabelStudioAPIError(LLMBackendError):
@@ -85,7 +87,7 @@ class LabelStudioClient:
             raise self._unreachable(exc) from None
         if response.status_code != 200:
             raise LabelStudioAPIError(
-                f"Label Studio refused the personal access token (HTTP {response.status_code} from "
+                f"Label Studio refused the Personal Access Token (HTTP {response.status_code} from "
                 f"/api/token/refresh/); it may be revoked or from another instance; {FIX}",
                 http_status=response.status_code,
             )

@@ -8,10 +8,12 @@ Tests pass their own `client` (a completion function) and `cache` at the two I/O
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
+from .core.demo import DEMO_MODEL, is_demo
 from .engine.batch import BatchRunner
 from .engine.batch_store import BatchStore, open_batch_store
 from .engine.cache import Cache, open_cache
@@ -25,11 +27,14 @@ from .engine.projects import ProjectStore, open_project_store
 from .engine.prompts import PromptLibrary
 from .engine.training import Trainer
 from .label_studio import LabelStudioClient
-from .models.client import CompletionClient, LiteLLMClient, load_litellm
+from .models.client import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
+from .models.preflight import StartupChecks, model_targets
 from .models.pricing import Pricing
 from .models.router import Routing, load_routing
 from .redact import register_secrets
 from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,24 @@ class Services:
     events: EventHandler
     pricing: Pricing  # prices, rate limits and token counts per model name
     batches: BatchStore  # provider batches submitted and not yet used (--batch-api)
+    startup: StartupChecks = field(default_factory=StartupChecks)  # filled by warm_up, shown by /health
     started: float = field(default_factory=time.time)
 
+    @property
+    def model_ready(self) -> bool:
+        """Whether a prediction can start without waiting for LiteLLM's import (the demo never needs it)."""
+        return litellm_loaded() or not model_targets(self.settings, self.routing)
+
     def warm_up(self) -> threading.Thread:
-        """Import LiteLLM in the background so the first prediction does not pay for it."""
-        thread = threading.Thread(target=load_litellm, name="litellm-warm-up", daemon=True)
+        """In the background, so /health answers meanwhile: import LiteLLM (the first prediction then does
+        not pay for it) and check that the models can be called (an API key, a reachable base URL)."""
+        targets = model_targets(self.settings, self.routing)
+        if any(is_demo(name) for name in (self.settings.llm_model, *self.settings.cascade_models)):
+            log.warning("the demo model answers from simple rules, not a language model: its predictions show "
+                        "how the backend works, not what a model would say (model_version starts with %r)",
+                        f"{DEMO_MODEL}-")
+        thread = threading.Thread(target=self.startup.run, args=(targets, load_litellm if targets else None),
+                                  name="startup-checks", daemon=True)
         thread.start()
         return thread
 

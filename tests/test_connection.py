@@ -260,10 +260,10 @@ def test_doctor_against_real_label_studio_names_the_token_kind(label_studio: Any
 
     reachable, legacy = run(label_studio.token)
     assert reachable.status == "pass" and legacy.status == "pass"
-    assert legacy.detail == f"legacy token valid for {label_studio.username}"
+    assert legacy.detail == f"Legacy Token valid for {label_studio.username}"
     pat = label_studio.create_personal_access_token()
     _reachable, personal = run(pat)
-    assert personal.status == "pass" and personal.detail.startswith("personal access token valid")
+    assert personal.status == "pass" and personal.detail.startswith("Personal Access Token valid")
     _reachable, wrong = run("0" * 40)
     assert wrong.status == "fail" and "401" in wrong.detail and "0" * 40 not in wrong.detail
 

@@ -18,7 +18,7 @@ from ..core.config import LabelConfig, parse_label_config
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..engine.outcome import BatchSummary
 from ..errors import LLMBackendError
-from ..label_studio import LabelStudioClient
+from ..label_studio import TOKEN_WHERE, LabelStudioClient
 from ..offline.files import TaskFileError, import_task, read_tasks, write_json
 from ..offline.project_labeler import ProjectLabeler
 from ..offline.provider_batch import ProviderBatchRun
@@ -212,20 +212,19 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
                   verbose: bool) -> None:
     """Pre-annotate every task of a Label Studio project that has no prediction yet.
 
-    Reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access
-    token). Fetches the project's label config and, page by page, the tasks without a
-    prediction of the current model_version; predicts them and imports each page's predictions
-    in one request. No 100-second limit applies. Safe to stop (Ctrl-C) and run again: imported
-    tasks are skipped and finished answers come from the cache. Tasks that failed stay without a
-    prediction and are retried by the next run.
+    Reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a Personal Access Token or a Legacy
+    Token, from Label Studio's Account & Settings). Fetches the project's label config and,
+    page by page, the tasks without a prediction of the current model_version; predicts them
+    and imports each page's predictions in one request. No 100-second limit applies. Safe to
+    stop (Ctrl-C) and run again: imported tasks are skipped and finished answers come from the
+    cache. Tasks that failed stay without a prediction and are retried by the next run.
 
     Exit codes: 0 done, 1 some task failed, 2 unusable input or Label Studio error, 130 interrupted.
     """
     settings = _settings(llm_model=model, llm_concurrency=concurrency)
     _logging(verbose, settings)
     if settings.label_studio_url is None or settings.label_studio_api_key is None:
-        raise InputError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set (Label Studio: Account & Settings "
-                         "-> Access Token)")
+        raise InputError(f"LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set ({TOKEN_WHERE})")
     client = LabelStudioClient(str(settings.label_studio_url), settings.label_studio_api_key.get_secret_value())
     try:
         labeler = ProjectLabeler(client, _services(settings), project_id, page_size=page_size)

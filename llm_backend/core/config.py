@@ -38,6 +38,15 @@ class ControlKind(str, enum.Enum):
     RECTANGLES = "rectanglelabels"
     KEYPOINTS = "keypointlabels"
 
+    @property
+    def tag(self) -> str:
+        """The tag as Label Studio's docs write it (the parser takes any case)."""
+        return _TAG_SPELLING.get(self.value, self.value.capitalize())
+
+
+_TAG_SPELLING = {"textarea": "TextArea", "datetime": "DateTime", "rectanglelabels": "RectangleLabels",
+                 "keypointlabels": "KeyPointLabels"}
+
 
 # Which controls each kind of object can carry here.
 TEXT_KINDS = frozenset({ControlKind.CHOICES, ControlKind.LABELS, ControlKind.TEXTAREA, ControlKind.RATING,

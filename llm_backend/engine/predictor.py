@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ..core.align import AlignOptions
 from ..core.answer import Answer, parse_answer
 from ..core.config import LabelConfig
+from ..core.demo import DEMO_MODEL, demo_reply, is_demo
 from ..core.regions import RegionInputs, build_regions
 from ..core.schema import json_schema
 from ..core.scores import control_scores
@@ -189,8 +190,14 @@ class Predictor:
             logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
         )
 
-    def _exchange(self, job: PredictionJob, request: LLMRequest) -> _Exchange:
-        completion = self.client.complete(request)
+    def _complete(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Completion:
+        if is_demo(request.model):
+            # The demo model answers from rules in this process: nothing is sent anywhere or paid for.
+            return Completion(content=demo_reply(job.config, inputs), model=DEMO_MODEL, cost=0.0)
+        return self.client.complete(request)
+
+    def _exchange(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> _Exchange:
+        completion = self._complete(job, request, inputs)
         usage = completion.usage
         try:
             answer = parse_answer(job.config, completion.content)
@@ -203,7 +210,7 @@ class Predictor:
                                         {"role": "user", "content": repair_text})
             usage += Usage(repairs=1)
             try:
-                completion = self.client.complete(retry)
+                completion = self._complete(job, retry, inputs)
             except LLMError as exc:
                 raise exc.with_usage(usage + exc.usage) from exc.__cause__
             # The repair call is a repair, not a retry: its own retries count, its first call does not.
@@ -266,7 +273,7 @@ class Predictor:
         cached = self.cache.get(request.cache_key)
         if cached is not None:
             return self.answer_outcome("cached", job, prepared, Completion.from_cache(cached))
-        exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request))
+        exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request, inputs))
         if shared:
             return self._outcome("cached", job, inputs, exchange.answer, exchange.completion)
         return self._outcome("ok", job, inputs, exchange.answer, exchange.completion, exchange.usage)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
@@ -102,6 +104,27 @@ class CompletionClient(Protocol):
     def complete(self, request: LLMRequest) -> Completion: ...
 
 
+# Sent to an OpenAI-compatible server of your own that needs no key (vLLM, llama.cpp, LM Studio
+# without --api-key): the OpenAI SDK refuses to send a request without one.
+NO_KEY = "no-key-required"
+
+
+def needs_no_key(model: str, api_base: str | None) -> bool:
+    """`openai/<name>` at a base URL of your own, with no OPENAI_API_KEY to send, needs no key from you."""
+    if not api_base or not model.startswith("openai/") or os.environ.get("OPENAI_API_KEY"):
+        return False
+    host = (urlsplit(api_base).hostname or "").lower()
+    return not (host == "openai.com" or host.endswith(".openai.com"))
+
+
+def litellm_version() -> str:
+    """The installed distribution's version: LiteLLM has no reliable __version__ attribute."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
 _litellm_lock = threading.Lock()
 _litellm: ModuleType | None = None
 
@@ -120,8 +143,7 @@ def load_litellm() -> ModuleType:
                 litellm.suppress_debug_info = True
                 litellm.telemetry = False
                 _litellm = litellm
-                log.info("LiteLLM %s loaded in %.1f s", getattr(litellm, "__version__", "?"),
-                         time.monotonic() - started)
+                log.info("LiteLLM %s loaded in %.1f s", litellm_version(), time.monotonic() - started)
     return _litellm
 
 
@@ -228,6 +250,8 @@ class LiteLLMClient:
             kwargs["api_base"] = request.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
+        elif needs_no_key(request.model, request.api_base):
+            kwargs["api_key"] = NO_KEY
         try:
             response = litellm.completion(**kwargs)
         except Exception as exc:  # mapped to our tree right here, at the boundary

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..core.demo import is_demo
+
 _VISION_NAMES = re.compile(
     r"vision|[-_.]vl\b|-vl-|llava|pixtral|minicpm-v|qwen2(\.5)?-?vl|gemma-?3|llama-?4|internvl|molmo|idefics|"
     r"gpt-4o|gpt-4\.1|gpt-5|claude-3|claude-(sonnet|opus|haiku)-4|gemini",
@@ -38,6 +40,8 @@ def vision_support(model: str, mode: str = "auto") -> bool | None:
     """True / False when known, None when nothing says either way."""
     if mode in ("on", "off"):
         return mode == "on"
+    if is_demo(model):
+        return True  # its "boxes" need only the image's size
     table = _model_map()
     for key in (model, model.split("/", 1)[-1]):
         entry = table.get(key)

@@ -16,12 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from ..core.config import parse_label_config
+from ..core.config import IMAGE_KINDS, TEXT_KINDS, parse_label_config
+from ..core.controls import SPECS
+from ..core.demo import is_demo
 from ..errors import LLMBackendError, SettingsError
 from ..label_studio import LabelStudioClient
-from ..models.client import CompletionClient, LiteLLMClient, LLMRequest
+from ..models.client import CompletionClient, LiteLLMClient, LLMRequest, load_litellm
 from ..models.router import load_routing
 from ..models.vision import vision_support
+from ..netcheck import Unreachable, is_local, why_unreachable
 from ..redact import redact, register_secrets
 from ..settings import Settings, load_settings
 
@@ -55,6 +58,11 @@ def safe_url(url: str) -> str:
 
 
 def check_llm(settings: Settings, client: CompletionClient | None = None) -> Iterator[Check]:
+    if is_demo(settings.llm_model):
+        yield Check("model", "warn", "LLM_MODEL=demo answers from simple rules, not a language model: its "
+                                     "predictions show how the backend works, not what a model would say",
+                    "set LLM_MODEL to a real model (see the README, \"Choosing a model\")")
+        return
     try:
         routing = load_routing(settings)
     except SettingsError as exc:
@@ -71,6 +79,7 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
                                        if routing.config is not None else "")
     ping = LLMRequest(settings.llm_model, ({"role": "user", "content": "Reply with the single word: yes"},),
                       max_tokens=1, api_base=api_base)
+    load_litellm()  # seconds on a first import, which are not the model's answer time
     started = time.monotonic()
     try:
         client.complete(ping)
@@ -109,11 +118,9 @@ def check_label_studio(settings: Settings) -> Iterator[Check]:
     try:
         health = requests.get(f"{settings.ls_url}/health", timeout=10)
     except requests.RequestException as exc:
-        inside_docker = Path("/.dockerenv").exists()
-        hint = ("inside a container localhost is the container itself: use the Label Studio service name "
-                "(http://label-studio:8080) or http://host.docker.internal:8080") if inside_docker else \
-            "check that Label Studio runs and LABEL_STUDIO_URL is the address this machine reaches it at"
-        yield Check("Label Studio reachable", "fail", f"{url}: {type(exc).__name__}", hint)
+        failure = why_unreachable(exc, settings.ls_url, 10)
+        yield Check("Label Studio reachable", "fail", f"{url}: {failure.detail}",
+                    label_studio_hint(settings.ls_url, failure, Path("/.dockerenv").exists()))
         return
     if health.status_code != 200:
         yield Check("Label Studio reachable", "fail", f"{url}/health answered HTTP {health.status_code}",
@@ -122,18 +129,41 @@ def check_label_studio(settings: Settings) -> Iterator[Check]:
     yield Check("Label Studio reachable", "pass", url)
     if settings.label_studio_api_key is None:
         yield Check("Label Studio token", "warn", "LABEL_STUDIO_API_KEY is not set",
-                    "files under /data/upload need it: Label Studio -> Account & Settings -> Access Token")
+                    "files under /data/upload need it: Label Studio -> Account & Settings -> Personal Access "
+                    "Token (or Legacy Token)")
         return
     client = LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value(), timeout=10)
-    kind = "personal access token" if client.kind == "personal_access_token" else "legacy token"
+    kind = "Personal Access Token" if client.kind == "personal_access_token" else "Legacy Token"
     try:
         user = client.whoami()
     except LLMBackendError as exc:
-        fix = ("legacy tokens may be disabled for this organization: create a personal access token"
-               if client.kind == "legacy" else "the personal access token may be revoked or from another instance")
+        fix = ("Legacy Tokens may be disabled for this organization: create a Personal Access Token "
+               "(Account & Settings -> Personal Access Token)" if client.kind == "legacy"
+               else "the Personal Access Token may be revoked or from another Label Studio instance")
         yield Check("Label Studio token", "fail", f"{kind}: {exc.message}", fix)
         return
     yield Check("Label Studio token", "pass", f"{kind} valid for {user.get('email') or user.get('username') or '?'}")
+
+
+def label_studio_hint(url: str, failure: Unreachable, in_container: bool) -> str:
+    """The fix for an unreachable Label Studio, with the evidence behind any guess about containers."""
+    if failure.kind == "no_such_host":
+        return ("check the host name in LABEL_STUDIO_URL; a docker compose service name (label-studio) resolves only "
+                "inside that compose network")
+    start = "start Label Studio (label-studio start), or set LABEL_STUDIO_URL to the address this machine reaches it at"
+    if is_local(url) and in_container:
+        return (f"{start}. If Label Studio runs on the host or in another container: this backend runs in a "
+                "container (/.dockerenv exists) and LABEL_STUDIO_URL points at localhost, which is this "
+                "container itself; use the compose service name (http://label-studio:8080) or "
+                "http://host.docker.internal:8080")
+    return start
+
+
+def predictable_controls() -> str:
+    """What the control registry predicts, by object: the list grows with it."""
+    text = ", ".join(kind.tag for kind in SPECS if kind in TEXT_KINDS)
+    image = ", ".join(kind.tag for kind in SPECS if kind in IMAGE_KINDS)
+    return f"on <Text>, <HyperText> or <Paragraphs>: {text}; on <Image>: {image}"
 
 
 def check_config(path: Path | None, settings: Settings | None = None) -> Iterator[Check]:
@@ -150,7 +180,7 @@ def check_config(path: Path | None, settings: Settings | None = None) -> Iterato
                          f"(data.{config.objects[c.to_name[0]].data_key})" for c in config.controls)
     yield Check("label config", "pass" if config.controls else "fail",
                 f"predicts: {controls or 'nothing'}",
-                "" if config.controls else "add a Choices, Labels, TextArea, Rating, Number or Taxonomy control")
+                "" if config.controls else f"add a control this backend predicts: {predictable_controls()}")
     for skipped in config.skipped:
         yield Check(f"control {skipped.name}", "warn", f"<{skipped.tag}> skipped: {skipped.reason}")
     if settings is not None and config.needs_vision:

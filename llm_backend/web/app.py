@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__
 from ..engine.cache import Cache
 from ..errors import BadRequestError, LLMBackendError
-from ..models.client import CompletionClient, litellm_loaded
+from ..models.client import CompletionClient
 from ..redact import redact
 from ..services import Services, build_services
 from ..settings import Settings
@@ -102,7 +102,7 @@ def create_app(
             "status": "UP",
             "model_class": "LLMBackend",
             "model": settings.llm_model,
-            "model_ready": litellm_loaded(),
+            "model_ready": services.model_ready,
         })
 
     @app.post("/setup")

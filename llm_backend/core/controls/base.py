@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final
 
 from ..align import AlignOptions, Span
 from ..config import Control, ControlKind, Option
+from .demo_rules import schema_answer
 
 Value = dict[str, Any]  # a region's "value" object, e.g. {"choices": ["Positive"]}
 
@@ -175,3 +176,9 @@ class ControlSpec:
     def report(self, control: Control) -> Any:
         """A fresh agreement report (see agreement.py) for evaluating this control."""
         raise NotImplementedError
+
+    def demo_answer(self, control: Control, inputs: RegionInputs) -> Any:
+        """The demo model's answer value (LLM_MODEL=demo): simple, deterministic rules applied to this
+        control's JSON schema and its object's text (see demo_rules.py). Override it only when the
+        schema alone cannot say what is valid."""
+        return schema_answer(self.json_schema(control), inputs.texts.get(control.to_name[0], ""), control.name)

@@ -23,6 +23,7 @@ from .base import (
     option_key,
     option_lookup,
 )
+from .demo_rules import capitalised_phrases, pick
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +106,9 @@ class LabelsSpec(ControlSpec):
 
     def report(self, control: Control) -> SpanReport:
         return SpanReport(control.name, control.kind.value)
+
+    def demo_answer(self, control: Control, inputs: RegionInputs) -> list[dict[str, str]]:
+        # Quotes must be in the text, which the schema cannot say: capitalised phrases are.
+        labels = [option.value for option in control.options]
+        return [{"text": phrase, "label": pick(labels, phrase, control.name)}
+                for phrase in capitalised_phrases(inputs.texts.get(control.to_name[0], ""))]

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..agreement import ExactReport, NumberReport
 from ..config import Control, ControlKind
-from .base import MISSING, ControlSpec, Dropped, Validator, Value
+from .base import MISSING, ControlSpec, Dropped, RegionInputs, Validator, Value
+from .demo_rules import first_date
 
 
 def rating_bounds(control: Control) -> tuple[int, int]:
@@ -175,3 +176,7 @@ class DateTimeSpec(ControlSpec):
 
     def report(self, control: Control) -> ExactReport:
         return ExactReport(control.name, control.kind.value, key="datetime")
+
+    def demo_answer(self, control: Control, inputs: RegionInputs) -> str:
+        # The format lives in the control's `only` attribute, not in the schema.
+        return first_date(inputs.texts.get(control.to_name[0], "")).strftime(datetime_format(control)[0])

@@ -28,6 +28,7 @@ from .base import (
     option_key,
     option_lookup,
 )
+from .demo_rules import pick
 
 BOX = ("x_min", "y_min", "x_max", "y_max")
 POINT = ("x", "y")
@@ -143,6 +144,13 @@ class _ShapesSpec(ControlSpec):
     def typical_answer(self, control: Control, text: str) -> Any:
         # Three shapes with three-digit pixel coordinates.
         return [{"label": middle_option(control), **{name: 100 + 10 * i for i, name in enumerate(self.names)}}] * 3
+
+    def demo_answer(self, control: Control, inputs: RegionInputs) -> list[dict[str, Any]]:
+        # The box must lie inside the image, whose size the schema cannot know: the middle half of it
+        # (a key point at its top-left corner), in pixels like a model's answer.
+        width, height = inputs.image_sizes.get(control.to_name[0], (100, 100))
+        label = pick([option.value for option in control.options], "", control.name)
+        return [{"label": label, **self.pixels({"x": 25, "y": 25, "width": 50, "height": 50}, width, height)}]
 
     def answer_from_regions(self, control: Control, regions: list[dict[str, Any]]) -> Any:
         to_value = {o.result_value: o.value for o in control.options}
