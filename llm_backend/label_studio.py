@@ -145,6 +145,12 @@ class LabelStudioClient:
     def project(self, project_id: int | str) -> dict[str, Any]:
         return dict(self.json("GET", f"/api/projects/{project_id}"))
 
+    def predictions(self, *, project: int | str | None = None, task: int | str | None = None) -> list[dict[str, Any]]:
+        """Every stored prediction of a project or of one task (`GET /api/predictions`, not paginated)."""
+        params = {key: value for key, value in (("project", project), ("task", task)) if value is not None}
+        body = self.json("GET", "/api/predictions", params=params)
+        return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []
+
     def tasks(self, project_id: int | str, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every task of a project, page by page."""
         page, seen = 1, 0

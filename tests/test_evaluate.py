@@ -313,3 +313,52 @@ def test_evaluate_tasks_runs_only_annotated_tasks_through_a_backend(
     [choices] = report.controls
     assert isinstance(choices, SetReport) and choices.matrix == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert report.usage is not None and report.usage.calls == 6 and report.usage.prompt_tokens > 0
+
+
+@pytest.mark.label_studio
+def test_eval_scores_a_real_label_studio_export_whose_predictions_are_ids(
+    label_studio: Any, start_backend: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """The Export button (GET /api/projects/<id>/export) lists predictions as ids: eval fetches them through
+    the API when it can, and otherwise names the snapshot option that exports them in full."""
+    config = SENTIMENT_XML.read_text()
+    reviews = [("[r1] loved it", "Positive", "Positive"), ("[r2] hated it", "Negative", "Negative"),
+               ("[r3] so-so", "Positive", "Neutral")]  # (text, predicted, annotated)
+    for text, predicted, _ in reviews:
+        llm.add_rule(text, Reply(json={"sentiment": predicted}))
+    project = label_studio.create_project("eval export", config)
+    task_ids = label_studio.import_tasks(project, [{"text": text} for text, _, _ in reviews])
+    label_studio.connect_ml_backend(project, start_backend().url)
+    label_studio.retrieve_predictions(project, task_ids)
+    for task_id, (_, _, annotated) in zip(task_ids, reviews, strict=True):
+        label_studio.create_annotation(task_id, [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                                  "value": {"choices": [annotated]}}])
+    exported = label_studio.request("GET", f"/api/projects/{project}/export", params={"exportType": "JSON"})
+    assert all(isinstance(item, int) for task in exported for item in task["predictions"])  # what LS really sends
+    path = write(tmp_path, "export.json", exported)
+    (tmp_path / "config.xml").write_text(config)
+    args = ["--config", str(tmp_path / "config.xml"), "--tasks", str(path), "--predictions", str(path)]
+
+    offline = run_eval(args, cli_env(llm, tmp_path))
+    assert offline.exit_code == 2
+    assert (f"export.json lists its 3 predictions by id only, as Label Studio's Export button and a default snapshot "
+            "do; set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY and eval fetches them, or export a snapshot with the "
+            f"predictions in full: POST /api/projects/{project}/exports with ") in offline.stderr
+
+    online = run_eval(args, cli_env(llm, tmp_path, LABEL_STUDIO_URL=label_studio.url,
+                                    LABEL_STUDIO_API_KEY=label_studio.token))
+    assert online.exit_code == 0, online.output
+    assert f"lists predictions by id: fetched 3 from Label Studio at {label_studio.url}" in online.stderr
+    assert "sentiment (choices): accuracy 0.667 (2/3)" in online.stdout
+
+    # The option the error names does export them in full, and eval then needs no Label Studio.
+    snapshot = label_studio.request("POST", f"/api/projects/{project}/exports",
+                                    json={"serialization_options": {"predictions": {"only_id": False}}})
+    full = label_studio.request("GET", f"/api/projects/{project}/exports/{snapshot['id']}/download",
+                                params={"exportType": "JSON"})
+    assert all(isinstance(item, dict) for task in full for item in task["predictions"])
+    path = write(tmp_path, "snapshot.json", full)
+    from_snapshot = run_eval(["--config", str(tmp_path / "config.xml"), "--tasks", str(path), "--predictions",
+                              str(path)], cli_env(llm, tmp_path))
+    assert from_snapshot.exit_code == 0, from_snapshot.output
+    assert "sentiment (choices): accuracy 0.667 (2/3)" in from_snapshot.stdout

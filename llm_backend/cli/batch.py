@@ -20,6 +20,7 @@ from ..engine.outcome import BatchSummary
 from ..errors import LLMBackendError
 from ..label_studio import TOKEN_WHERE, LabelStudioClient
 from ..offline.files import TaskFileError, import_task, read_tasks, write_json
+from ..offline.prediction_files import choose, fetch_listed, ids_only, snapshot_hint
 from ..offline.project_labeler import ProjectLabeler
 from ..offline.provider_batch import ProviderBatchRun
 from ..offline.report import render_text, write_html
@@ -260,26 +261,29 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
 
 def _chosen_predictions(path: Path, annotated: list[str], version: str | None
                         ) -> tuple[dict[str, list[dict[str, Any]] | None], str]:
-    """{task key: result} from a file of tasks with `predictions` (an export, or `predict`'s output)."""
-    entries = {task_key(task, index): [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-               for index, task in enumerate(_tasks(path))}
-    if not set(annotated) & set(entries):
-        raise InputError(f"{path}: no task matches an annotated task of the tasks file by id")
-    versions = sorted({str(p.get("model_version")) for preds in entries.values() for p in preds})
-    if version is None:
-        if len(versions) > 1:
-            raise InputError(f"{path} holds predictions of {len(versions)} model versions ({', '.join(versions)}); "
-                             "choose one with --model-version")
-        if not versions:
-            raise InputError(f"{path}: no task has a prediction")
-        version = versions[0]
-    elif version not in versions:
-        raise InputError(f"{path} has no prediction with model_version {version} (it has: {', '.join(versions)})")
-    chosen: dict[str, list[dict[str, Any]] | None] = {}
-    for key, preds in entries.items():
-        matching = [p for p in preds if str(p.get("model_version")) == version and isinstance(p.get("result"), list)]
-        chosen[key] = matching[-1]["result"] if matching else None
-    return chosen, version
+    """{task key: result} of one model_version; ids (Label Studio's default export) fetched through its API."""
+    tasks = _tasks(path)
+    listed = ids_only(tasks)
+    if listed:
+        settings = _settings()
+        if settings.ls_url is None or settings.label_studio_api_key is None:
+            projects = sorted({str(task["project"]) for task in tasks if task.get("project") is not None})
+            raise InputError(
+                f"{path} lists its {len(listed)} predictions by id only, as Label Studio's Export button and a "
+                "default snapshot do; set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY and eval fetches them, or "
+                + snapshot_hint(projects[0] if len(projects) == 1 else "<id>"))
+        client = LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value())
+        try:
+            fetched, missing = fetch_listed(tasks, client)
+        except LLMBackendError as exc:
+            raise InputError(f"{path} lists predictions by id; fetching them failed: {exc.message}") from None
+        gone = f"; {missing} no longer exist there" if missing else ""
+        click.echo(f"{path} lists predictions by id: fetched {fetched} from Label Studio at "
+                   f"{settings.ls_url}{gone}", err=True)
+    try:
+        return choose(path, tasks, annotated, version)
+    except TaskFileError as exc:
+        raise InputError(exc.message) from None
 
 
 @click.command("eval")
@@ -291,7 +295,8 @@ def _chosen_predictions(path: Path, annotated: list[str], version: str | None
 @click.option("--predictions", "predictions_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Score these predictions (a Label Studio export or `predict`'s output, matched by task id) "
-                   "instead of running the prompts. May be the --tasks file itself.")
+                   "instead of running the prompts. May be the --tasks file itself. Predictions an export lists "
+                   "by id only are fetched from LABEL_STUDIO_URL (with LABEL_STUDIO_API_KEY).")
 @click.option("--model-version", default=None,
               help="With --predictions: which model_version to score, when the file holds several.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, writable=True, path_type=Path),
