@@ -516,6 +516,8 @@ class _Handler(BaseHTTPRequestHandler):
             fake._record(body, path, received, 400, self.client_address)
             raise _BadRequest("'messages' must be a list")
         record = fake._record(body, path, received, None, self.client_address)
+        # What a keyless server sees of the client's credentials (tests of "no key needed" read it).
+        record["_authorization"] = self.headers.get("Authorization")
         try:
             with fake._slot():
                 reply = fake._choose_reply(body)

@@ -3,6 +3,7 @@ few-shot answer and evaluation, and a round trip through all of them holds for e
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
@@ -10,6 +11,7 @@ import pytest
 
 from llm_backend.core.config import ControlKind, parse_label_config
 from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
+from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
 from llm_backend.core.regions import build_regions
 from llm_backend.core.schema import json_schema, validate_answer
@@ -134,3 +136,48 @@ def test_a_wrong_datetime_is_scored_as_wrong() -> None:
     [datetime] = report.controls
     assert (datetime.kind, datetime.headline_name, datetime.headline) == ("datetime", "accuracy", 0.0)
     assert report.accuracy == 0.0 and report.worst[0].controls == {"c": ("1833-06-05", "1834-01-01")}
+
+
+DEMO_EXPECTED: dict[ControlKind, list[dict[str, Any]]] = {
+    ControlKind.CHOICES: [{"choices": ["No"]}],  # neither option is named in TEXT: chosen by the text's hash
+    ControlKind.LABELS: [{"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["Person"]},
+                         {"start": 17, "end": 32, "text": "Charles Babbage", "labels": ["Person"]},
+                         {"start": 36, "end": 42, "text": "London", "labels": ["City"]},
+                         {"start": 48, "end": 52, "text": "June", "labels": ["City"]}],  # capitalised phrases
+    ControlKind.TEXTAREA: [{"text": [TEXT]}],
+    ControlKind.RATING: [{"rating": 5}],  # the first number in TEXT within 1..5
+    ControlKind.NUMBER: [{"number": 5}],
+    ControlKind.DATETIME: [{"datetime": "2024-01-01"}],  # TEXT has no ISO date
+    ControlKind.TAXONOMY: [{"taxonomy": [["People", "Scientists"]]}],
+    ControlKind.RECTANGLES: [{"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0,
+                              "rectanglelabels": ["Face"]}],
+    ControlKind.KEYPOINTS: [{"x": 25.0, "y": 25.0, "width": 0.5, "keypointlabels": ["Eye"]}],
+}
+
+
+@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
+def test_the_demo_model_answers_every_kind_validly_and_deterministically(kind: ControlKind) -> None:
+    """LLM_MODEL=demo: a spec's demo answer passes its schema and validation and gives regions. A new kind
+    fails here (DEMO_EXPECTED has no entry) until its demo answer is valid too."""
+    config = config_for(kind)
+    inputs = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
+    reply = demo_reply(config, inputs)
+    answer = json.loads(reply)
+    jsonschema.validate(answer, json_schema(config))
+    values, dropped = validate_answer(config, answer)
+    assert dropped == []
+    regions = build_regions(config, values, inputs).regions
+    assert [region["value"] for region in regions] == DEMO_EXPECTED[kind]
+    assert demo_reply(config, inputs) == reply
+
+
+def test_demo_rules_pick_what_the_text_names_and_numbers_within_bounds() -> None:
+    config = parse_label_config('<View><Text name="t" value="$text"/><Choices name="c" toName="t">'
+                                '<Choice value="Positive"/><Choice value="Negative"/></Choices>'
+                                '<Number name="n" toName="t" min="1900" max="2100"/>'
+                                '<DateTime name="d" toName="t" only="date"/></View>')
+    text = "On 2023-07-14 the 3 reviewers of the 1998 edition were negative. Too long."
+    answer = json.loads(demo_reply(config, RegionInputs(texts={"t": text})))
+    assert answer == {"c": "Negative", "n": 1998, "d": "2023-07-14"}
+    empty = json.loads(demo_reply(config, RegionInputs(texts={"t": ""})))
+    assert validate_answer(config, empty)[1] == [] and empty["d"] == "2024-01-01"

@@ -23,7 +23,7 @@ from typing import Any
 
 DEMO_MODEL = "demo"
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.-])-?\d+(?:\.\d+)?(?![\w.-])")  # not the parts of 2024-03-05 or v1.2.3
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
@@ -86,13 +86,13 @@ _DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}))?")
 
 
 def capitalised_phrases(text: str, limit: int = 10) -> list[str]:
-    """Runs of capitalised words, a sentence's first word alone excepted: the demo's "entities"."""
+    """Runs of capitalised words, but not a sentence's capitalised first word alone: the demo's "entities"."""
     found: list[str] = []
     for match in _CAPITALISED.finditer(text):
         phrase = match.group()
         before = text[:match.start()].rstrip()
-        if not before or before[-1] in ".!?:;\"":  # "Yesterday Ada Lovelace" -> "Ada Lovelace"
-            phrase = phrase.split(maxsplit=1)[1] if " " in phrase else ""
+        if (not before or before[-1] in ".!?:;\"") and " " not in phrase:
+            continue
         if phrase and phrase not in found:
             found.append(phrase)
         if len(found) == limit:
