@@ -19,6 +19,7 @@ from llm_backend.models.preflight import ModelTarget, key_problems, model_target
 from llm_backend.models.router import load_routing
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer
 from tests.conftest import ALL_CONTROLS_CONFIG, BackendProcess, free_port
 
@@ -180,3 +181,18 @@ def test_no_key_is_needed_at_your_own_base_url_but_is_at_openais(no_provider_key
     assert key_problems(litellm, [target("http://gpu-box:8000/v1")]) == []
     assert [p.check for p in key_problems(litellm, [target("https://api.openai.com/v1"), target(None)])] == \
         ["api_key", "api_key"]
+
+
+def test_a_routing_deployment_at_your_own_server_needs_no_key_either(
+    make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path, no_provider_keys: None
+) -> None:
+    route = tmp_path / "router.yaml"
+    route.write_text(f"model_list:\n  - model_name: local\n    litellm_params:\n      model: openai/test-model\n"
+                     f"      api_base: {llm.base_url}\n")
+    settings = make_settings(llm_model="local", llm_router_config=route, llm_api_key=None, llm_api_base=None)
+    assert _problems(settings) == []
+    client = create_app(settings).test_client()
+    body = {"label_config": ALL_CONTROLS_CONFIG, "tasks": [{"id": 1, "data": {"text": "Ada met Bob."}}]}
+    [result] = client.post("/predict", json=body).get_json()["results"]
+    assert "result" in result, result
+    assert {request["_authorization"] for request in llm.requests} == {"Bearer no-key-required"}

@@ -31,7 +31,7 @@ from ..core.usage import Usage
 from ..errors import BadRequestError, LLMError, SettingsError, TransientLLMError
 from ..redact import register_secrets
 from ..settings import Settings
-from .client import Completion, LiteLLMClient, LLMRequest, classify, load_litellm
+from .client import NO_KEY, Completion, LiteLLMClient, LLMRequest, classify, load_litellm, needs_no_key
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,13 @@ class RouterConfig:
         # Deep copies: the Router annotates the dicts it is given, and a test may build several Routers.
         kwargs: dict[str, Any] = {"allowed_fails": 0, **copy.deepcopy(self.router_settings)}
         kwargs["model_list"] = copy.deepcopy(list(self.model_list))
+        for deployment in kwargs["model_list"]:
+            params = deployment["litellm_params"]
+            base = params.get("api_base")
+            if isinstance(base, str) and base.startswith(_ENV_REF):
+                base = os.environ.get(base[len(_ENV_REF):])
+            if not params.get("api_key") and needs_no_key(str(params["model"]), base):
+                params["api_key"] = NO_KEY  # an OpenAI-compatible server of your own, as with LLM_API_BASE
         kwargs["num_retries"] = 0
         return kwargs
 
