@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from llm_backend.engine.fetch import MediaFetcher
 from llm_backend.errors import TaskError
 from llm_backend.label_studio import LabelStudioAPIError, LabelStudioClient, token_kind
+from llm_backend.models.client import load_litellm
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
 
@@ -176,6 +179,84 @@ def test_doctor_fails_with_fixes(llm: FakeLLMServer, tmp_path: Path) -> None:
     assert "[FAIL] Label Studio reachable" in out.stdout
     assert "[FAIL] label config" in out.stdout and "no object tag" in out.stdout
     assert "tok-secret-123" not in out.stdout + out.stderr
+
+
+def test_doctor_times_the_model_call_not_the_litellm_import(
+    llm: FakeLLMServer, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: "answered in 6 s", most of it `import litellm`. A slow first import no longer counts."""
+    from llm_backend.offline import doctor
+
+    def slow_import() -> Any:
+        time.sleep(2.0)
+        return load_litellm()
+
+    monkeypatch.setattr(doctor, "load_litellm", slow_import)
+    started = time.monotonic()
+    reachable, _schema = list(doctor.check_llm(make_settings()))
+    whole = time.monotonic() - started
+    answered = float(re.fullmatch(rf"openai/test-model at {re.escape(llm.base_url)} answered in (\d+\.\d+) s",
+                                  reachable.detail).group(1))  # type: ignore[union-attr]
+    assert reachable.status == "pass" and answered <= whole - 2.0
+
+
+@pytest.mark.parametrize(("url", "kind", "in_container", "fix"), [
+    ("http://localhost:8080", "refused", False,
+     "start Label Studio (label-studio start), or set LABEL_STUDIO_URL to the address this machine reaches it at"),
+    ("http://localhost:8080", "refused", True,
+     "start Label Studio (label-studio start), or set LABEL_STUDIO_URL to the address this machine reaches it at. "
+     "If Label Studio runs on the host or in another container: this backend runs in a container (/.dockerenv "
+     "exists) and LABEL_STUDIO_URL points at localhost, which is this container itself; use the compose service "
+     "name (http://label-studio:8080) or http://host.docker.internal:8080"),
+    ("http://ls.internal:8080", "refused", True,
+     "start Label Studio (label-studio start), or set LABEL_STUDIO_URL to the address this machine reaches it at"),
+    ("http://label-studo:8080", "no_such_host", True,
+     "check the host name in LABEL_STUDIO_URL; a docker compose service name (label-studio) resolves only inside "
+     "that compose network"),
+], ids=["down-on-the-host", "down-or-container", "remote-host-down", "typo"])
+def test_doctor_says_which_checks_led_to_a_container_guess(url: str, kind: str, in_container: bool, fix: str) -> None:
+    """Was: a Label Studio that was merely down got "use the Label Studio service name" inside any container."""
+    from llm_backend.netcheck import Unreachable
+    from llm_backend.offline.doctor import label_studio_hint
+
+    assert label_studio_hint(url, Unreachable(kind, ""), in_container) == fix
+
+
+def test_doctor_names_a_refused_label_studio(make_settings: Callable[..., Any]) -> None:
+    from llm_backend.netcheck import Unreachable
+    from llm_backend.offline.doctor import check_label_studio, label_studio_hint
+
+    port = free_port()
+    [check] = check_label_studio(make_settings(label_studio_url=f"http://127.0.0.1:{port}"))
+    assert (check.status, check.detail) == ("fail", f"http://127.0.0.1:{port}: connection refused: nothing listens "
+                                                    f"on 127.0.0.1:{port}")
+    assert check.fix == label_studio_hint(f"http://127.0.0.1:{port}", Unreachable("refused", ""),
+                                          Path("/.dockerenv").exists())
+
+
+def test_doctor_lists_every_predictable_control_from_the_registry(tmp_path: Path) -> None:
+    from llm_backend.core.config import IMAGE_KINDS, TEXT_KINDS
+    from llm_backend.core.controls import SPECS
+    from llm_backend.offline.doctor import check_config
+
+    config = tmp_path / "config.xml"
+    config.write_text('<View><Image name="i" value="$image"/><PolygonLabels name="p" toName="i">'
+                      '<Label value="Car"/></PolygonLabels></View>')
+    checks = list(check_config(config))
+    assert (checks[0].status, checks[0].detail) == ("fail", "predicts: nothing")
+    assert checks[0].fix == ("add a control this backend predicts: on <Text>, <HyperText> or <Paragraphs>: Choices, "
+                             "Labels, TextArea, Rating, Number, DateTime, Taxonomy; on <Image>: Choices, TextArea, "
+                             "RectangleLabels, KeyPointLabels")
+    for kind in SPECS:  # a new control appears in the hint by being registered
+        assert kind.tag in checks[0].fix and (kind in TEXT_KINDS or kind in IMAGE_KINDS)
+
+
+def test_doctor_on_the_demo_model_says_it_is_one(make_settings: Callable[..., Any]) -> None:
+    from llm_backend.offline.doctor import check_llm
+
+    [check] = check_llm(make_settings(llm_model="demo"))
+    assert check.status == "warn" and check.detail.startswith("LLM_MODEL=demo answers from simple rules, not a "
+                                                              "language model")
 
 
 # --- real Label Studio ---------------------------------------------------------------------------
