@@ -1,28 +1,58 @@
-# Two commands do everything: `make serve` and `make test`. Each creates .venv on first use.
+# `make serve` to use the backend, `make test` to change it. Each creates .venv on first use;
+# serving installs only what the backend needs, the test tools come with `make test`.
+# The llm-backend command lives in .venv/bin: `source .venv/bin/activate` to type it directly.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
+TEST_STAMP := $(VENV)/.installed-test
+# The real Label Studio the end-to-end tests start (its own virtualenv: Django must not mix with ours).
+LS_VENV ?= .venv-ls
 
-.PHONY: serve test lint bench clean
+.PHONY: help install serve demo doctor test lint bench clean
 
-$(STAMP): pyproject.toml
+help:
+	@echo "make serve    serve the backend on http://0.0.0.0:9090 (set LLM_MODEL first, see README)"
+	@echo "make demo     serve the demo model: predictions from simple rules, no API key or GPU needed"
+	@echo "make doctor   check settings, model and Label Studio (CONFIG=label_config.xml to check a config too)"
+	@echo "make install  only create .venv with the backend in it (.venv/bin/llm-backend)"
+	@echo "make test     contributors: ruff and every test (installs test tools and Label Studio, ~1 GB)"
+	@echo "make bench    the benchmarks"
+
+$(SERVE_STAMP): pyproject.toml
+	@echo "Installing llm-backend into $(VENV) (about a minute the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
 
-serve: $(STAMP)
+$(TEST_STAMP): $(SERVE_STAMP)
+	@echo "Installing the test tools into $(VENV)"
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(LS_VENV)/bin/label-studio: | $(TEST_STAMP)
+	LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m testkit.label_studio
+
+install: $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/llm-backend serve
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+demo: $(SERVE_STAMP)
+	LLM_MODEL=demo $(BIN)/llm-backend serve
 
-lint: $(STAMP)
+doctor: $(SERVE_STAMP)
+	$(BIN)/llm-backend doctor $(if $(CONFIG),--config $(CONFIG))
+
+test: $(TEST_STAMP) $(LS_VENV)/bin/label-studio
+	$(BIN)/ruff check .
+	LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m pytest
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(SERVE_STAMP)
 	$(BIN)/python bench/align.py
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/routing.py

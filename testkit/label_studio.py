@@ -151,11 +151,13 @@ def _installed_ls_version(venv: Path) -> str | None:
     return info.name[len("label_studio-") : -len(".dist-info")] if info else None
 
 
-def ensure_venv(path: Path | None = None, *, python: str = sys.executable) -> Path:
+def ensure_venv(path: Path | None = None, *, python: str = sys.executable, progress: bool = False) -> Path:
     """Return the ``label-studio`` executable of the virtualenv at ``path``, building it if needed.
 
-    Locally the venv is reused; CI starts without one and pays the ~2 min install once. A venv
-    holding another LS version is brought to ``LS_VERSION`` in place.
+    Locally the venv is reused; CI starts without one and pays the install once (about 1 GB, minutes
+    on 2 cores). A venv holding another LS version is brought to ``LS_VERSION`` in place. With
+    ``progress`` the install says what it is doing and pip shows each package, so a first run
+    does not look hung.
     """
     path = (path or default_venv_path()).absolute()
     executable = path / "bin" / "label-studio"
@@ -165,11 +167,19 @@ def ensure_venv(path: Path | None = None, *, python: str = sys.executable) -> Pa
     with _file_lock(path / ".harness.lock"):
         if executable.exists() and _installed_ls_version(path) == LS_VERSION:
             return executable
+        started = time.monotonic()
+        if progress:
+            print(f"Installing label-studio=={LS_VERSION} into {path} for the end-to-end tests: about 1 GB, a few "
+                  "minutes on a first run; later runs reuse it.", file=sys.stderr, flush=True)
         if not (path / "bin" / "python").exists():
             subprocess.run([python, "-m", "venv", str(path)], check=True)
-        # Quiet: the full resolver log is ~200 lines per run; pip still prints errors.
-        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off"]
+        # Quiet unless asked: the full resolver log is ~200 lines per run; pip still prints errors.
+        pip = [str(path / "bin" / "python"), "-m", "pip", "install",
+               *(("--progress-bar", "on") if progress else ("--quiet", "--progress-bar", "off"))]
         subprocess.run([*pip, f"label-studio=={LS_VERSION}"], check=True)
+        if progress:
+            print(f"Installed label-studio=={LS_VERSION} in {time.monotonic() - started:.0f} s.", file=sys.stderr,
+                  flush=True)
     if not executable.exists():
         raise RuntimeError(f"pip installed label-studio=={LS_VERSION} into {path} but {executable} is missing")
     return executable
@@ -625,3 +635,8 @@ def start_label_studio(tmp_dir: Path, legacy_tokens: bool = True, **kwargs: Any)
     """A started :class:`LabelStudio` keeping its data and log under ``tmp_dir``; use it as a
     context manager (or call ``stop()``) so the process ends with the test."""
     return LabelStudio(data_dir=Path(tmp_dir) / "label-studio", legacy_tokens=legacy_tokens, **kwargs).start()
+
+
+if __name__ == "__main__":
+    # `make test` installs Label Studio here, before pytest, where pip's progress is visible.
+    ensure_venv(progress=True)

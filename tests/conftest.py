@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -189,11 +190,21 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One real Label Studio 1.23.2 for the session (installed into .venv-ls on first use)."""
-    from testkit.label_studio import ensure_venv, start_label_studio
+def label_studio_executable(pytestconfig: pytest.Config) -> Path:
+    """Label Studio 1.23.2's executable, installed into .venv-ls on first use with its progress shown
+    (pytest would otherwise hold pip's output back, and a first run would look hung for minutes)."""
+    from testkit.label_studio import ensure_venv
 
-    ensure_venv()
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        return ensure_venv(progress=True)
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory, label_studio_executable: Path) -> Iterator[Any]:
+    """One real Label Studio 1.23.2 for the session (installed into .venv-ls on first use)."""
+    from testkit.label_studio import start_label_studio
+
     files = tmp_path_factory.mktemp("ls-files")
     # Local files serving gives tests real /data/local-files/?d=... URLs that need Label Studio auth.
     extra = {"LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(files)}

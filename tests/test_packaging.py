@@ -66,3 +66,19 @@ def test_a_non_editable_install_works_from_an_empty_directory(tmp_path: Path, ll
     # Nothing was written into the installed package or the folder the commands ran in.
     assert sorted(p.relative_to(package).as_posix() for p in package.rglob("*.j2")) == shipped
     assert list(empty.iterdir()) == []
+
+
+def test_make_serve_installs_only_the_backend_and_make_test_the_test_tools(tmp_path: Path) -> None:
+    """`make -n` prints what each target would run, without running it."""
+    def plan(target: str) -> str:
+        out = subprocess.run(["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", f"LS_VENV={tmp_path / 'ls'}"],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    for target in ("serve", "demo", "doctor", "install"):
+        steps = plan(target)
+        assert "pip install -q -e .\n" in steps and "[test]" not in steps and "testkit" not in steps, steps
+    assert "LLM_MODEL=demo" in plan("demo") and f"{tmp_path}/venv/bin/llm-backend serve" in plan("serve")
+    steps = plan("test")
+    assert "pip install -q -e '.[test]'" in steps and "-m testkit.label_studio" in steps and "-m pytest" in steps

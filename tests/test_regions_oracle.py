@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,17 +44,16 @@ CASES = [
 ]
 
 
-def _oracle(cases: list[dict[str, Any]]) -> list[Any]:
-    from testkit.label_studio import ensure_venv
-
-    python = ensure_venv().parent / "python"
+def _oracle(cases: list[dict[str, Any]], label_studio_executable: Path) -> list[Any]:
+    python = label_studio_executable.parent / "python"
     out = subprocess.run([str(python), "-c", ORACLE], input=json.dumps(cases), capture_output=True, text=True,
                          timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_sdk_oracle_accepts_our_regions(make_client: Any, llm: FakeLLMServer) -> None:
+def test_sdk_oracle_accepts_our_regions(make_client: Any, llm: FakeLLMServer, label_studio_executable: Path
+                                        ) -> None:
     client = make_client()
     cases = []
     for index, (config, answer) in enumerate(CASES):
@@ -66,19 +66,20 @@ def test_sdk_oracle_accepts_our_regions(make_client: Any, llm: FakeLLMServer) ->
                 start, end = region["value"]["start"], region["value"]["end"]
                 assert f"case {index}: {TEXT}"[start:end] == region["value"]["text"]
         cases.append({"config": config, "result": item["result"]})
-    assert _oracle(cases) == [[], [], []]
+    assert _oracle(cases, label_studio_executable) == [[], [], []]
     types = {region["type"] for region in cases[2]["result"]}
     assert types == {"choices", "labels", "textarea", "rating", "number", "taxonomy"}
 
 
-def test_sdk_oracle_is_not_a_rubber_stamp() -> None:
+def test_sdk_oracle_is_not_a_rubber_stamp(label_studio_executable: Path) -> None:
     bad = [{"id": "x", "from_name": "sentiment", "to_name": "text", "type": "choices",
             "value": {"choices": ["NotALabel"]}}]
-    [errors] = _oracle([{"config": CHOICES_CONFIG, "result": bad}])
+    [errors] = _oracle([{"config": CHOICES_CONFIG, "result": bad}], label_studio_executable)
     assert errors
 
 
-def test_sdk_oracle_accepts_image_and_datetime_regions(make_client: Any, llm: FakeLLMServer) -> None:
+def test_sdk_oracle_accepts_image_and_datetime_regions(make_client: Any, llm: FakeLLMServer,
+                                                        label_studio_executable: Path) -> None:
     from tests.test_images import IMAGE_CONFIG, MULTI_CONFIG, data_url
 
     client = make_client(llm_model="openai/gpt-4o-mini")
@@ -93,4 +94,4 @@ def test_sdk_oracle_accepts_image_and_datetime_regions(make_client: Any, llm: Fa
                           ).get_json()["results"]
     assert {r["type"] for r in image["result"]} == {"rectanglelabels", "keypointlabels", "choices", "textarea"}
     assert _oracle([{"config": IMAGE_CONFIG, "result": image["result"]},
-                    {"config": MULTI_CONFIG, "result": multi["result"]}]) == [[], []]
+                    {"config": MULTI_CONFIG, "result": multi["result"]}], label_studio_executable) == [[], []]
