@@ -19,6 +19,7 @@ from llm_backend.core.config import parse_label_config
 from llm_backend.offline.runs import predict_tasks
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
+from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import FIXTURES, REPO, interrupt_after_calls
 
@@ -92,6 +93,25 @@ def test_predict_writes_import_format_and_a_rerun_costs_no_llm_call(
     assert llm.calls == 3  # resumed entirely from the cache
     assert "3 predicted (3 from the cache)" in second.output
     assert json.loads(out.read_text()) == written
+
+
+def test_offline_predict_and_setup_agree_on_model_version_whatever_the_config_files_whitespace(
+    llm: FakeLLMServer, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Was: a config file ending in a newline gave another model_version than Label Studio's /setup, which
+    sends the config stripped, so Label Studio re-predicted every task `predict` had imported."""
+    xml = SENTIMENT_XML.read_text().strip()
+    config = tmp_path / "label_config.xml"
+    config.write_bytes(("  " + xml.replace("\n", "\r\n  ") + "\r\n\n").encode())
+    (tmp_path / "tasks.json").write_text(json.dumps([{"id": 1, "data": {"text": "fine"}}]))
+    out = run_cli(["predict", "--config", str(config), "--tasks", str(tmp_path / "tasks.json"), "--out",
+                   str(tmp_path / "out.json"), "--project", "5"], cli_env(llm, tmp_path))
+    assert out.exit_code == 0, out.output
+    offline = next(line.split()[1] for line in out.output.splitlines() if line.startswith("model_version "))
+    client = create_app(make_settings()).test_client()
+    setup = client.post("/setup", json={"project": "5.1733220000", "schema": xml}).get_json()
+    assert setup == {"model_version": offline}
+    assert json.loads((tmp_path / "out.json").read_text())[0]["predictions"][0]["model_version"] == offline
 
 
 def test_predict_reads_a_label_studio_export_and_keeps_task_ids(
