@@ -4,6 +4,7 @@ the test LLM server (LiteLLM -> api_base)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -132,6 +133,28 @@ def test_bad_setup_config(make_client: Any) -> None:
     response = make_client().post("/setup", json={"schema": "<View/>", "project": "3.1"})
     assert response.status_code == 400
     assert "no control" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("body", "logged"), [
+    ({"schema": CHOICES_CONFIG, "project": "3.1", "extra_params": '{"model": "gpt-5"}'},
+     "POST /setup -> 400 bad_request: extra_params.model 'gpt-5' is not a model this backend knows; known models: "
+     "openai/test-model (from LLM_MODEL and LLM_CASCADE)"),
+    ({"schema": '<View><Image name="i" value="$image"/><PolygonLabels name="p" toName="i"><Label value="Car"/>'
+               "</PolygonLabels></View>", "project": "3.1"},
+     "POST /setup -> 400 bad_request: label config has no control this backend can predict (p <polygonlabels>: "),
+    ({"schema": "<View><Text name='t' value='$t'/><Choices", "project": "3.1"},
+     "POST /setup -> 400 invalid_label_config: "),
+], ids=["unknown-model", "nothing-predictable", "broken-xml"])
+def test_a_refused_setup_is_logged_with_its_reason(make_client: Any, caplog: pytest.LogCaptureFixture,
+                                                   body: dict[str, Any], logged: str) -> None:
+    """Label Studio 1.23.2 shows a refused /setup only as "400 Client Error: BAD REQUEST ... Check the ML
+    backend server console logs": the reason must be in that log, at WARNING."""
+    caplog.set_level(logging.WARNING, logger="llm_backend")
+    response = make_client().post("/setup", json=body)
+    assert response.status_code == 400
+    [record] = [r for r in caplog.records if r.name == "llm_backend.web.app"]
+    assert record.levelname == "WARNING" and record.getMessage().startswith(logged)
+    assert record.getMessage().endswith(response.get_json()["error"]["message"])
 
 
 def test_one_bad_task_does_not_fail_the_batch(make_client: Any, llm: FakeLLMServer) -> None:
