@@ -3,13 +3,18 @@ check what Label Studio stored. The model is the test LLM server, reached by Lit
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, BackendProcess, fixture_json
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, BackendProcess, fixture_json
 
 pytestmark = pytest.mark.label_studio
 
@@ -175,3 +180,111 @@ def test_interactive_annotation_uses_the_annotators_text(
     assert [(r["value"]["start"], r["value"]["end"]) for r in regions if r["type"] == "labels"] == [(0, 4)]
     assert "Additional instruction from the annotator for this item: Label only the people" in \
         llm.requests[0]["messages"][-1]["content"]
+
+
+# ------------------------------------------------------------------ the first hour (issue 20)
+
+DEMO_TEXT_CONFIG = ALL_CONTROLS_CONFIG.replace("</View>",
+                                               '  <DateTime name="when" toName="text" only="date"/>\n</View>')
+
+
+def test_the_demo_model_fills_text_and_image_projects_without_any_model(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """`make demo`: no key, no model server; every control of a text and an image project gets a valid
+    prediction, stamped with a demo model_version; offline `predict` agrees on that version."""
+    from tests.test_images import IMAGE_CONFIG, png
+
+    backend = start_backend(LLM_MODEL="demo", LLM_API_KEY="", LLM_API_BASE="", LABEL_STUDIO_URL=label_studio.url,
+                            LABEL_STUDIO_API_KEY=label_studio.token)
+    text_project = label_studio.create_project("demo text", DEMO_TEXT_CONFIG)
+    texts = ["Ada Lovelace met Charles Babbage in London on 1833-06-05. A positive meeting.",
+             "the 1998 report from Geneva was negative about Tech."]
+    text_tasks = label_studio.import_tasks(text_project, [{"text": text} for text in texts])
+    image_project = label_studio.create_project("demo image", IMAGE_CONFIG)
+    label_studio.request("POST", f"/api/projects/{image_project}/import",
+                         files={"file": ("red.png", png(120, 80), "image/png")})
+    image_tasks = [task["id"] for task in label_studio.list_tasks(image_project)]
+
+    for project, tasks, controls in ((text_project, text_tasks, {"sentiment", "topics", "ner", "summary",
+                                                                   "quality", "year", "category", "when"}),
+                                     (image_project, image_tasks, {"boxes", "points", "scene", "caption"})):
+        ml = label_studio.connect_ml_backend(project, backend.url)
+        version = label_studio.get_ml_backend(ml)["model_version"]
+        assert version.startswith("demo-")
+        label_studio.retrieve_predictions(project, tasks)
+        stored = label_studio.predictions(project)
+        assert sorted(p["task"] for p in stored) == sorted(tasks)
+        for prediction in stored:
+            assert prediction["model_version"] == version
+            assert {region["from_name"] for region in prediction["result"]} == controls
+    first = {p["task"]: p["result"] for p in label_studio.predictions(text_project)}[text_tasks[0]]
+    values = {r["from_name"]: r["value"] for r in first if r["type"] != "labels"}
+    assert values["sentiment"] == {"choices": ["Positive"]} and values["when"] == {"datetime": "1833-06-05"}
+    assert sorted(r["value"]["text"] for r in first if r["type"] == "labels") == \
+        ["Ada Lovelace", "Charles Babbage", "London"]
+    [box] = [r for p in label_studio.predictions(image_project) for r in p["result"] if r["type"] == "rectanglelabels"]
+    assert (box["value"]["x"], box["value"]["width"], box["original_width"]) == (25.0, 50.0, 120)
+    assert llm.calls == 0
+
+    # The config Label Studio stores (and sends to /setup) has no trailing newline; a file usually has one.
+    config = tmp_path / "label_config.xml"
+    config.write_text(DEMO_TEXT_CONFIG + "\n")
+    (tmp_path / "tasks.json").write_text(json.dumps([{"data": {"text": texts[0]}}]))
+    out = subprocess.run([sys.executable, "-m", "llm_backend", "predict", "--config", str(config), "--tasks",
+                          str(tmp_path / "tasks.json"), "--out", str(tmp_path / "out.json"), "--project",
+                          str(text_project)], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={**os.environ, "LLM_MODEL": "demo", "LLM_API_KEY": "", "LLM_API_BASE": "",
+                              "CACHE_DIR": str(tmp_path / "cache"), "PROMPTS_DIR": str(tmp_path / "prompts")})
+    assert out.returncode == 0, out.stderr
+    stored_version = label_studio.predictions(text_project)[0]["model_version"]
+    assert f"model_version {stored_version}" in out.stdout
+    assert json.loads((tmp_path / "out.json").read_text())[0]["predictions"][0]["result"] == first
+
+
+def test_a_refused_setup_shows_in_label_studio_as_a_bare_400_and_in_our_log_with_its_reason(
+    label_studio: Any, start_backend: Callable[..., BackendProcess]
+) -> None:
+    from testkit.label_studio import LabelStudioError
+
+    backend = start_backend()
+    polygons = ('<View><Image name="i" value="$image"/><PolygonLabels name="p" toName="i"><Label value="Car"/>'
+                "</PolygonLabels></View>")
+    cases = [(label_studio.create_project("bad extra params", CHOICES_CONFIG), '{"model": "gpt-5"}',
+              "POST /setup -> 400 bad_request: extra_params.model 'gpt-5' is not a model this backend knows; "
+              "known models: openai/test-model (from LLM_MODEL and LLM_CASCADE)"),
+             (label_studio.create_project("nothing to predict", polygons), None,
+              "POST /setup -> 400 bad_request: label config has no control this backend can predict "
+              "(p <polygonlabels>: ")]
+    for project, extra_params, logged in cases:
+        with pytest.raises(LabelStudioError) as refused:
+            label_studio.connect_ml_backend(project, backend.url, extra_params=extra_params)
+        # What the user sees in Label Studio: no reason, a pointer to our log.
+        [shown] = refused.value.json()["validation_errors"]["non_field_errors"]
+        assert shown.startswith(f"Successfully connected to {backend.url} but it doesn't look like a valid ML "
+                                f"backend. Reason: 400 Client Error: BAD REQUEST for url: {backend.url}/setup")
+        assert "Check the ML backend server console logs" in shown and "gpt-5" not in shown
+        assert any(" WARNING llm_backend.web.app " in line and logged in line for line in backend.log().splitlines())
+
+
+def test_the_readmes_rest_commands_connect_and_store_predictions(
+    label_studio: Any, start_backend: Callable[..., BackendProcess]
+) -> None:
+    """The README's curl block for Connect Model and Retrieve Predictions, run as written against a real
+    Label Studio (only the placeholders of its first line and the backend's URL differ)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- rest-connect", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    placeholders, commands = block.split("\n", 1)
+    assert placeholders.startswith("export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=")
+    backend = start_backend(LLM_MODEL="demo")
+    project = label_studio.create_project("readme curl", CHOICES_CONFIG)
+    tasks = label_studio.import_tasks(project, [{"text": "good"}, {"text": "bad"}])
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", commands.replace("http://localhost:9090", backend.url)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "LABEL_STUDIO_URL": label_studio.url,
+                              "LABEL_STUDIO_API_KEY": label_studio.token, "PROJECT": str(project)})
+    assert out.returncode == 0, out.stderr
+    assert '"state":"CO"' in out.stdout and '"detail":"Retrieved 2 predictions"' in out.stdout
+    stored = label_studio.predictions(project)
+    assert sorted(p["task"] for p in stored) == sorted(tasks)
+    assert all(p["model_version"].startswith("demo-") and p["result"] for p in stored)
