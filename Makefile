@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The real Label Studio the end-to-end tests start (its own virtualenv: Django must not mix with ours).
 LS_VENV ?= .venv-ls
 
-.PHONY: help install serve demo doctor test lint bench clean
+.PHONY: help install serve demo doctor test lint bench clean label-studio
 
 help:
 	@echo "make serve    serve the backend on http://0.0.0.0:9090 (set LLM_MODEL first, see README)"
@@ -31,8 +31,9 @@ $(TEST_STAMP): $(SERVE_STAMP)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-$(LS_VENV)/bin/label-studio: | $(TEST_STAMP)
-	LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m testkit.label_studio
+# Installs Label Studio and migrates its database on a first run, with progress; a no-op later.
+label-studio: $(TEST_STAMP)
+	@LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m testkit.label_studio
 
 install: $(SERVE_STAMP)
 
@@ -45,7 +46,7 @@ demo: $(SERVE_STAMP)
 doctor: $(SERVE_STAMP)
 	$(BIN)/llm-backend doctor $(if $(CONFIG),--config $(CONFIG))
 
-test: $(TEST_STAMP) $(LS_VENV)/bin/label-studio
+test: $(TEST_STAMP) label-studio
 	$(BIN)/ruff check .
 	LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m pytest
 

@@ -637,6 +637,22 @@ def start_label_studio(tmp_dir: Path, legacy_tokens: bool = True, **kwargs: Any)
     return LabelStudio(data_dir=Path(tmp_dir) / "label-studio", legacy_tokens=legacy_tokens, **kwargs).start()
 
 
+def prepare() -> Path:
+    """Install Label Studio and migrate its template database, saying so: `make test` runs this before
+    pytest, where output is not held back, so a first run shows its progress instead of looking hung."""
+    executable = ensure_venv(progress=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch:
+        venv = executable.parent.parent
+        ready = any((venv / "label-studio-db-template").glob("*.sqlite3"))
+        if not ready:
+            print("Migrating an empty Label Studio database, once per installation (1-2 minutes on 2 busy "
+                  "cores); every test's Label Studio then starts from a copy", file=sys.stderr, flush=True)
+        _migrated_database(executable, _child_env(Path(scratch), True, None))
+        if not ready:
+            print(f"Migrated in {time.monotonic() - started:.0f} s.", file=sys.stderr, flush=True)
+    return executable
+
+
 if __name__ == "__main__":
-    # `make test` installs Label Studio here, before pytest, where pip's progress is visible.
-    ensure_venv(progress=True)
+    prepare()
