@@ -51,7 +51,7 @@ def _jwt_claims(token: str) -> dict[str, Any] | None:
 
 
 def token_kind(token: str) -> TokenKind:
-    """A JWT (three base64url segments with claims) is a personal access token; anything else is legacy."""
+    """A JWT (three base64url segments with claims) is a Personal Access Token; anything else a Legacy Token."""
     return "personal_access_token" if _jwt_claims(token) is not None else "legacy"
 
 
