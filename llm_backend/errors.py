@@ -10,7 +10,8 @@
         ├── AnswerError             the model's answer is not valid for the config
         └── LLMError                the model call failed
             ├── TransientLLMError   worth retrying (429, 5xx, timeouts, refused connections)
-            └── PermanentLLMError   retrying cannot help (auth, bad request, context window)
+            └── PermanentLLMError   retrying cannot help (auth, bad request)
+                └── ContextWindowError  the prompt does not fit the model's context window
 
 A `TaskError` carries the `Usage` of the calls made before it was raised (`usage`), so a failed
 task is billed like a finished one: the calls were made and may have been paid for.
@@ -98,3 +99,14 @@ class TransientLLMError(LLMError):
 
 class PermanentLLMError(LLMError):
     code = "llm_rejected"
+
+
+class ContextWindowError(PermanentLLMError):
+    """The prompt is longer than the model's context window. Not retried as it is: the long-text
+    planner splits the text instead (`window`: the size the provider named, when it named one)."""
+
+    code = "context_window_exceeded"
+
+    def __init__(self, message: str, *, window: int | None = None, usage: Usage | None = None) -> None:
+        super().__init__(message, usage=usage)
+        self.window = window

@@ -28,6 +28,8 @@ from .engine.prompts import PromptLibrary
 from .engine.training import Trainer
 from .label_studio import LabelStudioClient
 from .models.client import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
+from .models.context import ContextWindows
+from .models.limiter import LimitedClient
 from .models.preflight import StartupChecks, model_targets
 from .models.pricing import Pricing
 from .models.router import Routing, load_routing
@@ -108,13 +110,17 @@ def build_services(
     cache = cache if cache is not None else open_cache(settings.cache_enabled, settings.cache_dir, settings.cache_url)
     routing = load_routing(settings)  # LLM_ROUTER_CONFIG is parsed and checked now; the Router built on first use
     client = client if client is not None else model_client(settings, routing)
+    # Every model call of the process (tasks, parts of long texts) shares LLM_CONCURRENCY slots.
+    client = LimitedClient(client, settings.llm_concurrency)
     label_studio = label_studio_client(settings)
     fetcher = MediaFetcher(label_studio=label_studio, label_studio_url=settings.ls_url,
                            allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                            timeout=settings.media_timeout)
     examples = open_example_store(settings.cache_dir, settings.cache_url)
     projects = open_project_store(settings.cache_dir, settings.cache_url)
-    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes)
+    windows = ContextWindows.from_model_list(settings.llm_context_tokens,
+                                             routing.config.model_list if routing.config else ())
+    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes, windows)
     predictor: TaskPredictor = (Cascade(plain, settings.cascade_models, settings.cascade_min_score)
                                 if settings.cascade_models else plain)
     runner = BatchRunner(predictor, settings.llm_concurrency)

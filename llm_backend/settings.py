@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(4, ge=0, le=20)
     llm_retry_max_wait: float = Field(30.0, gt=0, le=600)
 
+    # Long texts (see engine/longtext.py): the context window of models LiteLLM's map does not know
+    # (prompt and answer, in tokens), extra NER passes, and what the other controls do with the parts.
+    llm_context_tokens: int | None = Field(None, ge=512, le=100_000_000)
+    ner_passes: int = Field(1, ge=1, le=5)
+    long_text_strategy: Literal["combine", "head_tail"] = "combine"
+
     # Routing (see llm_backend/router.py and cascade.py)
     llm_router_config: Path | None = None  # LiteLLM Router YAML: model_list, router_settings
     llm_cascade: str = ""  # comma-separated model names, cheapest first; empty: no cascade
@@ -66,7 +72,9 @@ class Settings(BaseSettings):
     predict_deadline: float = Field(80.0, gt=0, le=3600)
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     max_tasks_per_request: int = Field(10_000, ge=1)
-    max_task_chars: int = Field(200_000, ge=1)  # longer inputs fail that task (see README), never truncated
+    # A resource limit, not a context one: longer texts fail that task (never truncated); shorter ones
+    # are split into parts that fit the model's context window.
+    max_task_chars: int = Field(5_000_000, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Prompts, cache
@@ -101,8 +109,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     @field_validator(
-        "llm_api_base", "llm_api_key", "llm_max_tokens", "cache_url", "label_studio_url", "label_studio_api_key",
-        "basic_auth_user", "basic_auth_pass", "webhook_secret", mode="before",
+        "llm_api_base", "llm_api_key", "llm_max_tokens", "llm_context_tokens", "cache_url", "label_studio_url",
+        "label_studio_api_key", "basic_auth_user", "basic_auth_pass", "webhook_secret", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -32,7 +32,14 @@ Out-of-process usage (benchmarks, gunicorn tests)::
     control.stats()["by_status"]
 
 When no rule matches, the answer is derived from the request: a deterministic
-instance of the ``response_format`` JSON schema if there is one, otherwise ``{}``.
+instance of the ``response_format`` JSON schema if there is one, otherwise ``{}``;
+with a gazetteer set (``set_gazetteer``, see ``testkit/gazetteer.py``), its NER
+property lists the known entities the request's text shows.
+
+With ``context_tokens`` set the server refuses a request whose prompt (counted
+as for billing, ``prompt_tokens``) and ``max_tokens`` together exceed it the way
+OpenAI does: HTTP 400, ``code: context_length_exceeded``, "This model's maximum
+context length is N tokens...", at once, before any latency or slot.
 """
 
 from __future__ import annotations
@@ -55,11 +62,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
 
+from .gazetteer import Gazetteer
 from .llm_batches import ROUTES as BATCH_ROUTES
 from .llm_batches import BatchAPI
 
 __all__ = [
     "FakeLLMServer",
+    "Gazetteer",
     "LLMServerControl",
     "Reply",
     "ReplyFactory",
@@ -328,6 +337,21 @@ def prompt_tokens(body: Mapping[str, Any]) -> int:
     return tokens
 
 
+def requested_tokens(body: Mapping[str, Any]) -> int:
+    """What a request asks of the context window: its prompt and the answer it reserves (max_tokens)."""
+    answer = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+    return prompt_tokens(body) + (answer if isinstance(answer, int) else 0)
+
+
+def context_error(limit: int, asked: int) -> dict[str, Any]:
+    """OpenAI's body for a prompt too long for the model."""
+    return {"error": {
+        "message": f"This model's maximum context length is {limit} tokens. However, you requested {asked} tokens. "
+                   "Please reduce the length of the messages or completion.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+    }}
+
+
 def _format_seconds(value: float) -> str:
     return f"{value:g}"
 
@@ -518,6 +542,12 @@ class _Handler(BaseHTTPRequestHandler):
         record = fake._record(body, path, received, None, self.client_address)
         # What a keyless server sees of the client's credentials (tests of "no key needed" read it).
         record["_authorization"] = self.headers.get("Authorization")
+
+        limit = fake.context_tokens
+        if limit is not None and (asked := requested_tokens(body)) > limit:
+            fake._finish(record, 400)
+            self._send_json(400, context_error(limit, asked))
+            return
         try:
             with fake._slot():
                 reply = fake._choose_reply(body)
@@ -607,6 +637,24 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest(str(exc)) from exc
         self._send_json(200, {"ok": True, "latency": fake.latency, "max_concurrent": fake.max_concurrent})
 
+    def _control_context(self, path: str) -> None:
+        data = self._read_json() or {}
+        if not isinstance(data, dict) or set(data) - {"context_tokens"}:
+            raise _BadRequest('expected {"context_tokens": int | null}')
+        try:
+            self.server.fake.context_tokens = _optional_positive_int(data.get("context_tokens"), "context_tokens")
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True, "context_tokens": self.server.fake.context_tokens})
+
+    def _control_gazetteer(self, path: str) -> None:
+        data = self._read_json()
+        try:
+            self.server.fake.set_gazetteer(None if data is None else Gazetteer.from_dict(data))
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True})
+
     def _control_stats(self, path: str) -> None:
         self._send_json(200, self.server.fake.stats())
 
@@ -632,6 +680,8 @@ _ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
     ("POST", "/_control/default"): _Handler._control_default,
     ("POST", "/_control/failures"): _Handler._control_failures,
     ("POST", "/_control/latency"): _Handler._control_latency,
+    ("POST", "/_control/context"): _Handler._control_context,
+    ("POST", "/_control/gazetteer"): _Handler._control_gazetteer,
     ("GET", "/_control/stats"): _Handler._control_stats,
     ("POST", "/_control/batches"): _Handler._control_batches,
 }
@@ -732,9 +782,10 @@ def _optional_positive_int(value: Any, name: str) -> int | None:
 class FakeLLMServer:
     """OpenAI-compatible chat-completions server running in a daemon thread.
 
-    ``reset()`` clears rules, the default reply, injected failures, counters and
-    recorded requests, but keeps ``latency`` and ``max_concurrent``: those describe
-    the simulated hardware, which a benchmark sets once on the command line.
+    ``reset()`` clears rules, the default reply, the gazetteer, injected failures,
+    counters and recorded requests, but keeps ``latency``, ``max_concurrent`` and
+    ``context_tokens``: those describe the simulated hardware, which a benchmark
+    sets once on the command line.
     """
 
     def __init__(
@@ -743,8 +794,11 @@ class FakeLLMServer:
         port: int = 0,
         latency: float = 0.0,
         max_concurrent: int | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         self.host = host
+        self.context_tokens = _optional_positive_int(context_tokens, "context_tokens")
+        self._gazetteer: Gazetteer | None = None
         self.port = port
         self.latency = _non_negative_float(latency, "latency")
         self._max_concurrent = _optional_positive_int(max_concurrent, "max_concurrent")
@@ -844,6 +898,11 @@ class FakeLLMServer:
         with self._lock:
             self._default = reply
 
+    def set_gazetteer(self, gazetteer: Gazetteer | None) -> None:
+        """Answer unmatched requests' NER property with the known entities their text shows (None: stop)."""
+        with self._lock:
+            self._gazetteer = gazetteer
+
     def inject_failures(
         self,
         *,
@@ -867,6 +926,7 @@ class FakeLLMServer:
         with self._lock:
             self._rules.clear()
             self._default = None
+            self._gazetteer = None
             self._failures = _Failures()
             self._rng = random.Random(0)
             self.requests.clear()
@@ -988,6 +1048,10 @@ class FakeLLMServer:
                 if not rule.exhausted() and rule.contains in text:
                     return rule.take()
             default = self._default
+            gazetteer = self._gazetteer
+        if default is None and gazetteer is not None:
+            content = gazetteer.answer(text, default_content(body))
+            return Reply() if content is None else Reply(content=content)
         if default is None:
             return Reply()
         if isinstance(default, Reply):
@@ -1093,6 +1157,12 @@ class LLMServerControl:
             payload["expire_after"] = expire_after
         return self._post("batches", payload)
 
+    def set_context(self, context_tokens: int | None) -> dict[str, Any]:
+        return self._post("context", {"context_tokens": context_tokens})
+
+    def set_gazetteer(self, gazetteer: Gazetteer | None) -> None:
+        self._post("gazetteer", None if gazetteer is None else gazetteer.to_dict())
+
     def stats(self) -> dict[str, Any]:
         response = self._session.get(f"{self.url}/_control/stats", timeout=self.timeout)
         response.raise_for_status()
@@ -1125,11 +1195,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8999)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--max-concurrent", type=int, default=None, help="requests processed at once; the rest queue")
+    parser.add_argument("--context-tokens", type=int, default=None,
+                        help="refuse longer prompts with HTTP 400 context_length_exceeded, as OpenAI does")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
-    server = FakeLLMServer(args.host, args.port, latency=args.latency, max_concurrent=args.max_concurrent)
+    server = FakeLLMServer(args.host, args.port, latency=args.latency, max_concurrent=args.max_concurrent,
+                           context_tokens=args.context_tokens)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -36,7 +36,8 @@ ESCALATE_FAILURES = {
     "invalid_answer": "invalid",
     "llm_error": "error",
     "llm_unavailable": "error",
-    "llm_rejected": "error",  # e.g. the local model's context window is too small for this task
+    "llm_rejected": "error",
+    "context_window_exceeded": "error",  # the local model's window is too small even for one part of the text
 }
 REASONS = ("invalid", "error", "unaligned", "low_score")
 

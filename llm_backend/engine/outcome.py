@@ -28,6 +28,28 @@ class CascadeStep:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class LongTextReport:
+    """How a text longer than the model's context window was answered (engine/longtext.py)."""
+
+    characters: int  # of the text that was split
+    window: str  # e.g. "openai/x's context window (8,192 tokens, from LLM_CONTEXT_TOKENS)"
+    parts: int  # requests over parts of the text, every pass and re-split included
+    passes: int
+    part_tokens: int  # the text budget of one part
+    controls: dict[str, str] = field(default_factory=dict)  # control name -> what answered it
+    duplicates: int = 0  # entities two overlapping parts found, kept once
+    cut_off: int = 0  # pieces of entities at a part's cut edge, dropped (the next part read them whole)
+    align_seconds: float = 0.0  # aligning the parts' quotes and merging them
+
+    def describe(self) -> str:
+        controls = "; ".join(f"{name}: {how}" for name, how in self.controls.items())
+        return (f"{self.characters:,} characters over {self.window}: {self.parts} parts of up to "
+                f"{self.part_tokens:,} tokens, {self.passes} NER pass(es); {controls}; "
+                f"{self.duplicates} duplicate and {self.cut_off} cut-off entities merged, "
+                f"aligned in {self.align_seconds * 1000:.0f} ms")
+
+
 @dataclass
 class TaskOutcome:
     status: str  # ok | cached | failed | timeout
@@ -41,6 +63,7 @@ class TaskOutcome:
     error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
     cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
     project: str | None = None  # the Label Studio project the task belongs to, for per-project metrics
+    long_text: LongTextReport | None = None  # set when the text was split to fit the model's context
 
     def to_result(self, model_version: str) -> dict[str, Any]:
         """The item Label Studio expects; failures carry no `result` so LS asks again later."""

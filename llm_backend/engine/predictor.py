@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.align import AlignOptions
@@ -17,14 +17,17 @@ from ..core.regions import RegionInputs, build_regions
 from ..core.schema import json_schema
 from ..core.scores import control_scores
 from ..core.usage import Usage
-from ..errors import AnswerError, LLMBackendError, LLMError, TaskError
+from ..errors import AnswerError, ContextWindowError, LLMBackendError, LLMError, TaskError
 from ..models.client import Completion, CompletionClient, LLMRequest
+from ..models.context import ContextWindows
 from ..redact import redact
 from ..settings import Settings
 from .cache import Cache
 from .examples import ExampleStore, Snapshot, select_examples
 from .fetch import MediaFetcher
 from .inputs import ImageInput, task_images, task_texts
+from .job import Answered, PredictionJob
+from .longtext import LongTexts
 from .metrics import Metrics
 from .outcome import TaskOutcome, count_outcome
 from .prompts import PromptLibrary
@@ -34,17 +37,6 @@ log = logging.getLogger(__name__)
 
 
 LOGPROB_PROVIDERS = ("openai/", "hosted_vllm/", "azure/", "gpt-")
-
-
-@dataclass(frozen=True)
-class PredictionJob:
-    config: LabelConfig
-    project: str | None
-    task: dict[str, Any]
-    instruction: str | None = None
-    model: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
 
 
 class TaskPredictor(Protocol):
@@ -86,6 +78,7 @@ class Predictor:
         fetcher: MediaFetcher | None = None,
         examples: ExampleStore | None = None,
         routes: dict[str, tuple[str, ...]] | None = None,
+        windows: ContextWindows | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -100,6 +93,9 @@ class Predictor:
         self.align_options = AlignOptions(
             fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
         )
+        # Texts longer than the model's context window (see engine/longtext.py).
+        self.long_texts = LongTexts(settings, windows or ContextWindows(settings.llm_context_tokens), self,
+                                    self.align_options)
 
     def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
                       params: dict[str, Any] | None = None) -> str:
@@ -114,6 +110,7 @@ class Predictor:
             "prompts": self.prompts.fingerprint(project),
             "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
             "examples": self._snapshot_id(project),
+            "long_text": [self.settings.long_text_strategy, self.settings.ner_passes, self.settings.llm_context_tokens],
         }
         if params:
             parts["params"] = params  # a project's extra_params, the cascade
@@ -139,6 +136,9 @@ class Predictor:
                                  exclude_task=str(job.task.get("id")) if job.task.get("id") is not None else None)
         return [{"text": example.text, "answer": example.answer_json} for example in chosen]
 
+    def examples_in_use(self, job: PredictionJob) -> bool:
+        return job.fewshot and self._snapshot(job.project) is not None
+
     def _wants_logprobs(self, model: str) -> bool:
         mode = self.settings.llm_logprobs
         if mode != "auto":
@@ -155,7 +155,9 @@ class Predictor:
         return None
 
     def build_request(self, job: PredictionJob, texts: dict[str, str],
-                      images: dict[str, ImageInput] | None = None) -> LLMRequest:
+                      images: dict[str, ImageInput] | None = None, long_text: dict[str, Any] | None = None
+                      ) -> LLMRequest:
+        """The request for a task; `long_text` tells the templates that the text is a part of a longer one."""
         images = images or {}
         schema = json_schema(job.config)
         context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
@@ -173,6 +175,8 @@ class Predictor:
             instruction=job.instruction,
             examples=self._examples_for(job, texts),
         )
+        if long_text is not None:
+            context["long_text"] = long_text
         messages = [message.as_dict() for message in self.prompts.messages(job.project, context)]
         if images:
             # Images travel as content parts of the user message, in the order the prompt names them.
@@ -251,9 +255,9 @@ class Predictor:
         images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
         size = sum(len(text) for text in texts.values())
         if size > self.settings.max_task_chars:
-            # Truncating would silently leave the rest of the document unlabelled: refuse instead.
+            # A resource limit, not a context one: longer texts are split to fit the model (engine/longtext.py).
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
-                            "split the document or raise the limit if the model's context allows")
+                            "split the document or raise the limit")
         inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
                               self.align_options)
         return PreparedTask(self.build_request(job, texts, images), inputs)
@@ -270,13 +274,30 @@ class Predictor:
     def _predict(self, job: PredictionJob) -> TaskOutcome:
         prepared = self.prepare(job)
         request, inputs = prepared.request, prepared.inputs
+        plan = self.long_texts.plan(job, request, inputs.texts, inputs.image_sizes)
+        if plan is not None:
+            return self.long_texts.predict(job, inputs.texts, plan)
+        try:
+            answered = self.answer(job, request, inputs)
+        except ContextWindowError as exc:
+            # The provider knows its window better than we do (an unknown model, another tokenizer).
+            plan = self.long_texts.after_overflow(job, request, inputs.texts, inputs.image_sizes, exc)
+            outcome = self.long_texts.predict(job, inputs.texts, plan)
+            outcome.usage = exc.usage + outcome.usage
+            return outcome
+        return self._outcome(answered.status, job, inputs, answered.answer, answered.completion, answered.usage)
+
+    def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
+        """The validated answer to one request: from the cache, from an identical request in flight, or paid for
+        (`inputs`: the texts the request shows, which the demo model answers from)."""
         cached = self.cache.get(request.cache_key)
         if cached is not None:
-            return self.answer_outcome("cached", job, prepared, Completion.from_cache(cached))
+            completion = Completion.from_cache(cached)
+            return Answered("cached", completion, parse_answer(job.config, completion.content), Usage())
         exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request, inputs))
         if shared:
-            return self._outcome("cached", job, inputs, exchange.answer, exchange.completion)
-        return self._outcome("ok", job, inputs, exchange.answer, exchange.completion, exchange.usage)
+            return Answered("cached", exchange.completion, exchange.answer, Usage())
+        return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
 
     def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
                  completion: Completion, usage: Usage | None = None) -> TaskOutcome:

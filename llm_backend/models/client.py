@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from ..core.usage import Usage
-from ..errors import LLMError, PermanentLLMError, TransientLLMError
+from ..errors import ContextWindowError, LLMError, PermanentLLMError, TransientLLMError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ _TRANSIENT_NAMES = {
     "ServiceUnavailableError", "BadGatewayError", "ConnectError", "ReadTimeout", "ConnectTimeout",
     "RemoteProtocolError", "ReadError",
 }
+# How OpenAI, vLLM and LiteLLM word a prompt that is too long; the number is the model's window.
+_CONTEXT_MESSAGES = re.compile(r"context_length_exceeded|maximum context length|context window", re.IGNORECASE)
+_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
 _PERMANENT_NAMES = {
     "AuthenticationError", "PermissionDeniedError", "BadRequestError", "ContextWindowExceededError",
     "NotFoundError", "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
@@ -186,6 +190,9 @@ def classify(exc: BaseException) -> LLMError:
     detail = str(getattr(exc, "message", "") or exc).splitlines()[0][:300] if str(exc) else ""
     if detail:
         message += f": {detail}"
+    if "ContextWindowExceededError" in names or (status == 400 and _CONTEXT_MESSAGES.search(str(exc))):
+        size = _CONTEXT_SIZE.search(str(exc))
+        return ContextWindowError(message, window=int(size.group(1)) if size else None)
     if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
         return PermanentLLMError(message)
     if "missing credentials" in message.lower() or "api_key" in message.lower():

@@ -7,14 +7,10 @@ LLM_VISION=on/off overrides everything.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
 from ..core.demo import is_demo
+from .model_map import model_map
 
 _VISION_NAMES = re.compile(
     r"vision|[-_.]vl\b|-vl-|llava|pixtral|minicpm-v|qwen2(\.5)?-?vl|gemma-?3|llama-?4|internvl|molmo|idefics|"
@@ -23,26 +19,13 @@ _VISION_NAMES = re.compile(
 )
 
 
-@lru_cache(maxsize=1)
-def _model_map() -> dict[str, Any]:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(next(iter(spec.submodule_search_locations))) / "model_prices_and_context_window_backup.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def vision_support(model: str, mode: str = "auto") -> bool | None:
     """True / False when known, None when nothing says either way."""
     if mode in ("on", "off"):
         return mode == "on"
     if is_demo(model):
         return True  # its "boxes" need only the image's size
-    table = _model_map()
+    table = model_map()
     for key in (model, model.split("/", 1)[-1]):
         entry = table.get(key)
         if isinstance(entry, dict) and "supports_vision" in entry:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final
 
 from ..align import AlignOptions, Span
 from ..config import Control, ControlKind, Option
+from .combine import MAJORITY, Combined, majority
 from .demo_rules import schema_answer
 
 Value = dict[str, Any]  # a region's "value" object, e.g. {"choices": ["Positive"]}
@@ -182,3 +183,11 @@ class ControlSpec:
         control's JSON schema and its object's text (see demo_rules.py). Override it only when the
         schema alone cannot say what is valid."""
         return schema_answer(self.json_schema(control), inputs.texts.get(control.to_name[0], ""), control.name)
+
+    def long_text(self, control: Control) -> str:
+        """How the answers of a long text's parts become one (a strategy name of `combine.py`)."""
+        return MAJORITY
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        """One validated answer value from the values the parts gave (at least one)."""
+        return majority(answers)

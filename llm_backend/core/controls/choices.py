@@ -19,6 +19,7 @@ from .base import (
     option_key,
     option_lookup,
 )
+from .combine import MAJORITY, UNION, Combined, majority, union
 
 
 class ChoicesSpec(ControlSpec):
@@ -64,6 +65,12 @@ class ChoicesSpec(ControlSpec):
 
     def typical_answer(self, control: Control, text: str) -> Any:
         return [middle_option(control)] if control.multiple else middle_option(control)
+
+    def long_text(self, control: Control) -> str:
+        return UNION if control.multiple else MAJORITY
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        return union(answers) if control.multiple else majority(answers)
 
     def report(self, control: Control) -> SetReport:
         return SetReport(control.name, control.kind.value, labels_of=lambda value: map(str, value.get("choices") or []),

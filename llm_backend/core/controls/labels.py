@@ -23,6 +23,7 @@ from .base import (
     option_key,
     option_lookup,
 )
+from .combine import SPANS, Combined
 from .demo_rules import capitalised_phrases, pick
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,13 @@ class LabelsSpec(ControlSpec):
         # About one two-word entity per 150 characters: a guess, which `plan --sample N` replaces by a measurement.
         quote = " ".join(text.split()[:2]) or "entity"
         return [{"text": quote, "label": middle_option(control)}] * max(1, min(50, len(text) // 150))
+
+    def long_text(self, control: Control) -> str:
+        return SPANS
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        # Entities are merged by their offsets in the whole text (core/chunks.py), not by value.
+        raise NotImplementedError("Labels answers are merged as spans, see core/chunks.merge_found")
 
     def report(self, control: Control) -> SpanReport:
         return SpanReport(control.name, control.kind.value)

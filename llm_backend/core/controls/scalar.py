@@ -9,6 +9,7 @@ from typing import Any
 from ..agreement import ExactReport, NumberReport
 from ..config import Control, ControlKind
 from .base import MISSING, ControlSpec, Dropped, RegionInputs, Validator, Value
+from .combine import MEDIAN, Combined, median
 from .demo_rules import first_date
 
 
@@ -66,6 +67,12 @@ class RatingSpec(ControlSpec):
     def typical_answer(self, control: Control, text: str) -> Any:
         return rating_bounds(control)[1]
 
+    def long_text(self, control: Control) -> str:
+        return MEDIAN
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        return median(answers)
+
     def report(self, control: Control) -> NumberReport:
         return NumberReport(control.name, control.kind.value, key="rating")
 
@@ -118,6 +125,12 @@ class NumberSpec(ControlSpec):
     def typical_answer(self, control: Control, text: str) -> Any:
         low, high, _step = number_bounds(control)
         return high if high is not None else low if low is not None else 0
+
+    def long_text(self, control: Control) -> str:
+        return MEDIAN
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        return median(answers)
 
     def report(self, control: Control) -> NumberReport:
         return NumberReport(control.name, control.kind.value, key="number")

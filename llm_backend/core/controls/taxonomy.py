@@ -7,6 +7,7 @@ from typing import Any
 from ..agreement import SetReport
 from ..config import Control, ControlKind, taxonomy_paths
 from .base import ControlSpec, Dropped, Validator, Value, as_list, drop, is_true, option_key
+from .combine import UNION, Combined, union
 
 SEPARATOR = " / "
 
@@ -55,6 +56,12 @@ class TaxonomySpec(ControlSpec):
     def typical_answer(self, control: Control, text: str) -> Any:
         paths = selectable_paths(control)
         return [SEPARATOR.join(max(paths, key=len))] if paths else []
+
+    def long_text(self, control: Control) -> str:
+        return UNION
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        return union(answers)
 
     def report(self, control: Control) -> SetReport:
         return SetReport(control.name, control.kind.value, labels_of=_path_label, multiple=True)

@@ -7,6 +7,7 @@ from typing import Any
 from ..agreement import TextReport
 from ..config import Control, ControlKind
 from .base import ControlSpec, Dropped, Validator, Value, as_list
+from .combine import SUMMARY, Combined, union
 
 
 class TextAreaSpec(ControlSpec):
@@ -34,6 +35,13 @@ class TextAreaSpec(ControlSpec):
     def typical_answer(self, control: Control, text: str) -> Any:
         words = text.split() or ["summary"]
         return [" ".join((words * 20)[:20])]  # one sentence of twenty words
+
+    def long_text(self, control: Control) -> str:
+        return SUMMARY
+
+    def combine(self, control: Control, answers: list[Any]) -> Combined:
+        # What the summary call reads (engine/longtext.py): every part's text, once each, in order.
+        return union(answers)
 
     def report(self, control: Control) -> TextReport:
         return TextReport(control.name, control.kind.value)

@@ -1,0 +1,32 @@
+"""What a task asks for (`PredictionJob`) and what one model request answered (`Answered`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.answer import Answer
+from ..core.config import LabelConfig
+from ..core.usage import Usage
+from ..models.client import Completion
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    config: LabelConfig
+    project: str | None
+    task: dict[str, Any]
+    instruction: str | None = None
+    model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A validated answer to one request: from the cache or a concurrent twin ("cached"), or paid for ("ok")."""
+
+    status: str
+    completion: Completion
+    answer: Answer
+    usage: Usage

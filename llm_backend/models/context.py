@@ -1,0 +1,129 @@
+"""How much a model can read: its context window, and token counts from LiteLLM's counter.
+
+Where a window comes from, per deployment, first found wins:
+
+1. `model_info.max_input_tokens` of the deployment in LLM_ROUTER_CONFIG (LiteLLM's own key);
+2. LiteLLM's model map (`max_input_tokens`), read without importing LiteLLM;
+3. LLM_CONTEXT_TOKENS, for local models the map does not know;
+4. the provider's own error ("maximum context length is N tokens"), learned while running.
+
+A routing-file name served by several deployments gets the smallest of their windows: the Router
+may send a prompt to any of them. When nothing is known the window is None and a task is sent
+whole, as before; a context-length error then teaches the window and the task is split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .client import LLMRequest, load_litellm
+from .model_map import model_entry
+
+log = logging.getLogger(__name__)
+
+ROUTER_SOURCE = "model_info in LLM_ROUTER_CONFIG"
+MAP_SOURCE = "LiteLLM's model map"
+SETTING_SOURCE = "LLM_CONTEXT_TOKENS"
+ERROR_SOURCE = "the provider's error"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A model's context window: prompt and answer together, in tokens."""
+
+    tokens: int
+    source: str
+    max_answer: int | None = None  # the map's max_output_tokens, when it has one
+
+    def describe(self, model: str) -> str:
+        return f"{model}'s context window ({self.tokens:,} tokens, from {self.source})"
+
+
+def _positive(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def _deployment_window(model: str, info: Mapping[str, Any], context_tokens: int | None) -> Window | None:
+    routed = _positive(info.get("max_input_tokens"))
+    if routed is not None:
+        return Window(routed, ROUTER_SOURCE, _positive(info.get("max_output_tokens")))
+    entry = model_entry(model) or {}
+    mapped = _positive(entry.get("max_input_tokens")) or _positive(entry.get("max_tokens"))
+    if mapped is not None:
+        return Window(mapped, MAP_SOURCE, _positive(entry.get("max_output_tokens")))
+    return Window(context_tokens, SETTING_SOURCE) if context_tokens else None
+
+
+class ContextWindows:
+    """Context windows by model name (LLM_MODEL, a cascade step, a routing file's model_name)."""
+
+    def __init__(self, context_tokens: int | None = None,
+                 deployments: Mapping[str, Iterable[tuple[str, Mapping[str, Any]]]] | None = None) -> None:
+        self.context_tokens = context_tokens
+        # model name -> (LiteLLM model, model_info) of each deployment, from LLM_ROUTER_CONFIG
+        self.deployments = {name: tuple(items) for name, items in (deployments or {}).items()}
+        self._learned: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_model_list(cls, context_tokens: int | None, model_list: Iterable[Mapping[str, Any]]) -> ContextWindows:
+        deployments: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for deployment in model_list:
+            deployments.setdefault(str(deployment["model_name"]), []).append(
+                (str(deployment["litellm_params"]["model"]), deployment.get("model_info") or {}))
+        return cls(context_tokens, deployments)
+
+    def window(self, model: str) -> Window | None:
+        with self._lock:
+            learned = self._learned.get(model)
+        if learned is not None:
+            return Window(learned, ERROR_SOURCE)
+        targets = self.deployments.get(model) or ((model, {}),)
+        windows = [_deployment_window(target, info, self.context_tokens) for target, info in targets]
+        known = [window for window in windows if window is not None]
+        return min(known, key=lambda window: window.tokens) if known else None
+
+    def learn(self, model: str, tokens: int) -> Window:
+        """Remember the window a provider's error named; later tasks are planned with it."""
+        with self._lock:
+            if self._learned.get(model) != tokens:
+                log.warning("%s: the provider says its context window is %d tokens; long texts are split to fit",
+                            model, tokens)
+            self._learned[model] = tokens
+        return Window(tokens, ERROR_SOURCE)
+
+    def tokenizer_model(self, model: str) -> str:
+        """The LiteLLM model string whose tokenizer counts for a model name (a routed name: its first deployment)."""
+        targets = self.deployments.get(model)
+        return targets[0][0] if targets else model
+
+
+@dataclass(frozen=True)
+class LiteLLMTokenizer:
+    """Token counts with LiteLLM's counter (the model's own tokenizer where LiteLLM has it, else tiktoken's)."""
+
+    model: str
+
+    def count(self, text: str) -> int:
+        return int(load_litellm().token_counter(model=self.model, text=text))
+
+    def count_request(self, request: LLMRequest) -> int:
+        """Tokens of the messages plus the answer's JSON schema (providers count it into the prompt)."""
+        litellm = load_litellm()
+        tokens = int(litellm.token_counter(model=self.model, messages=list(request.messages)))
+        if request.response_format is not None:
+            tokens += self.count(json.dumps(request.response_format, ensure_ascii=False))
+        return tokens
+
+    def fit(self, text: str, tokens: int) -> int:
+        """How many leading characters of `text` fit in `tokens` tokens (all of them when the text fits)."""
+        litellm = load_litellm()
+        ids = litellm.encode(model=self.model, text=text)
+        if len(ids) <= tokens:
+            return len(text)
+        return min(len(text), len(litellm.decode(model=self.model, tokens=ids[:tokens])))
