@@ -102,8 +102,8 @@ def _fit(text: str, start: int, stop: int, measure: Measure, budget: int, guess:
     while True:
         window = text[start : min(stop, start + length)]
         fits = measure.fit(window, budget)
-        if start + len(window) >= stop and fits >= len(window):
-            return stop
+        if start + len(window) >= stop:
+            return start + fits
         if fits < len(window) - 64:
             return start + fits
         length *= 2
