@@ -93,7 +93,8 @@ class Gazetteer:
                 if text.startswith(entity[-size:]) and _whole(text, 0, size):
                     found.append((0, size, label))
                     break
-        return [piece for piece in found if not any(s < piece[1] and piece[0] < e for s, e, _ in spans)]
+        unique = {(start, end): (start, end, label) for start, end, label in reversed(found)}  # names sharing a start
+        return [piece for piece in unique.values() if not any(s < piece[1] and piece[0] < e for s, e, _ in spans)]
 
     def answer(self, prompt: str, default: str) -> str | None:
         """The default answer with the control's entities filled in, or None when the prompt shows no text."""

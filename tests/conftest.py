@@ -81,8 +81,10 @@ def llm(llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
     """The shared test LLM server, reset before each test."""
     llm_server.reset()
     llm_server.latency = 0.0
+    llm_server.context_tokens = None
     yield llm_server
     llm_server.reset()
+    llm_server.context_tokens = None
 
 
 @pytest.fixture

@@ -605,6 +605,69 @@ def test_standalone_process_serves_litellm(litellm: ModuleType) -> None:
         assert process.wait(timeout=10) == 0
 
 
+# --------------------------------------------------------------------------- context limit, gazetteer
+
+
+def test_a_prompt_over_the_context_limit_is_refused_as_openai_does(litellm: ModuleType) -> None:
+    with FakeLLMServer(context_tokens=100, latency=5.0) as server:
+        started = time.monotonic()
+        raw = requests.post(f"{server.base_url}/chat/completions", timeout=10, json={
+            "model": "m", "messages": [{"role": "user", "content": "word " * 100}]})
+        assert time.monotonic() - started < 2  # refused before any latency, as a provider's validation is
+        assert raw.status_code == 400 and raw.json()["error"]["code"] == "context_length_exceeded"
+        assert raw.json()["error"]["message"].startswith("This model's maximum context length is 100 tokens. "
+                                                         "However, you requested 132 tokens.")
+        server.latency = 0.0
+        with pytest.raises(litellm.ContextWindowExceededError, match="maximum context length is 100 tokens"):
+            complete(litellm, server, "東京" * 60)  # one token a CJK character: 120 of them do not fit
+        assert json.loads(content_of(complete(litellm, server, "short", schema=None))) == {}
+        # max_tokens is part of what a request asks of the window.
+        with pytest.raises(litellm.ContextWindowExceededError):
+            complete(litellm, server, "short", schema=None, max_tokens=90)
+        assert server.stats()["by_status"] == {"400": 3, "200": 1}
+
+
+def test_the_gazetteer_quotes_the_entities_a_request_shows() -> None:
+    from testkit.gazetteer import Gazetteer
+
+    gazetteer = Gazetteer("ner", [("Anna Berg", "Person"), ("Anna Bergman", "Person"), ("Oslo", "Location")],
+                          cut_edges=True)
+    shown = "Oslo. Anna Bergman met Anna Berg in 東京でOslo, not Oslofjord; then Anna Be"
+    prompt = f"<text>\n{shown}\n</text>"
+    answer = json.loads(gazetteer.answer(prompt, '{"sentiment": "Positive", "ner": []}') or "")
+    assert answer == {"sentiment": "Positive", "ner": [
+        {"text": "Oslo", "label": "Location"}, {"text": "Anna Bergman", "label": "Person"},
+        {"text": "Anna Berg", "label": "Person"}, {"text": "Oslo", "label": "Location"},
+        {"text": "Anna Be", "label": "Person"}]}
+    assert gazetteer.answer("no text tags here", "{}") is None
+
+
+def test_context_limit_and_gazetteer_through_the_control_endpoints() -> None:
+    from testkit.gazetteer import Gazetteer
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port),
+                                "--context-tokens", "50"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    control = LLMServerControl(f"http://127.0.0.1:{port}")
+    try:
+        control.wait_ready()
+        control.set_gazetteer(Gazetteer("ner", [("Oslo", "Location")]))
+        body = {"model": "m", "messages": [{"role": "user", "content": "<text>\nIn Oslo.\n</text>"}]}
+        reply = requests.post(f"{control.base_url}/chat/completions", json=body, timeout=10).json()
+        assert json.loads(reply["choices"][0]["message"]["content"]) == {"ner": [{"text": "Oslo", "label": "Location"}]}
+        long = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}]}
+        assert requests.post(f"{control.base_url}/chat/completions", json=long, timeout=10).status_code == 400
+        assert control.set_context(None) == {"ok": True, "context_tokens": None}
+        assert requests.post(f"{control.base_url}/chat/completions", json=long, timeout=10).status_code == 200
+        control.reset()  # the gazetteer is scripting, so reset clears it
+        reply = requests.post(f"{control.base_url}/chat/completions", json=body, timeout=10).json()
+        assert reply["choices"][0]["message"]["content"] == "{}"
+    finally:
+        control.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
 # --------------------------------------------------------------------------- schema instances
 
 

@@ -176,7 +176,7 @@ class _LongTask:
         self.answers: list[PartAnswer] = []
         self.failures: list[PartAnswer] = []
         self.usage = Usage()
-        self.requests = 0
+        self.requests = 0  # part requests, re-splits included
         self.limit = plan.window.tokens - plan.reserve
 
     def submit(self, part: Part) -> None:
@@ -200,7 +200,6 @@ class _LongTask:
         head_answer = head.result() if head is not None else None
         if head_answer is not None:
             self.usage += head_answer.usage
-            self.requests += 1
             if head_answer.error is not None:
                 self.failures.append(head_answer)
         if self.failures:
@@ -344,5 +343,4 @@ class _LongTask:
             self.usage += exc.usage
             raise restated(exc, f"the summary of the parts' answers: {exc.message}", self.usage) from None
         self.usage += answered.usage
-        self.requests += 1
         return answered
