@@ -102,11 +102,9 @@ def _fit(text: str, start: int, stop: int, measure: Measure, budget: int, guess:
     while True:
         window = text[start : min(stop, start + length)]
         fits = measure.fit(window, budget)
-        if start + len(window) >= stop:
+        if start + len(window) >= stop or fits < len(window) - 64:
             return start + fits
-        if fits < len(window) - 64:
-            return start + fits
-        length *= 2
+        length = int(length * 1.25) + 256
 
 
 def split_text(text: str, measure: Measure, budget: int, overlap: int, start: int = 0,
@@ -127,7 +125,7 @@ def split_text(text: str, measure: Measure, budget: int, overlap: int, start: in
             part_start = fresh
             continue
         chars_per_token = max((high - part_start) / budget, 0.01)
-        guess = int(budget * chars_per_token * 1.25)
+        guess = int(budget * chars_per_token * 1.05) + 128  # a little more than fits: each window is tokenised
         cut = choose_cut(text, fresh + max(1, int((high - fresh) * MIN_FILL)), high)
         if cut <= fresh:  # nothing cuttable after the fresh start (a single glued run): cut where it fits
             cut = high

@@ -50,7 +50,7 @@ class Media:
 
 def is_reference(value: str) -> bool:
     """Values that point at media rather than being the text itself."""
-    return value.startswith(LS_PATHS) or value.lower().startswith(CLOUD_SCHEMES)
+    return value.startswith(LS_PATHS) or value[:32].lower().startswith(CLOUD_SCHEMES)  # not all of a long text
 
 
 def _forbidden_address(host: str, port: int) -> str | None:

@@ -43,7 +43,18 @@ from ..models.context import ContextWindows, LiteLLMTokenizer, Window
 from ..settings import Settings
 from .job import Answered, PredictionJob
 from .outcome import LongTextReport, TaskOutcome
-from .parts import PART_NOTE, Asker, Part, PartAnswer, ask_part, merge_regions, only, span_controls, with_text
+from .parts import (
+    PART_NOTE,
+    Asker,
+    Part,
+    PartAnswer,
+    ask_part,
+    merge_regions,
+    only,
+    place_entities,
+    span_controls,
+    with_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +127,10 @@ class LongTexts:
         if _utf8_size(request) <= limit:
             return None
         tokenizer = LiteLLMTokenizer(self.windows.tokenizer_model(request.model))
-        if tokenizer.count_request(request) <= limit:
+        longest = max(texts.values(), key=len)
+        # Counting a whole long document costs more than its parts' calls wait: a text whose first `limit`
+        # tokens do not reach its end does not fit, whatever surrounds it.
+        if not tokenizer.exceeds(longest, limit) and tokenizer.count_request(request) <= limit:
             return None
         return self._plan(job, texts, window, tokenizer, request.model)
 
@@ -182,7 +196,7 @@ class _LongTask:
     def submit(self, part: Part) -> None:
         engine = self.engine
         self.pending.add(engine.pool().submit(ask_part, engine.asker, self.job, self.texts, self.plan.obj, part,
-                                              engine.align, self.limit, self.plan.tokenizer))
+                                              self.limit, self.plan.tokenizer))
 
     def run(self) -> TaskOutcome:
         config = self.job.config
@@ -223,6 +237,7 @@ class _LongTask:
                 elif answer.error is not None:
                     self.failures.append(answer)
                 else:
+                    place_entities(answer, self.texts, self.plan.obj, self.engine.align)
                     self.answers.append(answer)
 
     def split_again(self, answer: PartAnswer) -> None:

@@ -86,17 +86,16 @@ def with_text(job: PredictionJob, obj: str, text: str, config: LabelConfig) -> P
     return dataclasses.replace(job, config=config, task=task)
 
 
-def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, part: Part,
-             align: AlignOptions, limit: int | None, counter: Counter | None) -> PartAnswer:
-    """Ask one part (run on the part pool). Never raises a TaskError: it comes back in the answer, with
+def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, part: Part, limit: int | None,
+             counter: Counter | None) -> PartAnswer:
+    """Ask one part (on the part pool). Never raises a TaskError: it comes back in the answer, with
     what was spent, so the task can bill every part and re-split the ones that were too long."""
     chunk = part.chunk
     piece = texts[obj][chunk.start : chunk.end]
-    part_texts = {**texts, obj: piece}
     part_job = with_text(job, obj, piece, part.config)
     result = PartAnswer(part)
     try:
-        request = asker.build_request(part_job, part_texts, long_text=PART_NOTE)
+        request = asker.build_request(part_job, {**texts, obj: piece}, long_text=PART_NOTE)
         if limit is not None and counter is not None and asker.examples_in_use(part_job):
             # Each part picks its own examples: count what was picked against the window.
             tokens = counter.count_request(request)
@@ -107,20 +106,29 @@ def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, 
         result.error, result.usage = exc, exc.usage
         return result
     result.answered, result.usage = answered, answered.usage
-    started = time.perf_counter()
-    labels = span_controls(part.config.controls)
-    if labels:
-        values = {c.name: answered.answer.values[c.name] for c in labels}
-        scores = control_scores(part.config, answered.completion.content, answered.completion.logprobs)
-        report = build_regions(only(part.config, labels), values, RegionInputs(part_texts, {}, align), scores)
-        result.unaligned = len(report.unaligned)
-        for region in report.regions:
-            if region["to_name"] == obj:
-                value = region["value"]
-                region["value"] = {**value, "start": value["start"] + chunk.start, "end": value["end"] + chunk.start}
-            result.regions.append(region)
-    result.align_seconds = time.perf_counter() - started
     return result
+
+
+def place_entities(result: PartAnswer, texts: dict[str, str], obj: str, align: AlignOptions) -> None:
+    """Align a part's quotes inside the part and move them to whole-text offsets. Done by the task's own
+    thread while other parts are in flight: a part thread is free for the next request at once."""
+    started = time.perf_counter()
+    part, answered = result.part, result.answered
+    labels = span_controls(part.config.controls)
+    if answered is None or not labels:
+        return
+    chunk = part.chunk
+    part_texts = {**texts, obj: texts[obj][chunk.start : chunk.end]}
+    values = {c.name: answered.answer.values[c.name] for c in labels}
+    scores = control_scores(part.config, answered.completion.content, answered.completion.logprobs)
+    report = build_regions(only(part.config, labels), values, RegionInputs(part_texts, {}, align), scores)
+    result.unaligned = len(report.unaligned)
+    for region in report.regions:
+        if region["to_name"] == obj:
+            value = region["value"]
+            region["value"] = {**value, "start": value["start"] + chunk.start, "end": value["end"] + chunk.start}
+        result.regions.append(region)
+    result.align_seconds = time.perf_counter() - started
 
 
 @dataclass

@@ -120,6 +120,17 @@ class LiteLLMTokenizer:
             tokens += self.count(json.dumps(request.response_format, ensure_ascii=False))
         return tokens
 
+    def exceeds(self, text: str, tokens: int) -> bool:
+        """Whether `text` has more than `tokens` tokens, tokenising no more of it than it takes to tell."""
+        length = tokens * 4 + 64
+        while True:
+            window = text[:length]
+            if self.fit(window, tokens) < len(window):
+                return True
+            if len(window) == len(text):
+                return False
+            length *= 4
+
     def fit(self, text: str, tokens: int) -> int:
         """How many leading characters of `text` fit in `tokens` tokens (all of them when the text fits)."""
         litellm = load_litellm()

@@ -3,7 +3,7 @@ and the choice of the best one still free."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rapidfuzz import fuzz
 
@@ -76,10 +76,14 @@ class ExactMatcher:
         score = fuzz.ratio(quote.core, got, score_cutoff=self.options.fuzzy_threshold)
         return Candidate(wide_start, wide_end, MatchKind.FUZZY, score, True, True) if score else None
 
-    def candidates(self, quote: Quote) -> Iterator[tuple[int, Candidate]]:
-        """(step, candidate) for each distinct hit, in step order and text order within a step."""
+    def candidates(self, quote: Quote, until: Callable[[int], bool] = lambda step: False
+                   ) -> Iterator[tuple[int, Candidate]]:
+        """(step, candidate) for each distinct hit, in step order and text order within a step; no later
+        step is searched once `until(step)` says the steps so far settled it."""
         seen: set[tuple[int, int]] = set()
         for step in (EXACT_STEP, CASE_INSENSITIVE_STEP, NORMALISED_STEP):
+            if step and until(step):
+                return  # the later steps' forms (the normalised text above all) are never built
             for start, end in self._hits(quote, step):
                 if (start, end) not in seen:
                     seen.add((start, end))
@@ -92,7 +96,12 @@ class ExactMatcher:
         best: Candidate | None = None
         best_rank: Rank | None = None
         found = False
-        for step, candidate in self.candidates(quote):
+
+        def settled(step: int) -> bool:
+            # A free whole-word hit of an earlier step outranks anything a later step can find.
+            return best_rank is not None and best_rank[:3] == (False, False, FREE)
+
+        for step, candidate in self.candidates(quote, settled):
             found = True
             if (
                 best_rank is not None
