@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from testkit.documents import Planted, gazetteer_for, planted_document
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, BackendProcess, fixture_json
 
@@ -288,3 +289,44 @@ def test_the_readmes_rest_commands_connect_and_store_predictions(
     stored = label_studio.predictions(project)
     assert sorted(p["task"] for p in stored) == sorted(tasks)
     assert all(p["model_version"].startswith("demo-") and p["result"] for p in stored)
+
+LONG_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices>
+  <Labels name="ner" toName="text">
+    <Label value="Person"/><Label value="Organization"/><Label value="Location"/>
+  </Labels>
+</View>"""
+
+
+def test_a_long_document_gets_every_entity_at_its_exact_offset(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    # 300,000 characters, far over an 8,192-token window; the entities sit in the last 15,000.
+    body, _ = planted_document(seed=41, chars=285_000, entities=0)
+    tail, tail_planted = planted_document(seed=42, chars=15_000, entities=25)
+    text = body + tail
+    planted = [Planted(p.start + len(body), p.end + len(body), p.label, p.text) for p in tail_planted]
+    assert len(text) >= 300_000 and planted[0].start > 280_000
+    llm.context_tokens = 8192
+    llm.set_gazetteer(gazetteer_for(planted, cut_edges=True))
+    backend = start_backend(LLM_CONTEXT_TOKENS="8192")
+    project = label_studio.create_project("long document e2e", LONG_CONFIG)
+    [task_id] = label_studio.import_tasks(project, [{"text": text}])
+    label_studio.connect_ml_backend(project, backend.url)
+    label_studio.retrieve_predictions(project, [task_id])
+
+    [prediction] = label_studio.predictions(project)
+    stored = label_studio.get_task(task_id)["data"]["text"]
+    assert stored == text
+    spans = []
+    for region in prediction["result"]:
+        if region["type"] == "labels":
+            value = region["value"]
+            assert value["text"] == stored[value["start"] : value["end"]]
+            spans.append((value["start"], value["end"], value["labels"][0]))
+    assert sorted(spans) == sorted((p.start, p.end, p.label) for p in planted)
+    [choice] = [r for r in prediction["result"] if r["type"] == "choices"]
+    assert choice["value"] == {"choices": ["Positive"]}
+    assert llm.count(400) == 0 and llm.count(200) >= 15  # every part fitted; the text took many of them
+
