@@ -159,6 +159,7 @@ def test_doctor_passes_against_the_test_server(llm: FakeLLMServer, tmp_path: Pat
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[PASS] model reachable" in out.stdout and "[PASS] JSON schema" in out.stdout
+    assert "[WARN] context window: unknown for openai/test-model" in out.stdout and "LLM_CONTEXT_TOKENS" in out.stdout
     assert "sentiment <choices> -> text (data.text)" in out.stdout
     assert "sk-doctor-secret" not in out.stdout + out.stderr
     assert llm.requests[0]["max_tokens"] == 1
@@ -352,10 +353,12 @@ def test_doctor_against_real_label_studio_names_the_token_kind(label_studio: Any
 def test_doctor_with_a_routing_file(llm: FakeLLMServer, tmp_path: Path) -> None:
     (tmp_path / "router.yaml").write_text(
         f"model_list:\n  - model_name: local\n    litellm_params:\n      model: openai/test-model\n"
-        f"      api_base: {llm.base_url}\n      api_key: sk-route\n")
+        f"      api_base: {llm.base_url}\n      api_key: sk-route\n    model_info:\n      max_input_tokens: 16384\n")
     env = {"LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(tmp_path / "router.yaml"), "PATH": "/usr/bin:/bin",
            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env=env, capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert "[PASS] model reachable: local (routing file)" in out.stdout, out.stdout + out.stderr
     assert "[PASS] JSON schema" in out.stdout
+    assert "[PASS] context window: local's context window (16,384 tokens, from model_info in LLM_ROUTER_CONFIG)" \
+        in out.stdout

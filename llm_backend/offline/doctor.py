@@ -22,6 +22,7 @@ from ..core.demo import is_demo
 from ..errors import LLMBackendError, SettingsError
 from ..label_studio import LabelStudioClient
 from ..models.client import CompletionClient, LiteLLMClient, LLMRequest, load_litellm
+from ..models.context import ContextWindows
 from ..models.router import load_routing
 from ..models.vision import vision_support
 from ..netcheck import Unreachable, is_local, why_unreachable
@@ -107,6 +108,27 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
         status = "fail" if settings.llm_output_mode == "schema" else "warn"
         yield Check("JSON schema", status, "the model did not return JSON matching a schema sent as response_format",
                     "set LLM_OUTPUT_MODE=json (JSON mode) or LLM_OUTPUT_MODE=prompt (schema in the prompt)")
+
+
+def check_context(settings: Settings) -> Check:
+    """Where the model's context window comes from: long texts are split to fit it (engine/longtext.py)."""
+    if is_demo(settings.llm_model):
+        return Check("context window", "skip", "the demo model reads texts of any length")
+    try:
+        routing = load_routing(settings)
+    except SettingsError:
+        return Check("context window", "skip", "the routing file did not load (see above)")
+    windows = ContextWindows.from_model_list(settings.llm_context_tokens,
+                                             routing.config.model_list if routing.config else ())
+    window = windows.window(settings.llm_model)
+    if window is None:
+        return Check("context window", "warn",
+                     f"unknown for {settings.llm_model}: a long text is sent whole until the provider's error names "
+                     "the window, then split", "set LLM_CONTEXT_TOKENS to the model's context length (vLLM: "
+                     "--max-model-len, Ollama: num_ctx)")
+    return Check("context window", "pass", f"{window.describe(settings.llm_model)}; longer texts are split into "
+                                           f"parts that fit (LONG_TEXT_STRATEGY={settings.long_text_strategy}, "
+                                           f"NER_PASSES={settings.ner_passes})")
 
 
 def check_label_studio(settings: Settings) -> Iterator[Check]:
@@ -212,6 +234,7 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
     checks = [Check("settings", "pass", f"LLM_MODEL={settings.llm_model}, PORT={settings.port}, "
                                         f"cache={'on' if settings.cache_enabled else 'off'}")]
     checks += list(check_llm(settings))
+    checks.append(check_context(settings))
     checks += list(check_label_studio(settings))
     checks += list(check_config(config_path, settings))
     checks.append(backend_urls(settings))
