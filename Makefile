@@ -56,6 +56,7 @@ lint: $(TEST_STAMP)
 bench: $(SERVE_STAMP)
 	$(BIN)/python bench/align.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/longdoc.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plan.py
