@@ -290,6 +290,9 @@ class _LongTask:
                                          scores).regions
         for control in config.controls:
             spec = spec_for(control.kind)
+            # Every part's value for this control (a partial answer may lack one).
+            given = [a.answered.answer.values[control.name] for a in first
+                     if a.answered is not None and control.name in a.answered.answer.values]
             if control in self.spans:
                 found = merged.regions[control.name]
                 report.regions.extend(found)
@@ -297,16 +300,16 @@ class _LongTask:
             elif head is not None:
                 report.regions.extend(r for r in head_regions if r["from_name"] == control.name)
                 notes[control.name] = f"beginning and end ({self.omitted:,} characters left out)"
+            elif not given:
+                notes[control.name] = "no part answered it"
             elif spec.long_text(control) == SUMMARY:
-                self.summarize(control, [a.answered.answer.values[control.name] for a in first if a.answered],
-                               inputs, report)
-                notes[control.name] = f"summary of {len(first)} parts' answers"
+                self.summarize(control, given, inputs, report)
+                notes[control.name] = f"summary of {len(given)} parts' answers"
             else:
-                combined = spec.combine(control, [a.answered.answer.values[control.name] for a in first
-                                                  if a.answered])
+                combined = spec.combine(control, given)
                 spec.add_regions(control, combined.value, inputs, [combined.agreement], report)
                 agree = f", {combined.agreement:.0%} agree" if combined.agreement is not None else ""
-                notes[control.name] = f"{spec.long_text(control)} of {len(first)} parts{agree}"
+                notes[control.name] = f"{spec.long_text(control)} of {len(given)} parts{agree}"
         scores = [r["score"] for r in report.regions if r.get("score") is not None]
         long_text = LongTextReport(
             characters=len(self.text), window=self.plan.window.describe(self.plan.model), parts=self.requests,

@@ -119,7 +119,7 @@ def place_entities(result: PartAnswer, texts: dict[str, str], obj: str, align: A
         return
     chunk = part.chunk
     part_texts = {**texts, obj: texts[obj][chunk.start : chunk.end]}
-    values = {c.name: answered.answer.values[c.name] for c in labels}
+    values = {c.name: answered.answer.values[c.name] for c in labels if c.name in answered.answer.values}
     scores = control_scores(part.config, answered.completion.content, answered.completion.logprobs)
     report = build_regions(only(part.config, labels), values, RegionInputs(part_texts, {}, align), scores)
     result.unaligned = len(report.unaligned)
