@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -61,7 +62,7 @@ class LLMRequest:
     api_base: str | None = None
     logprobs: bool = False
 
-    @property
+    @functools.cached_property  # a long text's part is ~100 KB of JSON: hashed once, not at every lookup
     def cache_key(self) -> str:
         payload = json.dumps(
             {
