@@ -77,9 +77,13 @@ def long_client(make_client: Callable[..., Any], llm: FakeLLMServer) -> Callable
 def test_entities_of_a_long_text_come_back_at_their_exact_offsets(long_client: Any, llm: FakeLLMServer) -> None:
     text, planted = planted_document(seed=11, chars=60_000, entities=80)
     llm.set_gazetteer(gazetteer_for(planted, cut_edges=True))
-    result = _predict(long_client(), text)
+    client = long_client()
+    result = _predict(client, text)
     assert _spans(result, text) == _truth(planted)
     assert llm.count(400) == 0 and llm.calls > 4  # every part fitted the window; the text needed several
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "llm_backend_long_texts_total 1.0" in metrics
+    assert f"llm_backend_long_text_parts_total {llm.calls}.0" in metrics
     assert all(PART_NOTE in _user(r) for r in llm.requests)
     shown = [_shown(r) for r in llm.requests]
     assert "".join(piece for piece in shown) != text and all(piece in text for piece in shown)

@@ -20,6 +20,10 @@ class Metrics:
         self.tokens = Counter("llm_backend_llm_tokens", "Tokens billed", ["kind"], registry=r)
         self.cost = Counter("llm_backend_llm_cost_usd", "Cost in USD where LiteLLM knows the price", registry=r)
         self.dropped = Counter("llm_backend_dropped", "Answer items dropped", ["reason"], registry=r)
+        self.long_texts = Counter("llm_backend_long_texts", "Tasks whose text was split to fit the context window",
+                                  registry=r)
+        self.long_text_parts = Counter("llm_backend_long_text_parts", "Requests over parts of split texts",
+                                       registry=r)
         self.requests = Counter("llm_backend_http_requests", "Protocol requests", ["route", "status"], registry=r)
         # Per Label Studio project: what it consumed and cost. A call whose price is unknown adds to
         # unpriced_calls, not to cost, so a dashboard can tell "free" from "not known".

@@ -83,6 +83,9 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
         metrics.dropped.labels("invalid_value").inc(outcome.dropped)
     if outcome.unaligned:
         metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+    if outcome.long_text is not None:
+        metrics.long_texts.inc()
+        metrics.long_text_parts.inc(outcome.long_text.parts)
 
 
 def count_usage(metrics: Metrics, project: str | None, usage: Usage) -> None:
