@@ -120,12 +120,13 @@ def build_services(
     projects = open_project_store(settings.cache_dir, settings.cache_url)
     windows = ContextWindows.from_model_list(settings.llm_context_tokens,
                                              routing.config.model_list if routing.config else ())
-    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes, windows)
+    pricing = Pricing(settings, routing)
+    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes, windows, pricing)
     predictor: TaskPredictor = (Cascade(plain, settings.cascade_models, settings.cascade_min_score)
                                 if settings.cascade_models else plain)
     runner = BatchRunner(predictor, settings.llm_concurrency)
     trainer = Trainer(runner, examples, projects)
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
     return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
-                    runner, trainer, events, Pricing(settings, routing),
+                    runner, trainer, events, pricing,
                     open_batch_store(settings.cache_dir, settings.cache_url))

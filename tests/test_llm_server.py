@@ -615,8 +615,9 @@ def test_a_prompt_over_the_context_limit_is_refused_as_openai_does(litellm: Modu
             "model": "m", "messages": [{"role": "user", "content": "word " * 100}]})
         assert time.monotonic() - started < 2  # refused before any latency, as a provider's validation is
         assert raw.status_code == 400 and raw.json()["error"]["code"] == "context_length_exceeded"
+        # 100 words and the trailing space (101), 3 tokens of framing for the message, 3 priming the reply.
         assert raw.json()["error"]["message"].startswith("This model's maximum context length is 100 tokens. "
-                                                         "However, you requested 132 tokens.")
+                                                         "However, you requested 107 tokens.")
         server.latency = 0.0
         with pytest.raises(litellm.ContextWindowExceededError, match="maximum context length is 100 tokens"):
             complete(litellm, server, "東京" * 60)  # one token a CJK character: 120 of them do not fit

@@ -40,6 +40,7 @@ from ..core.usage import Usage
 from ..errors import ContextWindowError, TaskError
 from ..models.client import LLMRequest
 from ..models.context import ContextWindows, LiteLLMTokenizer, Window
+from ..models.pricing import Pricing
 from ..settings import Settings
 from .job import Answered, PredictionJob
 from .outcome import LongTextReport, TaskOutcome
@@ -93,9 +94,11 @@ def restated(error: TaskError, message: str, usage: Usage) -> TaskError:
 class LongTexts:
     """Plans tasks against their model's window and answers the ones that do not fit, in parts."""
 
-    def __init__(self, settings: Settings, windows: ContextWindows, asker: Asker, align: AlignOptions) -> None:
+    def __init__(self, settings: Settings, windows: ContextWindows, pricing: Pricing, asker: Asker,
+                 align: AlignOptions) -> None:
         self.settings = settings
         self.windows = windows
+        self.pricing = pricing
         self.asker = asker
         self.align = align
         self._lock = threading.Lock()
@@ -126,7 +129,7 @@ class LongTexts:
         limit = window.tokens - self.reserve(job, window)
         if _utf8_size(request) <= limit:
             return None
-        tokenizer = LiteLLMTokenizer(self.windows.tokenizer_model(request.model))
+        tokenizer = LiteLLMTokenizer(self.pricing, request.model)
         longest = max(texts.values(), key=len)
         # Counting a whole long document costs more than its parts' calls wait: a text whose first `limit`
         # tokens do not reach its end does not fit, whatever surrounds it.
@@ -156,7 +159,7 @@ class LongTexts:
         """The plan after the provider refused a whole task as too long, or the error to report."""
         if images or not texts:
             raise error
-        tokenizer = LiteLLMTokenizer(self.windows.tokenizer_model(request.model))
+        tokenizer = LiteLLMTokenizer(self.pricing, request.model)
         if error.window:
             window = self.windows.learn(request.model, error.window)
         else:

@@ -20,6 +20,8 @@ from ..core.usage import Usage
 from ..errors import AnswerError, ContextWindowError, LLMBackendError, LLMError, TaskError
 from ..models.client import Completion, CompletionClient, LLMRequest
 from ..models.context import ContextWindows
+from ..models.pricing import Pricing
+from ..models.router import load_routing
 from ..redact import redact
 from ..settings import Settings
 from .cache import Cache
@@ -79,6 +81,7 @@ class Predictor:
         examples: ExampleStore | None = None,
         routes: dict[str, tuple[str, ...]] | None = None,
         windows: ContextWindows | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -94,8 +97,8 @@ class Predictor:
             fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
         )
         # Texts longer than the model's context window (see engine/longtext.py).
-        self.long_texts = LongTexts(settings, windows or ContextWindows(settings.llm_context_tokens), self,
-                                    self.align_options)
+        self.long_texts = LongTexts(settings, windows or ContextWindows(settings.llm_context_tokens),
+                                    pricing or Pricing(settings, load_routing(settings)), self, self.align_options)
 
     def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
                       params: dict[str, Any] | None = None) -> str:

@@ -7,6 +7,10 @@ Where a window comes from, per deployment, first found wins:
 3. LLM_CONTEXT_TOKENS, for local models the map does not know;
 4. the provider's own error ("maximum context length is N tokens"), learned while running.
 
+Tokens are counted where the cost plan counts them (`Pricing.prompt_tokens`, LiteLLM's counter with
+the model's tokenizer where LiteLLM has it); `LiteLLMTokenizer` adds what splitting a text needs:
+how much of a text fits a number of tokens.
+
 A routing-file name served by several deployments gets the smallest of their windows: the Router
 may send a prompt to any of them. When nothing is known the window is None and a task is sent
 whole, as before; a context-length error then teaches the window and the task is split.
@@ -14,7 +18,6 @@ whole, as before; a context-length error then teaches the window and the task is
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -23,6 +26,7 @@ from typing import Any
 
 from .client import LLMRequest, load_litellm
 from .model_map import model_entry
+from .pricing import Pricing
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +101,21 @@ class ContextWindows:
             self._learned[model] = tokens
         return Window(tokens, ERROR_SOURCE)
 
-    def tokenizer_model(self, model: str) -> str:
-        """The LiteLLM model string whose tokenizer counts for a model name (a routed name: its first deployment)."""
-        targets = self.deployments.get(model)
-        return targets[0][0] if targets else model
 
 
 @dataclass(frozen=True)
 class LiteLLMTokenizer:
-    """Token counts with LiteLLM's counter (the model's own tokenizer where LiteLLM has it, else tiktoken's)."""
+    """A model name's tokens: counted as the cost plan counts them, and cut with the same tokenizer."""
 
-    model: str
+    pricing: Pricing
+    model: str  # a model name: LLM_MODEL, a cascade step, a routing file's model_name
 
     def count(self, text: str) -> int:
-        return int(load_litellm().token_counter(model=self.model, text=text))
+        return self.pricing.text_tokens(text, self.model)
 
     def count_request(self, request: LLMRequest) -> int:
-        """Tokens of the messages plus the answer's JSON schema (providers count it into the prompt)."""
-        litellm = load_litellm()
-        tokens = int(litellm.token_counter(model=self.model, messages=list(request.messages)))
-        if request.response_format is not None:
-            tokens += self.count(json.dumps(request.response_format, ensure_ascii=False))
-        return tokens
+        """The prompt's tokens: the messages, and the answer's schema where the provider puts it in the prompt."""
+        return self.pricing.prompt_tokens(request, self.model)
 
     def exceeds(self, text: str, tokens: int) -> bool:
         """Whether `text` has more than `tokens` tokens, tokenising no more of it than it takes to tell."""
@@ -133,8 +130,8 @@ class LiteLLMTokenizer:
 
     def fit(self, text: str, tokens: int) -> int:
         """How many leading characters of `text` fit in `tokens` tokens (all of them when the text fits)."""
-        litellm = load_litellm()
-        ids = litellm.encode(model=self.model, text=text)
+        litellm, target = load_litellm(), self.pricing.target(self.model)
+        ids = litellm.encode(model=target, text=text)
         if len(ids) <= tokens:
             return len(text)
-        return min(len(text), len(litellm.decode(model=self.model, tokens=ids[:tokens])))
+        return min(len(text), len(litellm.decode(model=target, tokens=ids[:tokens])))

@@ -11,8 +11,8 @@ Rate limits are the routing file's `rpm`/`tpm`, summed over a model name's deplo
 reads them from the deployment, its `litellm_params` or its `model_info`).
 
 `Pricing.prompt_tokens(request)` is the one place that counts the tokens of a request before it is
-sent (LiteLLM's `token_counter`, which picks the model's tokenizer); the context-window checks
-planned for long documents should count with it too.
+sent (LiteLLM's `token_counter`, which picks the model's tokenizer); the context-window planning of
+long documents (models/context.py) counts with it too.
 """
 
 from __future__ import annotations
