@@ -266,3 +266,25 @@ def test_a_create_that_may_have_succeeded_is_not_retried(llm: FakeLLMServer, tmp
     assert "creating the batch failed" in result.stderr and "(HTTP 503)" in result.stderr
     assert "the provider may have created the batch anyway" in result.stderr
     assert len(attempts) == 1 and len(llm.batch_api.files) == 1  # a 503 is retried elsewhere, never here
+
+
+def test_a_text_longer_than_the_context_is_left_out_of_the_batch_and_asked_in_parts(
+    llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    from testkit.documents import planted_document
+
+    long_text, _planted = planted_document(seed=51, chars=30_000, entities=0)
+    config, tasks = write_inputs(tmp_path, ["short review [s1]", long_text, "short review [s2]"])
+    llm.set_default(Reply(json={"sentiment": "Negative"}))
+    llm.context_tokens = 2048
+    # A model LiteLLM's map does not know, so LLM_CONTEXT_TOKENS is its window.
+    env = cli_env(llm, tmp_path, LLM_MODEL="openai/test-model", LLM_CONTEXT_TOKENS="2048")
+    out = tmp_path / "out.json"
+    result = run_cli(predict_args(config, tasks, out), env)
+    assert result.exit_code == 0, result.output
+    [batch] = llm.batch_api.batches.values()
+    assert len(batch.lines) == 2 and all("short review" in json.dumps(line.body) for line in batch.lines)
+    parts = [r for r in llm.requests if "one part of a longer document" in r["messages"][-1]["content"]]
+    assert len(parts) == llm.calls > 2 and llm.count(400) == 0  # the long text, in parts that fit, normally
+    assert chosen(out) == ["Negative"] * 3
+

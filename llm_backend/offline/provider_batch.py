@@ -1,7 +1,8 @@
 """`--batch-api`: a whole run through the provider's batch API at about half the price, then the normal path.
 
 1. Every task's request is rendered as the normal path would render it (`Predictor.prepare`); tasks
-   whose answer is in the response cache are not sent.
+   whose answer is in the response cache are not sent, nor texts longer than the model's context
+   window (the normal path asks them in parts, engine/longtext.py).
 2. Requests already held by an open batch of the same model and server (the batch store, next to
    the cache) are not sent again: that batch is polled instead. This is how a restarted run resumes.
 3. The rest is uploaded as JSONL, one line per distinct request (its `custom_id` is the cache key),
@@ -129,7 +130,10 @@ class ProviderBatchRun:
         for task in tasks:
             job = PredictionJob(self.config, self.project, task, model=self.name)
             try:
-                request = self.plain.prepare(job).request
+                prepared = self.plain.prepare(job)
+                request, inputs = prepared.request, prepared.inputs
+                if self.plain.long_texts.plan(job, request, inputs.texts, inputs.image_sizes) is not None:
+                    continue  # longer than the model's context: the normal path asks it in parts
             except LLMBackendError:
                 continue  # the normal path reports it
             key = request.cache_key
