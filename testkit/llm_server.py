@@ -542,7 +542,6 @@ class _Handler(BaseHTTPRequestHandler):
         record = fake._record(body, path, received, None, self.client_address)
         # What a keyless server sees of the client's credentials (tests of "no key needed" read it).
         record["_authorization"] = self.headers.get("Authorization")
-
         limit = fake.context_tokens
         if limit is not None and (asked := requested_tokens(body)) > limit:
             fake._finish(record, 400)

@@ -272,7 +272,8 @@ class _LongTask:
         part = Part(Chunk(0, len(text), 0), config)
         try:
             job = with_text(self.job, self.plan.obj, shown, config)
-            answered = self.engine.asker.answer(job, self.engine.asker.build_request(job, texts, long_text=note))
+            request = self.engine.asker.build_request(job, texts, long_text=note)
+            answered = self.engine.asker.answer(job, request, RegionInputs(texts))
         except TaskError as exc:
             return PartAnswer(part, error=exc, usage=exc.usage)
         return PartAnswer(part, answered, usage=answered.usage)
@@ -341,7 +342,7 @@ class _LongTask:
         request = asker.build_request(job, texts, long_text=SUMMARIES_NOTE)
         plan = self.engine.plan(job, request, texts, {})
         if plan is None or depth >= 2:
-            answered = self.ask(job, request)
+            answered = self.ask(job, request, texts)
             scores = control_scores(config, answered.completion.content, answered.completion.logprobs)
             spec_for(control.kind).add_regions(control, answered.answer.values[control.name], inputs,
                                                scores.get(control.name, []), report)
@@ -353,13 +354,14 @@ class _LongTask:
 
     def ask_group(self, job: PredictionJob, obj: str, text: str) -> list[str]:
         group_job = with_text(job, obj, text, job.config)
-        answered = self.ask(group_job, self.engine.asker.build_request(group_job, {obj: text},
-                                                                       long_text=SUMMARIES_NOTE))
+        texts = {obj: text}
+        answered = self.ask(group_job, self.engine.asker.build_request(group_job, texts, long_text=SUMMARIES_NOTE),
+                            texts)
         return list(answered.answer.values[job.config.controls[0].name])
 
-    def ask(self, job: PredictionJob, request: LLMRequest) -> Answered:
+    def ask(self, job: PredictionJob, request: LLMRequest, texts: dict[str, str]) -> Answered:
         try:
-            answered = self.engine.asker.answer(job, request)
+            answered = self.engine.asker.answer(job, request, RegionInputs(texts))
         except TaskError as exc:
             self.usage += exc.usage
             raise restated(exc, f"the summary of the parts' answers: {exc.message}", self.usage) from None

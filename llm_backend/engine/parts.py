@@ -31,7 +31,7 @@ class Asker(Protocol):
     def build_request(self, job: PredictionJob, texts: dict[str, str], images: Any = None,
                       long_text: dict[str, Any] | None = None) -> LLMRequest: ...
 
-    def answer(self, job: PredictionJob, request: LLMRequest) -> Answered: ...
+    def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered: ...
 
     def examples_in_use(self, job: PredictionJob) -> bool: ...
 
@@ -93,15 +93,16 @@ def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, 
     chunk = part.chunk
     piece = texts[obj][chunk.start : chunk.end]
     part_job = with_text(job, obj, piece, part.config)
+    part_texts = {**texts, obj: piece}
     result = PartAnswer(part)
     try:
-        request = asker.build_request(part_job, {**texts, obj: piece}, long_text=PART_NOTE)
+        request = asker.build_request(part_job, part_texts, long_text=PART_NOTE)
         if limit is not None and counter is not None and asker.examples_in_use(part_job):
             # Each part picks its own examples: count what was picked against the window.
             tokens = counter.count_request(request)
             if tokens > limit:
                 raise ContextWindowError(f"the part with its few-shot examples takes {tokens} tokens, over {limit}")
-        answered = asker.answer(part_job, request)
+        answered = asker.answer(part_job, request, RegionInputs(part_texts))
     except TaskError as exc:
         result.error, result.usage = exc, exc.usage
         return result
