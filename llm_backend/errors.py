@@ -6,6 +6,7 @@
     │   └── LabelConfigError        the label config XML is unusable (400)
     ├── PromptError                 a template failed to load or render (names file and line)
     ├── ProviderBatchError          a provider's batch API refused or lost a whole batch (--batch-api)
+    ├── BatchFailedError            every task of a /predict failed for one cause outside the tasks (502)
     └── TaskError                   one task cannot be predicted; the batch goes on
         ├── AnswerError             the model's answer is not valid for the config
         └── LLMError                the model call failed
@@ -57,6 +58,17 @@ class PromptError(LLMBackendError):
 class ProviderBatchError(LLMBackendError):
     status = 502
     code = "batch_error"
+
+
+class BatchFailedError(LLMBackendError):
+    """Every task of a request failed for one systemic cause (the key, the model server, the model name):
+    one error with its fix instead of N task errors. `code` names the cause, e.g. `model_unreachable`."""
+
+    status = 502
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 _E = TypeVar("_E", bound="TaskError")

@@ -55,6 +55,15 @@ def token_kind(token: str) -> TokenKind:
     return "personal_access_token" if _jwt_claims(token) is not None else "legacy"
 
 
+def has_version(task: dict[str, Any], version: str) -> bool:
+    """Whether a Data Manager task row lists `version` among its predictions' model versions (exactly:
+    the Data Manager's "contains" filter matches substrings)."""
+    versions = task.get("predictions_model_versions") or ""
+    if isinstance(versions, str):
+        versions = versions.split(",")
+    return version in {str(v).strip() for v in versions}
+
+
 class LabelStudioClient:
     def __init__(self, url: str, api_key: str, *, timeout: float = 30.0,
                  session: requests.Session | None = None) -> None:
@@ -167,6 +176,37 @@ class LabelStudioClient:
             if not tasks or (total is not None and seen >= total):
                 return
             page += 1
+
+    def task_page(self, project_id: int | str, query: dict[str, Any], page_size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the Data Manager's task list for `query` (filters, ordering, selectedItems); (tasks, total)."""
+        body = self.json("GET", "/api/tasks", params={"project": project_id, "page": 1, "page_size": page_size,
+                                                      "query": json.dumps(query)})
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+            raise LabelStudioAPIError("Label Studio's GET /api/tasks answered without a \"tasks\" list")
+        return body["tasks"], int(body.get("total") or 0)
+
+    def tasks_with_version(self, project_id: int | str, task_ids: list[int], model_version: str) -> set[int]:
+        """Which of `task_ids` already hold a prediction of `model_version` (asked right now)."""
+        found: set[int] = set()
+        for start in range(0, len(task_ids), 100):
+            chunk = task_ids[start:start + 100]
+            query = {"selectedItems": {"all": False, "included": chunk}, "ordering": ["tasks:id"]}
+            tasks, _total = self.task_page(project_id, query, len(chunk))
+            found |= {int(task["id"]) for task in tasks if has_version(task, model_version)}
+        return found
+
+    def import_predictions(self, project_id: int | str, items: list[dict[str, Any]]) -> int:
+        """`POST /api/projects/{id}/import/predictions` (one bulk insert); raise if fewer were stored than sent."""
+        if not items:
+            return 0
+        answer = self.json("POST", f"/api/projects/{project_id}/import/predictions", json=items)
+        created = int((answer or {}).get("created", 0))
+        if created != len(items):
+            raise LabelStudioAPIError(
+                f"Label Studio stored {created} of {len(items)} predictions for project {project_id} "
+                "(it drops predictions that do not fit the project's label config; was it changed meanwhile?)"
+            )
+        return created
 
     def _checked(self, response: requests.Response, what: str) -> Any:
         if response.status_code >= 400:

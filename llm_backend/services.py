@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .core.demo import DEMO_MODEL, is_demo
@@ -18,14 +19,19 @@ from .engine.batch import BatchRunner
 from .engine.batch_store import BatchStore, open_batch_store
 from .engine.cache import Cache, open_cache
 from .engine.cascade import Cascade
+from .engine.consumers import Consumers
 from .engine.events import EventHandler
 from .engine.examples import ExampleStore, open_example_store
 from .engine.fetch import MediaFetcher
+from .engine.jobs import Jobs, current_consumer
+from .engine.jobstore import JobStore, open_job_store
 from .engine.metrics import Metrics
 from .engine.predictor import Predictor, TaskPredictor
+from .engine.problems import Problems
 from .engine.projects import ProjectStore, open_project_store
 from .engine.prompts import PromptLibrary
 from .engine.training import Trainer
+from .engine.writeback import WriteBack
 from .label_studio import LabelStudioClient
 from .models.client import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
 from .models.context import ContextWindows
@@ -58,6 +64,10 @@ class Services:
     events: EventHandler
     pricing: Pricing  # prices, rate limits and token counts per model name
     batches: BatchStore  # provider batches submitted and not yet used (--batch-api)
+    job_store: JobStore
+    jobs: Jobs
+    consumers: Consumers
+    health: Problems  # problems of the whole backend (whole-batch failures, the write-back): the status page
     startup: StartupChecks = field(default_factory=StartupChecks)  # filled by warm_up, shown by /health
     started: float = field(default_factory=time.time)
 
@@ -127,6 +137,18 @@ def build_services(
     runner = BatchRunner(predictor, settings.llm_concurrency)
     trainer = Trainer(runner, examples, projects)
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
+    job_store = open_job_store(settings.cache_dir, settings.cache_url)
+    jobs = Jobs(settings, job_store, predictor, writeback=label_studio is not None)
+    consumers = Consumers(jobs, job_store, settings.llm_concurrency,
+                          writeback=_writeback(job_store, label_studio, jobs))
     return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
                     runner, trainer, events, pricing,
-                    open_batch_store(settings.cache_dir, settings.cache_url))
+                    open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, Problems())
+
+
+def _writeback(store: JobStore, label_studio: LabelStudioClient | None, jobs: Jobs
+               ) -> Callable[[Consumers], WriteBack] | None:
+    """How a process's consumers build their write-back; None without Label Studio credentials."""
+    if label_studio is None:
+        return None
+    return lambda consumers: WriteBack(store, label_studio, current_consumer(), consumers.live, jobs.awaited)

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     threads: int = Field(8, ge=1, le=256)
     predict_deadline: float = Field(80.0, gt=0, le=3600)
+    # Tasks of a /predict become a durable background job (engine/jobs.py); off: the deadline's leftovers
+    # only finish into the cache, in memory, as before.
+    jobs_enabled: bool = True
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     max_tasks_per_request: int = Field(10_000, ge=1)
     # A resource limit, not a context one: longer texts fail that task (never truncated); shorter ones

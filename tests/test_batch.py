@@ -15,9 +15,10 @@ from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
 
 
-def _batch(n: int, prefix: str = "task") -> dict[str, Any]:
+def _batch(n: int, prefix: str = "task", first_id: int = 0) -> dict[str, Any]:
+    # Task ids are unique in a Label Studio instance: another prefix is other tasks, so other ids.
     return {"label_config": CHOICES_CONFIG, "project": "5.1",
-            "tasks": [{"id": i, "data": {"text": f"{prefix} number {i}"}} for i in range(n)]}
+            "tasks": [{"id": first_id + i, "data": {"text": f"{prefix} number {i}"}} for i in range(n)]}
 
 
 def _choices(results: list[dict[str, Any]]) -> list[Any]:
@@ -122,8 +123,10 @@ def test_concurrent_requests_share_the_process_wide_limit(make_client: Any, llm:
     llm.set_default(Reply(json={"sentiment": "Neutral"}, delay=0.3))
     client = make_client(llm_concurrency=3)
     outputs: list[Any] = []
-    threads = [threading.Thread(target=lambda p=p: outputs.append(client.post("/predict", json=_batch(6, p))))
-               for p in ("alpha", "beta")]
+    def post(prefix: str, first: int) -> None:
+        outputs.append(client.post("/predict", json=_batch(6, prefix, first)))
+
+    threads = [threading.Thread(target=post, args=args) for args in (("alpha", 0), ("beta", 100))]
     for thread in threads:
         thread.start()
     for thread in threads:

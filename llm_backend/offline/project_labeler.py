@@ -72,13 +72,6 @@ def _filters(version: str, after: int) -> str:
     })
 
 
-def _has_version(task: dict[str, Any], version: str) -> bool:
-    versions = task.get("predictions_model_versions") or ""
-    if isinstance(versions, str):
-        versions = versions.split(",")
-    return version in {str(v).strip() for v in versions}
-
-
 class ProjectLabeler:
     def __init__(self, client: LabelStudioClient, services: Services, project_id: int, *, page_size: int = 100) -> None:
         self.client = client
@@ -124,7 +117,7 @@ class ProjectLabeler:
             if not tasks:
                 return
             after = max(int(task["id"]) for task in tasks)
-            yield [task for task in tasks if not _has_version(task, self.model_version)]
+            yield [task for task in tasks if not has_version(task, self.model_version)]
 
     def post(self, items: list[dict[str, Any]]) -> int:
         """Import predictions in one request; raise if Label Studio stored fewer than sent."""

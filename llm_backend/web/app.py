@@ -63,7 +63,8 @@ def create_app(
 
     @app.errorhandler(LLMBackendError)
     def backend_error(exc: LLMBackendError) -> tuple[Response, int]:
-        return _error(exc.status if exc.status < 500 else 500, exc.code, redact(exc.message))
+        # 502: the model behind us failed (a whole batch for one cause); any other 5xx is our own fault.
+        return _error(exc.status if exc.status < 500 or exc.status == 502 else 500, exc.code, redact(exc.message))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -19,6 +19,7 @@ from ..errors import BadRequestError
 from ..models.router import ModelChoice, Routing, parse_extra_params
 from ..models.vision import deployments_support, vision_support
 from ..services import Services
+from .predict_jobs import job_task_ids, predict_with_jobs
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class ProtocolHandler:
         if project and (state is None or state.model_version != version):
             update(self.services.projects, project, model_version=version)
         asked = instruction(body.get("params"))
+        if settings.jobs_enabled and project is not None and asked is None and job_task_ids(tasks):
+            return predict_with_jobs(self.services, config, project, version, choice, tasks, started)
         jobs: list[PredictionJob | None] = [
             PredictionJob(config, project, task, asked, choice.model, dict(choice.params))
             if isinstance(task, dict) else None

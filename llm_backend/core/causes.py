@@ -1,0 +1,105 @@
+"""Why a task failed, as a cause a person can act on: a short name, what to do, and whether it is the
+task's own problem or the whole backend's.
+
+A failed task carries an error code (`TaskOutcome.error_code`, the `LLMBackendError.code`) and a
+message; the same cause can arrive under several codes (a refused connection is retried first,
+so it ends as `llm_unavailable`; a wrong key is `llm_rejected` with HTTP 401). The status page
+groups errors by cause, and a /predict whose every task failed for one *systemic* cause (auth,
+unreachable or unknown model) is reported as one error with its fix instead of N task errors.
+Pure: strings in, a `Cause` out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cause:
+    key: str
+    title: str
+    fix: str
+    systemic: bool  # no task can succeed until it is fixed: retrying task by task only wastes time
+
+
+AUTH = Cause("auth", "the model provider refused the API key",
+             "set LLM_API_KEY (or the provider's own variable, e.g. OPENAI_API_KEY) to a valid key and restart",
+             systemic=True)
+UNREACHABLE = Cause("unreachable", "the model server cannot be reached",
+                    "check LLM_API_BASE (scheme, host, port and /v1) and that the model server is up; "
+                    "`llm-backend doctor` tests it", systemic=True)
+UNKNOWN_MODEL = Cause("unknown_model", "the model server does not know this model",
+                      "check LLM_MODEL (a LiteLLM model string such as openai/gpt-4o-mini or "
+                      "hosted_vllm/<served model name>) against the models the server lists", systemic=True)
+RATE_LIMITED = Cause("rate_limited", "the provider kept answering 429 (rate limit)",
+                     "lower LLM_CONCURRENCY, or raise the provider's limit", systemic=False)
+OVERLOADED = Cause("overloaded", "the model server kept failing or timing out",
+                   "check the model server's health and load; raise LLM_TIMEOUT for slow models", systemic=False)
+CUT_OFF = Cause("cut_off", "answers were cut off before the JSON ended",
+                "raise LLM_MAX_TOKENS (or unset it), or shorten the label config's outputs", systemic=False)
+INVALID = Cause("invalid_answer", "the model's answers did not fit the label config",
+                "check the prompt (`llm-backend prompts show`), try LLM_OUTPUT_MODE=schema, or a stronger model",
+                systemic=False)
+TOO_LONG = Cause("too_long", "the task is longer than the model or MAX_TASK_CHARS allows",
+                 "split long documents, raise MAX_TASK_CHARS, or choose a model with a larger context window",
+                 systemic=False)
+MEDIA = Cause("media", "a task file or image could not be fetched",
+              "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or add the host to ALLOWED_MEDIA_HOSTS",
+              systemic=False)
+BAD_TASK = Cause("bad_task", "the task's data does not fit the label config",
+                 "check the task's data fields against the config's value=\"$field\" names", systemic=False)
+REJECTED = Cause("rejected", "the model provider rejected the request",
+                 "read the provider's message; a parameter the model does not support is the usual reason",
+                 systemic=False)
+INTERNAL = Cause("internal", "an internal error", "see the backend's log for the traceback", systemic=False)
+
+CAUSES = (AUTH, UNREACHABLE, UNKNOWN_MODEL, RATE_LIMITED, OVERLOADED, CUT_OFF, INVALID, TOO_LONG, MEDIA, BAD_TASK,
+          REJECTED, INTERNAL)
+BY_KEY = {cause.key: cause for cause in CAUSES}
+
+_HTTP = re.compile(r"\(HTTP (\d{3})\)")
+# LiteLLM reports a refused connection as "InternalServerError (HTTP 500) ... Connection error."
+_UNREACHABLE_WORDS = ("apiconnectionerror", "connecterror", "connection refused", "connection error",
+                      "name or service not known", "nodename nor servname", "getaddrinfo", "no route to host")
+_AUTH_WORDS = ("AuthenticationError", "PermissionDeniedError", "invalid_api_key", "Incorrect API key",
+               "missing credentials", "api_key")
+_CUT_OFF_WORDS = ("finish_reason=length", "cut off", "Unterminated string", "Expecting ',' delimiter",
+                  "did not contain a JSON object")
+
+
+def classify_failure(error_code: str | None, message: str | None) -> Cause:
+    """The cause of one failed task, from its error code and message (never from the task's text)."""
+    text = message or ""
+    status = int(match.group(1)) if (match := _HTTP.search(text)) else None
+    if error_code in ("llm_rejected", "llm_unavailable", "llm_error"):
+        if status in (401, 403) or any(word in text for word in _AUTH_WORDS):
+            return AUTH
+        if status == 404 or "NotFoundError" in text or "model_not_found" in text:
+            return UNKNOWN_MODEL
+        if "ContextWindowExceeded" in text or "context length" in text.lower():
+            return TOO_LONG
+        if error_code == "llm_rejected":
+            return REJECTED
+        if status == 429 or "RateLimitError" in text:
+            return RATE_LIMITED
+        if any(word in text.lower() for word in _UNREACHABLE_WORDS):
+            return UNREACHABLE
+        return OVERLOADED
+    if error_code == "invalid_answer":
+        return CUT_OFF if any(word in text for word in _CUT_OFF_WORDS) else INVALID
+    if error_code == "task_error":
+        if "MAX_TASK_CHARS" in text:
+            return TOO_LONG
+        if "fetch" in text or "media fetching" in text or "image" in text:
+            return MEDIA
+        return BAD_TASK
+    return INTERNAL
+
+
+def common_systemic_cause(causes: list[Cause]) -> Cause | None:
+    """The one systemic cause every failure shares, or None (mixed causes, or a task's own problem)."""
+    if not causes or not all(cause.systemic for cause in causes):
+        return None
+    first = causes[0]
+    return first if all(cause == first for cause in causes) else None

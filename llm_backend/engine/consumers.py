@@ -1,0 +1,176 @@
+"""The threads that work the job queue in one process: huey workers, a heartbeat with recovery, and the
+write-back to Label Studio.
+
+`serve` starts them in each gunicorn worker after the fork (`post_worker_init`), `llm-backend
+worker` in its own process, `label-project --wait` for as long as its job runs; an app built in a
+test starts them on its first submission and lets them stop once the queue has been idle a while.
+`LLM_CONCURRENCY` worker threads per process, like the request path: the provider sees at most
+processes x LLM_CONCURRENCY calls.
+
+huey forgets a message once a worker has taken it, so a `kill -9` loses the messages of the tasks
+that were running. Each process writes a heartbeat; a task `running` under a consumer whose
+heartbeat is older than `lease` seconds is queued again (its answer, if the model had given it,
+is in the response cache), and a `queued` task with no message in the queue gets a new one. A
+duplicate message is harmless: `Jobs.execute` only runs a task it moves from `queued` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from .jobs import Jobs, current_consumer
+from .jobstore import JobStore
+from .writeback import WriteBack
+
+log = logging.getLogger(__name__)
+
+
+class Consumers:
+    def __init__(self, jobs: Jobs, store: JobStore, threads: int, *,
+                 writeback: Callable[[Consumers], WriteBack] | None = None,
+                 heartbeat: float = 2.0, lease: float = 10.0, idle_exit: float = 30.0) -> None:
+        self.jobs = jobs
+        self.store = store
+        self.threads = threads
+        self._writeback_factory = writeback
+        self.heartbeat_every = heartbeat
+        self.lease = lease
+        self.idle_exit = idle_exit
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._persistent = False
+        self._busy = 0
+        self._last_work = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads)
+
+    def start(self, *, persistent: bool = True) -> bool:
+        """Start this process's threads (once per process); False when they already run."""
+        with self._lock:
+            self._persistent = self._persistent or persistent
+            if self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads):
+                return False
+            self._pid = os.getpid()
+            self._stop = threading.Event()
+            self._last_work = time.monotonic()
+            self._threads = [threading.Thread(target=self._work, name=f"llm-job-{i + 1}", daemon=True)
+                             for i in range(self.threads)]
+            self._threads.append(threading.Thread(target=self._maintain, name="llm-job-heartbeat", daemon=True))
+            if self._writeback_factory is not None:
+                writeback = self._writeback_factory(self)
+                self._threads.append(threading.Thread(target=self._write, args=(writeback,), name="llm-writeback",
+                                                      daemon=True))
+            for thread in self._threads:
+                thread.start()
+        log.info("job consumers started: %d threads, consumer %s, queue %s", self.threads, current_consumer(),
+                 type(self.jobs.huey.storage).__name__)
+        return True
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the tasks in progress (their answers reach the cache and the ledger), then stop."""
+        self._stop.set()
+        with self._lock:
+            threads = list(self._threads) if self._pid == os.getpid() else []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def live(self) -> set[str]:
+        """Consumers whose heartbeat is fresh, this one included."""
+        now = time.time()
+        return {name for name, seen in self.store.consumers().items() if now - seen < self.lease} | {
+            current_consumer()}
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def _idle_too_long(self) -> bool:
+        return not self._persistent and self._busy == 0 and time.monotonic() - self._last_work > self.idle_exit
+
+    def _work(self) -> None:
+        huey = self.jobs.huey
+        delay = 0.05
+        while not self._stop.is_set():
+            try:
+                message = huey.dequeue()
+            except Exception as exc:
+                log.warning("reading the job queue failed (%s); trying again in 1 s", type(exc).__name__)
+                self._stop.wait(1.0)
+                continue
+            if message is None:
+                if self._idle_too_long():
+                    return
+                if not getattr(huey.storage, "blocking", False):
+                    self._stop.wait(delay)
+                    delay = min(delay * 1.5, 0.5)
+                continue
+            delay = 0.05
+            with self._lock:
+                self._busy += 1
+            try:
+                huey.execute(message)
+            except Exception:  # huey logs it too; one bad message must not stop the worker
+                log.exception("job task failed")
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._last_work = time.monotonic()
+
+    def _maintain(self) -> None:
+        me = current_consumer()
+        first = True
+        last_recovery = 0.0
+        while not self._stop.is_set():
+            try:
+                self.store.heartbeat(me)
+                if first or time.monotonic() - last_recovery >= self.lease / 2:
+                    self.recover()
+                    last_recovery = time.monotonic()
+                    first = False
+            except Exception:
+                log.exception("job heartbeat or recovery failed")
+            if self._idle_too_long():
+                return
+            self._stop.wait(self.heartbeat_every)
+
+    def _write(self, writeback: WriteBack) -> None:
+        while not self._stop.is_set():
+            try:
+                writeback.run_once()
+            except Exception:
+                log.exception("write-back to Label Studio failed")
+            if self._idle_too_long():
+                return
+            with self.jobs._changed:
+                self.jobs._changed.wait(timeout=0.5)
+        writeback.run_once()  # what finished while stopping
+
+    def recover(self) -> int:
+        """Queue again the tasks whose consumer died and the queued tasks whose message is gone."""
+        live = self.live()
+        now = time.time()
+        messages: set[tuple[str, int]] | None = None
+        requeued = 0
+        for job in self.store.jobs():
+            for record in self.store.records(job.id):
+                if record.state == "running" and record.owner not in live:
+                    if self.store.move(job.id, record.moved("queued", owner=None), {"running"}, owner=record.owner):
+                        self.jobs.enqueue(job.id, record.task_id)
+                        requeued += 1
+                elif record.state == "queued" and now - record.updated > self.lease:
+                    messages = self.jobs.queued_messages() if messages is None else messages
+                    if (job.id, record.task_id) not in messages:
+                        self.jobs.enqueue(job.id, record.task_id)
+                        requeued += 1
+        if requeued:
+            log.warning("job recovery: %d tasks queued again (their consumer stopped, e.g. killed)", requeued)
+        return requeued

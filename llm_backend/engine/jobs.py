@@ -1,0 +1,274 @@
+"""Durable background jobs: the tasks of a selection, queued in huey and predicted by consumers.
+
+A /predict (or `label-project`) *submits* its tasks to the job of its project and model_version:
+each task gets a record in the job store (`engine/jobstore.py`) and a message in the queue. huey
+keeps the queue: SQLite in CACHE_DIR by default (no extra service), Redis when CACHE_URL is set so
+that replicas share the work. Consumers (`engine/consumers.py`: threads inside `serve`, or
+`llm-backend worker`) take messages and run `execute`, which predicts the task with the service's
+predictor: the response cache makes a task that was answered before a crash free.
+
+/predict then waits until its deadline and *collects*: a finished task whose outcome it wins
+(`done -> returned`, a compare-and-set) goes into its response; the rest carry on as the job, and
+are written back to Label Studio (`engine/writeback.py`) or collected by the next click.
+
+A job whose tasks fail one after another for the same systemic cause (wrong key, unreachable or
+unknown model) is *halted*: its queued tasks fail at once with that cause instead of each paying
+for retries, and the next submission resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.causes import BY_KEY, Cause, classify_failure
+from ..core.config import LabelConfig, parse_label_config
+from ..settings import Settings
+from .jobstore import ACTIVE, DELIVERED, JobInfo, JobStore, TaskRecord
+from .outcome import TaskOutcome
+from .predictor import PredictionJob, TaskPredictor
+
+log = logging.getLogger(__name__)
+
+HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
+SETTLED = frozenset({"done", "failed", "posting", *DELIVERED})  # nothing left for a /predict to wait for
+
+
+def open_huey(settings: Settings) -> Any:
+    """The queue: SqliteHuey in CACHE_DIR, or RedisHuey on CACHE_URL (imported here, never at start-up)."""
+    if settings.cache_url:
+        from huey import RedisHuey
+
+        return RedisHuey("llm-backend", url=settings.cache_url, results=False, blocking=True, read_timeout=1)
+    from huey import SqliteHuey
+
+    path = Path(settings.cache_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("llm-backend", filename=str(path / "queue.sqlite3"), results=False, timeout=30)
+
+
+@dataclass
+class Submission:
+    job: JobInfo
+    task_ids: list[int]
+    received: float  # wall-clock time the request arrived: what was delivered before it is not delivered again
+    queued: int = 0
+
+
+@dataclass
+class Collected:
+    items: dict[int, dict[str, Any]] = field(default_factory=dict)  # task id -> result item for Label Studio
+    failed: dict[int, TaskRecord] = field(default_factory=dict)  # failed during this request
+    pending: list[int] = field(default_factory=list)  # still in the job
+
+
+class Jobs:
+    """Submits tasks to jobs, executes queued tasks, and collects outcomes for /predict."""
+
+    def __init__(self, settings: Settings, store: JobStore, predictor: TaskPredictor, *, writeback: bool,
+                 huey_factory: Callable[[Settings], Any] = open_huey) -> None:
+        self.settings = settings
+        self.store = store
+        self.predictor = predictor
+        self.writeback = writeback  # whether this process can post to Label Studio
+        self._huey_factory = huey_factory
+        self._lock = threading.Lock()
+        self._huey: Any = None
+        self._huey_task: Any = None
+        self._pid = 0
+        self._configs: dict[str, LabelConfig] = {}
+        self._changed = threading.Condition()
+        self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> monotonic deadline of a waiting /predict
+
+    # -- the queue --------------------------------------------------------------------------------
+
+    @property
+    def huey(self) -> Any:
+        # Built on first use in each process: a SQLite connection or a socket must not cross a fork.
+        with self._lock:
+            if self._huey is None or self._pid != os.getpid():
+                self._huey = self._huey_factory(self.settings)
+                self._huey_task = self._huey.task(name="llm_backend.predict_task")(self.execute)
+                self._pid = os.getpid()
+            return self._huey
+
+    def enqueue(self, job_id: str, task_id: int) -> None:
+        self.huey  # noqa: B018 (builds the task wrapper)
+        self._huey_task(job_id, task_id)
+
+    def queued_messages(self) -> set[tuple[str, int]]:
+        """(job, task) of every message waiting in the queue."""
+        found = set()
+        for message in self.huey.pending():
+            if len(message.args) == 2:
+                found.add((str(message.args[0]), int(message.args[1])))
+        return found
+
+    # -- submitting -------------------------------------------------------------------------------
+
+    def job(self, project: str, model_version: str, label_config: str, model: str | None,
+            params: dict[str, Any], *, writeback: bool | None = None) -> JobInfo:
+        """The job of this project and version, created or refreshed; a new submission lifts a halt."""
+        now = time.time()
+        job_id = JobInfo.key(project, model_version)
+        current = self.store.get_job(job_id)
+        job = JobInfo(job_id, project, model_version, label_config, model, dict(params),
+                      writeback=self.writeback if writeback is None else writeback,
+                      created=current.created if current else now, updated=now)
+        self.store.put_job(job)
+        if current is not None and current.halted:
+            log.info("job %s resumed (it was halted: %s)", job_id, current.halted_message)
+        return job
+
+    def submit(self, job: JobInfo, tasks: list[dict[str, Any]], *, received: float | None = None,
+               await_until: float | None = None) -> Submission:
+        """Queue every task that is not already queued, running or delivered since the request arrived."""
+        submission = Submission(job, [], received or time.time())
+        for task in tasks:
+            task_id = int(task["id"])
+            submission.task_ids.append(task_id)
+            if await_until is not None:
+                self._awaited[(job.id, task_id)] = await_until
+            submission.queued += self._submit_one(job, task_id, {"id": task_id, "data": task.get("data")},
+                                                  submission.received)
+        if submission.queued:
+            log.info("job %s: %d tasks queued (%d submitted)", job.id, submission.queued, len(tasks))
+        return submission
+
+    def _submit_one(self, job: JobInfo, task_id: int, data: dict[str, Any], received: float) -> int:
+        now = time.time()
+        fresh = TaskRecord(task_id, "queued", submitted=now, updated=now)
+        if self.store.add_task(job.id, fresh, data):
+            self.enqueue(job.id, task_id)
+            return 1
+        record = self.store.get_task(job.id, task_id)
+        if record is None or record.state in ACTIVE:
+            return 0  # queued, running, or finished and about to be delivered: this request waits for it
+        if record.state in DELIVERED and record.updated >= received:
+            return 0  # delivered while this request was on its way: Label Studio has it or is storing it
+        # Failed, or delivered before this request arrived and asked for again, so Label Studio no longer
+        # holds it (deleted): predict again, through the cache, so settings changed since are honoured, with
+        # the task's data as sent now (it may have been edited).
+        self.store.set_task_data(job.id, task_id, data)
+        if self.store.move(job.id, fresh, {"failed", *DELIVERED}):
+            self.enqueue(job.id, task_id)
+            return 1
+        return 0
+
+    # -- executing (in a consumer thread) ---------------------------------------------------------
+
+    def _config(self, job: JobInfo) -> LabelConfig:
+        config = self._configs.get(job.id)
+        if config is None:
+            config = parse_label_config(job.label_config)
+            if len(self._configs) > 64:
+                self._configs.clear()
+            self._configs[job.id] = config
+        return config
+
+    def execute(self, job_id: str, task_id: int, consumer: str | None = None) -> None:
+        """Predict one queued task (the huey task). A duplicate message finds the task taken and returns."""
+        consumer = consumer or current_consumer()
+        job = self.store.get_job(job_id)
+        record = self.store.get_task(job_id, task_id)
+        if job is None or record is None or record.state != "queued":
+            return
+        if job.halted:
+            cause = BY_KEY.get(job.halted)
+            message = f"not sent to the model: this job stopped because {job.halted_message}"
+            self._finish(job, record, TaskOutcome("failed", error=message), cause, consumer=None)
+            return
+        running = record.moved("running", owner=consumer)
+        if not self.store.move(job_id, running, {"queued"}):
+            return  # another consumer took it
+        data = self.store.task_data(job_id, task_id) or {"id": task_id, "data": {}}
+        prediction = PredictionJob(self._config(job), job.project, data, None, job.model, dict(job.params))
+        outcome = self.predictor.predict(prediction)
+        cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
+        self._finish(job, running, outcome, cause, consumer=consumer)
+        if cause is not None and cause.systemic:
+            self._maybe_halt(job, cause, outcome.error or "")
+
+    def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None,
+                consumer: str | None) -> None:
+        now = time.time()
+        item = outcome.to_result(job.model_version) if outcome.regions is not None else None
+        finished = record.moved("done" if item is not None else "failed", owner=None, finished=now, item=item,
+                                status=outcome.status, error=outcome.error, error_code=outcome.error_code,
+                                cause=cause.key if cause else None, usage=outcome.usage.to_dict())
+        self.store.move(job.id, finished, {record.state}, owner=consumer)
+        with self._changed:
+            self._changed.notify_all()
+
+    def _maybe_halt(self, job: JobInfo, cause: Cause, message: str) -> None:
+        records = self.store.records(job.id)
+        finished = sorted((r for r in records if r.finished is not None), key=lambda r: r.finished or 0.0,
+                          reverse=True)
+        streak = 0
+        for record in finished:
+            if record.cause != cause.key:
+                break
+            streak += 1
+        pending = any(r.state in ("queued", "running") for r in records)
+        if streak < HALT_AFTER or not pending:
+            return
+        current = self.store.get_job(job.id) or job
+        if current.halted:
+            return
+        text = f"{streak} tasks in a row failed: {cause.title} ({message[:200]}); fix: {cause.fix}"
+        self.store.put_job(JobInfo(**{**current.__dict__, "halted": cause.key, "halted_message": text}))
+        log.error("job %s halted: %s", job.id, text)
+
+    # -- collecting (in a /predict) ---------------------------------------------------------------
+
+    def wait(self, submission: Submission, deadline: float) -> list[TaskRecord]:
+        """Block until every submitted task is settled or the monotonic `deadline` passes."""
+        while True:
+            records = self.store.records(submission.job.id, submission.task_ids)
+            unsettled = [r for r in records if r.state not in SETTLED]
+            if not unsettled or time.monotonic() >= deadline:
+                return records
+            with self._changed:
+                self._changed.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def collect(self, submission: Submission, records: list[TaskRecord]) -> Collected:
+        """Take what finished for this response; release the rest to the write-back."""
+        collected = Collected()
+        for record in records:
+            if record.state == "done" and record.item is not None and \
+                    self.store.move(submission.job.id, record.moved("returned"), {"done"}):
+                collected.items[record.task_id] = record.item
+            elif record.state == "failed" and (record.finished or 0) >= submission.received:
+                collected.failed[record.task_id] = record
+            else:
+                collected.pending.append(record.task_id)
+        for task_id in submission.task_ids:
+            self._awaited.pop((submission.job.id, task_id), None)
+        return collected
+
+    def awaited(self, job_id: str, task_id: int) -> bool:
+        """Whether a /predict in this process is still waiting for this task (the write-back leaves it)."""
+        until = self._awaited.get((job_id, task_id))
+        return until is not None and time.monotonic() < until
+
+
+_consumer_lock = threading.Lock()
+_consumer: tuple[int, str] | None = None
+
+
+def current_consumer() -> str:
+    """This process's consumer id (host, pid and a random part: a restarted pid is a new consumer)."""
+    global _consumer
+    import socket
+    import uuid
+
+    with _consumer_lock:
+        if _consumer is None or _consumer[0] != os.getpid():
+            _consumer = (os.getpid(), f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        return _consumer[1]

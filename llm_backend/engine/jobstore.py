@@ -1,0 +1,258 @@
+"""Where background jobs keep their progress: one record per job and per task, with atomic state moves.
+
+The queue library (huey, `engine/jobs.py`) delivers and runs the work; it forgets a message once a
+worker has taken it, and keeps no per-task outcome. This store is the ledger around it: which
+tasks a job has, who is running or posting each one (`owner`, a consumer id with a heartbeat), the
+outcome, and the usage. Every state change is a compare-and-set (`move`), so two workers, two
+replicas, a /predict request and the write-back never both take the same task:
+
+    queued -> running -> done -> returned   (answered by /predict within its deadline)
+                              -> posting -> posted | present   (written back to Label Studio)
+                      -> failed            (no prediction; the next submission queues it again)
+
+SQLite (a file in CACHE_DIR, shared by gunicorn workers and `llm-backend worker` on one host) by
+default; Redis when CACHE_URL is set, so several replicas share one ledger as they share the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from .cache import SQLiteFile
+
+ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
+DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
+ANY_OWNER = "*"  # `move` without an owner condition
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job per project and model_version: every submission of that pair adds to it."""
+
+    id: str
+    project: str
+    model_version: str
+    label_config: str
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    writeback: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+    halted: str | None = None  # a systemic cause key: queued tasks are not sent to the model
+    halted_message: str | None = None
+
+    @staticmethod
+    def key(project: str, model_version: str) -> str:
+        return f"{project}:{model_version}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobInfo:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: int
+    state: str
+    owner: str | None = None
+    updated: float = 0.0
+    submitted: float = 0.0
+    finished: float | None = None
+    status: str | None = None  # ok | cached | failed (the engine's TaskOutcome.status)
+    item: dict[str, Any] | None = None  # {"result", "score", "model_version"}: what Label Studio stores
+    error: str | None = None
+    error_code: str | None = None
+    cause: str | None = None  # core.causes key of a failure
+    usage: dict[str, Any] | None = None
+
+    def moved(self, state: str, **changes: Any) -> TaskRecord:
+        return replace(self, state=state, updated=time.time(), **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> TaskRecord:
+        return cls(**json.loads(raw))
+
+
+class JobStore(Protocol):
+    def put_job(self, job: JobInfo) -> None: ...
+    def get_job(self, job_id: str) -> JobInfo | None: ...
+    def jobs(self) -> list[JobInfo]: ...
+    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool: ...
+    def get_task(self, job_id: str, task_id: int) -> TaskRecord | None: ...
+    def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None: ...
+    def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None: ...
+    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]: ...
+    def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
+             owner: str | None = ANY_OWNER) -> bool: ...
+    def heartbeat(self, consumer: str) -> None: ...
+    def consumers(self) -> dict[str, float]: ...
+
+
+class SQLiteJobStore(SQLiteFile):
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            path,
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS tasks (job TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL, "
+            "owner TEXT, body TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, task))",
+            "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, seen REAL NOT NULL)",
+        )
+
+    def put_job(self, job: JobInfo) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)", (job.id, job.to_json()))
+
+    def get_job(self, job_id: str) -> JobInfo | None:
+        row = self._connect().execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobInfo.from_json(row[0]) if row else None
+
+    def jobs(self) -> list[JobInfo]:
+        return [JobInfo.from_json(row[0]) for row in self._connect().execute("SELECT body FROM jobs ORDER BY id")]
+
+    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
+        cursor = self._connect().execute(
+            "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, record.task_id, record.state, record.owner, record.to_json(), json.dumps(task, ensure_ascii=False)))
+        return cursor.rowcount == 1
+
+    def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
+        row = self._connect().execute("SELECT body FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
+        return TaskRecord.from_json(row[0]) if row else None
+
+    def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
+        row = self._connect().execute("SELECT data FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
+        self._connect().execute("UPDATE tasks SET data = ? WHERE job = ? AND task = ?",
+                                (json.dumps(task, ensure_ascii=False), job_id, task_id))
+
+    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]:
+        db = self._connect()
+        if task_ids is None:
+            rows = db.execute("SELECT body FROM tasks WHERE job = ? ORDER BY task", (job_id,)).fetchall()
+        else:
+            rows = []
+            for start in range(0, len(task_ids), 500):  # SQLite's limit on bound parameters
+                chunk = task_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += db.execute(f"SELECT body FROM tasks WHERE job = ? AND task IN ({marks})",
+                                   (job_id, *chunk)).fetchall()
+        return [TaskRecord.from_json(row[0]) for row in rows]
+
+    def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
+             owner: str | None = ANY_OWNER) -> bool:
+        """Replace the task's record if it is in one of `from_states` (and owned by `owner`)."""
+        states = sorted(from_states)
+        sql = (f"UPDATE tasks SET state = ?, owner = ?, body = ? WHERE job = ? AND task = ? "
+               f"AND state IN ({','.join('?' * len(states))})")
+        params: list[Any] = [record.state, record.owner, record.to_json(), job_id, record.task_id, *states]
+        if owner != ANY_OWNER:
+            sql += " AND owner IS ?"
+            params.append(owner)
+        return self._connect().execute(sql, params).rowcount == 1
+
+    def heartbeat(self, consumer: str) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO consumers (id, seen) VALUES (?, ?)", (consumer, time.time()))
+
+    def consumers(self) -> dict[str, float]:
+        return {row[0]: row[1] for row in self._connect().execute("SELECT id, seen FROM consumers")}
+
+
+# KEYS[1] the job's task hash; ARGV: task id, new body, allowed states (comma-separated), owner or "*" (any).
+_MOVE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local record = cjson.decode(current)
+local allowed = false
+for state in string.gmatch(ARGV[3], '[^,]+') do
+  if record['state'] == state then allowed = true end
+end
+if not allowed then return 0 end
+if ARGV[4] ~= '*' then
+  local owner = record['owner']
+  if owner == cjson.null then owner = '' end
+  if owner ~= ARGV[4] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class RedisJobStore:
+    def __init__(self, url: str, prefix: str = "llm-backend:jobs:") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._prefix = prefix
+        self._move = self._redis.register_script(_MOVE)
+
+    def _tasks_key(self, job_id: str) -> str:
+        return f"{self._prefix}{job_id}:tasks"
+
+    def _data_key(self, job_id: str) -> str:
+        return f"{self._prefix}{job_id}:data"
+
+    def put_job(self, job: JobInfo) -> None:
+        self._redis.hset(f"{self._prefix}index", job.id, job.to_json())
+
+    def get_job(self, job_id: str) -> JobInfo | None:
+        raw = self._redis.hget(f"{self._prefix}index", job_id)
+        return JobInfo.from_json(raw) if raw else None
+
+    def jobs(self) -> list[JobInfo]:
+        found = [JobInfo.from_json(raw) for raw in self._redis.hgetall(f"{self._prefix}index").values()]
+        return sorted(found, key=lambda job: job.id)
+
+    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
+        # Data first: a record is never visible without the task it describes.
+        self._redis.hsetnx(self._data_key(job_id), str(record.task_id), json.dumps(task, ensure_ascii=False))
+        return bool(self._redis.hsetnx(self._tasks_key(job_id), str(record.task_id), record.to_json()))
+
+    def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
+        raw = self._redis.hget(self._tasks_key(job_id), str(task_id))
+        return TaskRecord.from_json(raw) if raw else None
+
+    def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
+        raw = self._redis.hget(self._data_key(job_id), str(task_id))
+        return dict(json.loads(raw)) if raw else None
+
+    def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
+        self._redis.hset(self._data_key(job_id), str(task_id), json.dumps(task, ensure_ascii=False))
+
+    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]:
+        if task_ids is None:
+            raws = list(self._redis.hgetall(self._tasks_key(job_id)).values())
+        else:
+            raws = []
+            for start in range(0, len(task_ids), 1000):
+                raws += self._redis.hmget(self._tasks_key(job_id), [str(t) for t in task_ids[start:start + 1000]])
+        return sorted((TaskRecord.from_json(raw) for raw in raws if raw), key=lambda record: record.task_id)
+
+    def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
+             owner: str | None = ANY_OWNER) -> bool:
+        expected = owner or ""
+        moved = self._move(keys=[self._tasks_key(job_id)],
+                           args=[str(record.task_id), record.to_json(), ",".join(sorted(from_states)), expected])
+        return bool(moved)
+
+    def heartbeat(self, consumer: str) -> None:
+        self._redis.hset(f"{self._prefix}consumers", consumer, str(time.time()))
+
+    def consumers(self) -> dict[str, float]:
+        return {key.decode(): float(value) for key, value in self._redis.hgetall(f"{self._prefix}consumers").items()}
+
+
+def open_job_store(cache_dir: Path, cache_url: str | None) -> JobStore:
+    if cache_url:
+        return RedisJobStore(cache_url)
+    return SQLiteJobStore(Path(cache_dir) / "jobstate.sqlite3")
