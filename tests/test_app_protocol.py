@@ -45,12 +45,10 @@ def test_health_is_fast_and_does_not_import_litellm() -> None:
     assert (status, setup_status, imported) == ("200", "200", "False"), out.stderr
 
 
-def test_health_and_root(make_client: Any) -> None:
-    client = make_client()
-    for path in ("/", "/health"):
-        body = client.get(path).get_json()
-        assert body["status"] == "UP"
-        assert body["model"] == "openai/test-model"
+def test_health(make_client: Any) -> None:
+    body = make_client().get("/health").get_json()
+    assert body["status"] == "UP"
+    assert body["model"] == "openai/test-model"
 
 
 def test_setup_returns_the_model_version_stamped_on_predictions(make_client: Any, llm: FakeLLMServer) -> None:

@@ -56,6 +56,40 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
 
 
 @main.command()
+@click.option("--threads", type=click.IntRange(1, 512), default=None,
+              help="Tasks predicted at once by this worker (default: LLM_CONCURRENCY).")
+def worker(threads: int | None) -> None:
+    """Work the job queue without serving HTTP: for larger deployments, next to `serve`.
+
+    Uses the same queue and ledger as `serve` (SQLite in CACHE_DIR on this host, or Redis with
+    CACHE_URL), predicts queued tasks and writes them back to Label Studio when LABEL_STUDIO_URL
+    and LABEL_STUDIO_API_KEY are set. Stops on SIGTERM or Ctrl-C after the tasks in progress."""
+    import signal
+    import threading
+
+    from ..services import build_services
+
+    settings = _settings(llm_concurrency=threads)
+    configure_logging(settings.log_level)
+    try:
+        services = build_services(settings)
+    except LLMBackendError as exc:
+        click.echo(f"llm-backend: {exc.message}", err=True)
+        sys.exit(2)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    services.warm_up()
+    services.consumers.start(persistent=True)
+    if services.label_studio is None:
+        logging.getLogger(__name__).warning(
+            "LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY not set: finished tasks are not written back to Label Studio; "
+            "the next \"Retrieve predictions\" collects them")
+    stop.wait()
+    services.consumers.stop(timeout=settings.llm_timeout)
+
+
+@main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A label config XML to check (controls, toName, $field).")
 def doctor(config_path: Path | None) -> None:

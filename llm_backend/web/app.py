@@ -24,6 +24,7 @@ from ..settings import Settings
 from .auth import OPEN_PATHS, basic_auth_refusal, webhook_refusal
 from .openapi import openapi_spec
 from .protocol import ProtocolHandler
+from .status import render_status, status_data
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ def create_app(
         return response
 
     @app.get("/")
+    def status_page() -> Response:
+        return Response(render_status(services), mimetype="text/html")
+
+    @app.get("/jobs")
+    def jobs() -> Response:
+        return jsonify(status_data(services))
+
     @app.get("/health")
     def health() -> Response:
         return jsonify({

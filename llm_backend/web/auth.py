@@ -10,7 +10,9 @@ import hmac
 
 from ..settings import Settings
 
-OPEN_PATHS = ("/", "/health")  # probes from container runtimes and load balancers carry no credentials
+# Probes from container runtimes and load balancers carry no credentials. The status page (/) is not one:
+# it shows what the backend is doing, so it is behind basic auth like the protocol.
+OPEN_PATHS = ("/health",)
 
 
 def _same(given: str, expected: str) -> bool:

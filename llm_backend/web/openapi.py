@@ -46,7 +46,9 @@ PROJECT = {"description": "\"<id>.<created unix time>\" as Label Studio sends it
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {400: "Bad request (the message names the problem)", 401: "Authentication required",
-               413: "Body larger than MAX_REQUEST_BYTES", 500: "Internal error (details only in the server log)"}
+               413: "Body larger than MAX_REQUEST_BYTES", 500: "Internal error (details only in the server log)",
+               502: "Every task failed for one cause outside the tasks (API key, model server, model name); "
+                    "the message names it and its fix"}
     return {str(status): {"description": reasons[status], "content": {"application/json": {"schema": ERROR}}}
             for status in statuses}
 
@@ -84,7 +86,14 @@ def openapi_spec(version: str) -> dict[str, Any]:
         "info": {"title": "llm-backend", "version": version,
                  "description": "Label Studio ML backend protocol, answered by an LLM."},
         "paths": {
-            "/": {"get": {"summary": "Health (alias)", "responses": {"200": health}}},
+            "/": {"get": {"summary": "Status page (HTML): jobs, errors by cause, usage, per project", "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                **_error_responses(401)}}},
+            "/jobs": {"get": {"summary": "The status page as JSON", "responses": {
+                "200": _json({"type": "object", "required": ["backend", "problems", "projects"],
+                              "properties": {"backend": {"type": "object"}, "problems": {"type": "array"},
+                                             "projects": {"type": "array"}}}),
+                **_error_responses(401)}}},
             "/health": {"get": {"summary": "Health; answers at once", "responses": {"200": health}}},
             "/setup": {"post": {
                 "summary": "Parse the label config; return the model version",
@@ -99,7 +108,7 @@ def openapi_spec(version: str) -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object", "required": ["results"],
                                             "properties": {"results": {"type": "array", "items": RESULT_ITEM},
                                                            "model_version": {"type": "string"}}}),
-                              **_error_responses(400, 401, 413, 500)},
+                              **_error_responses(400, 401, 413, 500, 502)},
             }},
             "/webhook": {"post": {
                 "summary": "Label Studio events; acknowledged at once",

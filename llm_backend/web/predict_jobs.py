@@ -21,6 +21,7 @@ from ..services import Services
 
 log = logging.getLogger(__name__)
 
+MAX_ID = 2**53  # ids past this are not Label Studio's (and would overflow SQLite's integers)
 SYSTEMIC = [cause for cause in CAUSES if cause.systemic]
 
 WRITEBACK_OFF = ("write-back is off (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set): press Retrieve "
@@ -28,9 +29,9 @@ WRITEBACK_OFF = ("write-back is off (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY a
 
 
 def job_task_ids(tasks: list[Any]) -> bool:
-    """Whether every task is a Label Studio task with an integer id (what a job can track)."""
-    return bool(tasks) and all(isinstance(task, dict) and isinstance(task.get("id"), int)
-                               and not isinstance(task.get("id"), bool) for task in tasks)
+    """Whether every task is a Label Studio task with a positive integer id (what a job can track)."""
+    return bool(tasks) and all(isinstance(task, dict) and type(task.get("id")) is int and 0 < task["id"] < MAX_ID
+                               for task in tasks)
 
 
 def predict_with_jobs(services: Services, config: LabelConfig, project: str, version: str, choice: ModelChoice,

@@ -7,6 +7,7 @@ cross a fork, and the port should be open (and /health answering) at once.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -14,16 +15,29 @@ from gunicorn.app.base import BaseApplication
 from ..settings import Settings
 from .app import create_app, services_of
 
+log = logging.getLogger(__name__)
+
 
 def _post_worker_init(worker: Any) -> None:
-    services_of(worker.wsgi).warm_up()
+    services = services_of(worker.wsgi)
+    services.warm_up()
+    if services.settings.jobs_enabled:
+        # After the fork, like the warm-up: the queue's connections and threads belong to this worker. A restarted
+        # backend resumes its unfinished jobs from here, without waiting for a request.
+        services.consumers.start(persistent=True)
+        if services.label_studio is None:
+            log.warning("LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY not set: tasks left to a job after the predict deadline "
+                        "are not written back to Label Studio; the next \"Retrieve predictions\" collects them")
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
     # Let tasks that outlived their request finish, so their paid answers reach the cache.
     app = getattr(worker, "wsgi", None)
     if app is not None and "llm_backend" in getattr(app, "extensions", {}):
-        services_of(app).runner.shutdown()
+        services = services_of(app)
+        services.runner.shutdown()
+        # Tasks in progress finish (answers reach the cache and the ledger); queued ones wait for the next start.
+        services.consumers.stop(timeout=services.settings.llm_timeout)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""The status page (`GET /`, HTML) and its JSON twin (`GET /jobs`): what the backend is doing, per project.
+
+Per project: the model and model_version, each job's queued / running / done / failed counts, rate
+and ETA, tokens and cost so far, the cache hit rate, the latest errors grouped by cause with the
+fix, and a link to the latest evaluation report; above them, problems of the whole backend
+(`services.health`). Both sit behind BASIC_AUTH_* like every route but /health and /webhook. They
+show no secret (no key, no URL with credentials) and no task data: only counts, versions, model
+names and error texts, which name causes, never a task's text.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import __version__
+from ..engine.jobstatus import JobStatus, job_status
+from ..redact import redact
+from ..services import Services
+
+_TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                         autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=True,
+                         lstrip_blocks=True)
+
+
+def _project_key(project: str) -> tuple[int, str]:
+    return (int(project), "") if project.isdigit() else (1 << 62, project)
+
+
+def status_data(services: Services, now: float | None = None) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready values (the `/jobs` answer)."""
+    now = time.time() if now is None else now
+    settings = services.settings
+    statuses: dict[str, list[JobStatus]] = {}
+    for job in services.job_store.jobs():
+        statuses.setdefault(job.project, []).append(job_status(job, services.job_store.records(job.id), now))
+    states = {state.project: state for state in services.projects.all()}
+    projects = []
+    for project in sorted(set(statuses) | set(states), key=_project_key):
+        state = states.get(project)
+        jobs = sorted(statuses.get(project, []), key=lambda status: -status.created)
+        projects.append({
+            "project": project,
+            "model": (state.choice.model if state and state.choice.model else None) or settings.llm_model,
+            "model_version": state.model_version if state else (jobs[0].model_version if jobs else None),
+            "evaluation": f"/evaluation?project={project}" if state and state.evaluation else None,
+            "evaluation_summary": (state.evaluation or {}).get("summary") if state else None,
+            "jobs": [_redacted(status.to_dict()) for status in jobs],
+        })
+    live = services.consumers.live() if settings.jobs_enabled else set()
+    return {
+        "backend": {
+            "version": __version__,
+            "model": settings.llm_model,
+            "cascade": list(settings.cascade_models),
+            "uptime_seconds": round(now - services.started, 1),
+            "jobs_enabled": settings.jobs_enabled,
+            "queue": "redis" if settings.cache_url else "sqlite",
+            "consumers": len(live),
+            "concurrency": settings.llm_concurrency,
+            "writeback": services.label_studio is not None,
+            "writeback_note": None if services.label_studio is not None else (
+                "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set: tasks left to a job after the predict "
+                'deadline are not written back; the next "Retrieve predictions" collects them'),
+        },
+        "problems": [{"title": p.title, "message": redact(p.message), "fix": p.fix, "since": p.since, "last": p.last,
+                      "count": p.count} for p in services.health.all()],
+        "projects": projects,
+        "generated": now,
+    }
+
+
+def _redacted(data: dict[str, Any]) -> dict[str, Any]:
+    for group in data["errors"]:
+        group["last_error"] = redact(group["last_error"])
+    if data.get("halted"):
+        data["halted"] = redact(data["halted"])
+    return data
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _cost(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp)) if timestamp else "–"
+
+
+_TEMPLATES.filters.update(duration=_duration, cost=_cost, percent=_percent, when=_when)
+
+
+def render_status(services: Services, refresh: int = 5) -> str:
+    return _TEMPLATES.get_template("status.html.j2").render(data=status_data(services), refresh=refresh)
