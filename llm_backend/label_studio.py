@@ -177,7 +177,8 @@ class LabelStudioClient:
                 return
             page += 1
 
-    def task_page(self, project_id: int | str, query: dict[str, Any], page_size: int) -> tuple[list[dict[str, Any]], int]:
+    def task_page(self, project_id: int | str, query: dict[str, Any], page_size: int
+                  ) -> tuple[list[dict[str, Any]], int]:
         """One page of the Data Manager's task list for `query` (filters, ordering, selectedItems); (tasks, total)."""
         body = self.json("GET", "/api/tasks", params={"project": project_id, "page": 1, "page_size": page_size,
                                                       "query": json.dumps(query)})

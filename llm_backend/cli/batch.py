@@ -206,19 +206,24 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Stop after this many tasks (the next run goes on from there).")
 @click.option("--dry-run", is_flag=True, help="Only report the model_version and how many tasks need a prediction.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Work the job here, with a progress bar, until it is done; --no-wait only queues it for "
+                   "`llm-backend serve` or `llm-backend worker` on the same queue (CACHE_DIR or CACHE_URL).")
 @_batch_api
 @_common
-def label_project(project_id: int, page_size: int, limit: int | None, dry_run: bool, batch_api: bool,
+def label_project(project_id: int, page_size: int, limit: int | None, dry_run: bool, wait: bool, batch_api: bool,
                   poll_interval: float, model: str | None, concurrency: int | None, progress: bool | None,
                   verbose: bool) -> None:
     """Pre-annotate every task of a Label Studio project that has no prediction yet.
 
     Reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a Personal Access Token or a Legacy
     Token, from Label Studio's Account & Settings). Fetches the project's label config and,
-    page by page, the tasks without a prediction of the current model_version; predicts them
-    and imports each page's predictions in one request. No 100-second limit applies. Safe to
-    stop (Ctrl-C) and run again: imported tasks are skipped and finished answers come from the
-    cache. Tasks that failed stay without a prediction and are retried by the next run.
+    page by page, the tasks without a prediction of the current model_version, and submits them
+    to the project's background job (the one "Retrieve predictions" feeds); its predictions are
+    imported into Label Studio in batches, at most one per task and version. No 100-second limit
+    applies. Safe to stop (Ctrl-C) and run again: imported tasks are skipped, queued ones stay
+    queued and finished answers come from the cache. Tasks that failed stay without a prediction
+    and are retried by the next run.
 
     Exit codes: 0 done, 1 some task failed, 2 unusable input or Label Studio error, 130 interrupted.
     """
@@ -239,11 +244,15 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
             if result.interrupted and batch.report.pending:
                 batch_interrupted(batch)
         else:
-            result = labeler.run(limit=limit, progress=progress)
+            result = labeler.run(limit=limit, progress=progress, wait=wait)
     except LLMBackendError as exc:
         raise InputError(exc.message) from None
     click.echo(f"project {project_id}: model_version {result.model_version}; {result.pending} tasks had no "
                f"prediction of it")
+    if not result.waited:
+        click.echo(f"queued {result.submitted} tasks in job {result.job}; `llm-backend serve` or `llm-backend worker` "
+                   "on the same queue works it (progress on the status page, GET / or /jobs)")
+        return
     _echo_summary(result.summary, result.errors)
     for line in batch.report.lines() if batch is not None else []:
         click.echo(line)

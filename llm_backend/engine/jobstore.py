@@ -121,7 +121,8 @@ class SQLiteJobStore(SQLiteFile):
     def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
         cursor = self._connect().execute(
             "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (job_id, record.task_id, record.state, record.owner, record.to_json(), json.dumps(task, ensure_ascii=False)))
+            (job_id, record.task_id, record.state, record.owner, record.to_json(),
+             json.dumps(task, ensure_ascii=False)))
         return cursor.rowcount == 1
 
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:

@@ -2,8 +2,13 @@
 
 Label Studio gives an ML backend's /predict 100 s, which a large project never fits in. Here the
 backend pulls instead: it asks for the tasks that have no prediction of the current
-model_version, a page at a time, predicts them through the service's runner and imports each
-page's predictions in one request.
+model_version, a page at a time, and submits them to the project's job, the same durable job a
+"Retrieve predictions" click feeds (`engine/jobs.py`). Its consumers predict them and the
+write-back posts them to Label Studio in batches, at most one prediction per task and version.
+With `wait` (the default) this process runs consumers itself and shows progress until the job
+is done; without, `serve` or `llm-backend worker` on the same queue does the work. With
+`--batch-api` (`run_batch`) the tasks go through the provider's batch API instead, and their
+predictions are imported with the same once-only post (`engine/writeback.post_once`).
 
 Label Studio 1.23.2 endpoints used:
 
@@ -13,11 +18,11 @@ Label Studio 1.23.2 endpoints used:
   by id rather than by page number, because every imported page shrinks the filtered set and
   page numbers would skip tasks. The "contains" filter matches substrings, so each task's
   `predictions_model_versions` is checked again here.
-* `POST /api/projects/{id}/import/predictions`: a list of `{task, result, score, model_version}`
-  stored in one bulk insert; it answers `{"created": n}`.
+* `POST /api/projects/{id}/import/predictions` (by the write-back).
 
-Resuming needs no state file: what was imported is skipped by the filter, and what was predicted
-but not imported (an interruption mid-page) is in the response cache, so it costs no LLM call.
+Resuming needs no state file of its own: imported tasks are skipped by the filter, queued ones
+are still in the queue, and what was predicted but not imported is in the job's ledger and the
+response cache, so it costs no LLM call.
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.config import LabelConfig, parse_label_config
+from ..core.usage import Usage
+from ..engine.jobstore import DELIVERED, JobInfo, TaskRecord
 from ..engine.outcome import BatchSummary, TaskOutcome
+from ..engine.writeback import post_once
 from ..errors import LLMBackendError
-from ..label_studio import LabelStudioAPIError, LabelStudioClient
+from ..label_studio import LabelStudioAPIError, LabelStudioClient, has_version
 from ..services import Services
 from .files import prediction_item
 from .provider_batch import ProviderBatchRun
-from .runs import PredictionRun, Progress, predict_tasks
+from .runs import PredictionRun, Progress
 
 
 class ProjectError(LLMBackendError):
@@ -46,10 +54,13 @@ class ProjectError(LLMBackendError):
 class LabelProjectResult:
     model_version: str
     pending: int  # tasks without a prediction of this version when the run started
-    posted: int = 0
+    job: str = ""
+    submitted: int = 0
+    posted: int = 0  # predictions this run's job imported into Label Studio
     outcomes: list[TaskOutcome] = field(default_factory=list)
     errors: dict[str, list[Any]] = field(default_factory=dict)
     interrupted: bool = False
+    waited: bool = True
     seconds: float = 0.0
 
     @property
@@ -119,43 +130,37 @@ class ProjectLabeler:
             after = max(int(task["id"]) for task in tasks)
             yield [task for task in tasks if not has_version(task, self.model_version)]
 
-    def post(self, items: list[dict[str, Any]]) -> int:
-        """Import predictions in one request; raise if Label Studio stored fewer than sent."""
-        if not items:
-            return 0
-        answer = self.client.json("POST", f"/api/projects/{self.project_id}/import/predictions", json=items)
-        created = int((answer or {}).get("created", 0))
-        if created != len(items):
-            raise LabelStudioAPIError(
-                f"Label Studio stored {created} of {len(items)} predictions for project {self.project_id} "
-                "(it drops predictions that do not fit the project's label config; was it changed meanwhile?)"
-            )
-        return created
-
-    def run(self, *, limit: int | None = None, progress: bool | None = None) -> LabelProjectResult:
-        """Predict and import page by page; stop after `limit` tasks, or on Ctrl-C once what
-        already finished is imported. `progress`: a bar on stderr (None: only on a terminal)."""
-        started = time.monotonic()
+    def run(self, *, limit: int | None = None, progress: bool | None = None, wait: bool = True
+            ) -> LabelProjectResult:
+        """Submit every task lacking this version's prediction (at most `limit`) to the project's job and, with
+        `wait`, work it here until it is done; Ctrl-C stops after the tasks in progress, which are imported.
+        `progress`: a bar on stderr (None: only on a terminal)."""
+        started, since = time.monotonic(), time.time()
         result = LabelProjectResult(self.model_version, self.pending())
-        total = result.pending if limit is None else min(result.pending, limit)
-        remaining = limit
-        with Progress(total, f"project {self.project_id}", progress) as bar:
-            try:
-                for page in self.pages():
-                    tasks = page if remaining is None else page[:remaining]
-                    run = predict_tasks(self.services, self.config, tasks, str(self.project_id), progress=bar)
-                    self._collect(result, tasks, run)
-                    result.posted += self.post(self._items(tasks, run))
-                    if remaining is not None:
-                        remaining -= len(tasks)
-                    if run.interrupted:
-                        result.interrupted = True
-                        break
-                    if remaining is not None and remaining <= 0:
-                        break
-            except KeyboardInterrupt:
-                # Between pages or while importing: the answers are cached, the next run imports them.
-                result.interrupted = True
+        jobs = self.services.jobs
+        job = jobs.job(str(self.project_id), self.model_version, self.config.xml, None, {}, writeback=True)
+        result.job, submitted = job.id, []
+        consumers = self.services.consumers
+        try:
+            if wait:
+                consumers.start(persistent=True)  # work starts while the next pages are fetched
+            for page in self.pages():
+                room = None if limit is None else limit - len(submitted)
+                tasks = page if room is None else page[:room]
+                jobs.submit(job, tasks, received=since)
+                submitted += [int(task["id"]) for task in tasks]
+                if room is not None and len(tasks) >= room:
+                    break
+            result.submitted = len(submitted)
+            if wait:
+                self._wait(job, submitted, progress)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            if wait:
+                consumers.stop()  # in-flight tasks finish and what finished is imported
+        result.waited = wait
+        self._collect(result, job, submitted, since)
         result.seconds = time.monotonic() - started
         return result
 
@@ -169,7 +174,7 @@ class ProjectLabeler:
         with Progress(len(tasks), f"project {self.project_id}", progress) as bar:
             try:
                 run = batch.run(tasks, progress=bar)
-                self._collect(result, tasks, run)
+                self._collect_run(result, tasks, run)
                 items = self._items(tasks, run)
                 for start in range(0, len(items), self.page_size):
                     result.posted += self.post(items[start:start + self.page_size])
@@ -190,7 +195,41 @@ class ProjectLabeler:
         return items
 
     @staticmethod
-    def _collect(result: LabelProjectResult, tasks: list[dict[str, Any]], run: PredictionRun) -> None:
+    def _collect_run(result: LabelProjectResult, tasks: list[dict[str, Any]], run: PredictionRun) -> None:
         result.outcomes += run.finished
         for message, ids in run.errors.items():
             result.errors.setdefault(message, []).extend(ids)
+
+    def post(self, items: list[dict[str, Any]]) -> int:
+        """Import predictions, skipping tasks that already hold one of this version (idempotent)."""
+        return len(post_once(self.client, self.project_id, self.model_version, items).posted)
+
+    def _wait(self, job: JobInfo, task_ids: list[int], progress: bool | None) -> None:
+        with Progress(len(task_ids), f"project {self.project_id}", progress) as bar:
+            while True:
+                records = self.services.job_store.records(job.id, task_ids)
+                settled = [r for r in records if r.state in DELIVERED or r.state == "failed"]
+                bar.show(len(settled), sum(r.state == "failed" for r in records), _usage(records))
+                if len(settled) == len(task_ids):
+                    return
+                time.sleep(0.2)
+
+    def _collect(self, result: LabelProjectResult, job: JobInfo, task_ids: list[int], since: float) -> None:
+        for record in self.services.job_store.records(job.id, task_ids):
+            if record.state == "posted" and record.updated >= since:
+                result.posted += 1
+            if record.finished is None or record.finished < since:
+                continue  # not run by this run (delivered before, or still queued)
+            result.outcomes.append(_outcome(record))
+            if record.state == "failed":
+                result.errors.setdefault(record.error or "failed", []).append(record.task_id)
+
+
+def _usage(records: list[TaskRecord]) -> Usage:
+    return Usage.total(Usage(**record.usage) for record in records if record.usage)
+
+
+def _outcome(record: TaskRecord) -> TaskOutcome:
+    regions = (record.item or {}).get("result") if record.state != "failed" else None
+    return TaskOutcome(record.status or "failed", regions=regions, error=record.error, error_code=record.error_code,
+                       usage=Usage(**record.usage) if record.usage else Usage())

@@ -46,6 +46,13 @@ class Progress:
         self.bar.set_postfix_str(f"failed={self.failed} calls={self.usage.calls} cost={cost}", refresh=False)
         self.bar.update(1)
 
+    def show(self, finished: int, failed: int, usage: Usage) -> None:
+        """Set the bar to totals read from somewhere else (a job's ledger) rather than counted here."""
+        self.failed, self.usage = failed, usage
+        cost = usage.cost_text(4) if usage.cost is not None else "?"
+        self.bar.set_postfix_str(f"failed={failed} calls={usage.calls} cost={cost}", refresh=False)
+        self.bar.update(finished - self.bar.n)
+
     def close(self) -> None:
         self.bar.close()
 

@@ -84,7 +84,7 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:
