@@ -150,8 +150,8 @@ class Consumers:
                 log.exception("write-back to Label Studio failed")
             if self._idle_too_long():
                 return
-            with self.jobs._changed:
-                self.jobs._changed.wait(timeout=0.5)
+            # One import a second at most: batches of what finished meanwhile, not one request per task.
+            self._stop.wait(1.0)
         writeback.run_once()  # what finished while stopping
 
     def recover(self) -> int:

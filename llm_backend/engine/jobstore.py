@@ -71,6 +71,7 @@ class TaskRecord:
     error_code: str | None = None
     cause: str | None = None  # core.causes key of a failure
     usage: dict[str, Any] | None = None
+    ran_by: str | None = None  # the consumer that predicted it
 
     def moved(self, state: str, **changes: Any) -> TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)

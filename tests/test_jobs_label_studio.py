@@ -1,0 +1,168 @@
+"""One click on a large selection, with the real Label Studio 1.23.2: the tasks /predict cannot finish by
+its deadline run on as a durable job and are written back, exactly once each; across a kill -9 and
+a restart; shared by two `serve` processes on Redis; and what Label Studio shows when a whole batch
+fails. The model is the test LLM server (LiteLLM over HTTP) at 250 ms a call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from llm_backend.engine.jobstore import RedisJobStore
+from testkit.llm_server import FakeLLMServer, Reply
+from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
+
+pytestmark = pytest.mark.label_studio
+
+TOTAL = 300
+JOB_ENV = {"LLM_CONCURRENCY": "4", "PREDICT_DEADLINE": "5"}
+
+
+def ls_env(label_studio: Any, **extra: str) -> dict[str, str]:
+    return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, **JOB_ENV, **extra}
+
+
+def counts(label_studio: Any, project: int) -> dict[str, Counter[int]]:
+    """model_version -> {task id: number of predictions of it}, as Label Studio stores them."""
+    found: dict[str, Counter[int]] = {}
+    for prediction in label_studio.predictions(project):
+        found.setdefault(prediction["model_version"], Counter())[prediction["task"]] += 1
+    return found
+
+
+def wait_for_predictions(label_studio: Any, project: int, version: str, expected: int, timeout: float
+                         ) -> tuple[Counter[int], float]:
+    """Poll Label Studio until `expected` tasks hold a prediction of `version`; (counts, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        stored = counts(label_studio, project).get(version, Counter())
+        if len(stored) >= expected or time.monotonic() - started > timeout:
+            return stored, time.monotonic() - started
+        time.sleep(0.5)
+
+
+def project_with_tasks(label_studio: Any, title: str, total: int = TOTAL) -> tuple[int, list[int]]:
+    project = label_studio.create_project(title, CHOICES_CONFIG)
+    return project, label_studio.import_tasks(project, [{"text": f"review {i:03d} of the thing"} for i in range(total)])
+
+
+def wait_until_model_ready(backend: BackendProcess) -> None:
+    """LiteLLM loads in the background after a start (seconds): a backend that has been up a while."""
+    deadline = time.monotonic() + 60
+    while not requests.get(f"{backend.url}/health", timeout=5).json()["model_ready"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_one_click_labels_300_tasks_and_a_second_click_adds_none(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    llm.latency = 0.25
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    backend = start_backend(**ls_env(label_studio))
+    wait_until_model_ready(backend)
+    project, task_ids = project_with_tasks(label_studio, "one click 300")
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    version = label_studio.get_ml_backend(ml)["model_version"]
+
+    clicked = time.monotonic()
+    answer = label_studio.retrieve_predictions(project, task_ids)
+    assert answer["processed_items"] == TOTAL
+    stored, _ = wait_for_predictions(label_studio, project, version, TOTAL, timeout=40 - (time.monotonic() - clicked))
+    assert time.monotonic() - clicked <= 40
+    assert stored == Counter({task_id: 1 for task_id in task_ids})  # every task, exactly once
+    assert llm.calls == TOTAL
+
+    label_studio.retrieve_predictions(project, task_ids)  # Label Studio sends nothing: every task has this version
+    time.sleep(2)
+    assert counts(label_studio, project) == {version: Counter({task_id: 1 for task_id in task_ids})}
+    assert llm.calls == TOTAL
+
+    status = requests.get(f"{backend.url}/jobs", timeout=5).json()
+    [job] = next(p for p in status["projects"] if p["project"] == str(project))["jobs"]
+    assert (job["total"], job["delivered"], job["failed"], job["queued"], job["running"]) == (TOTAL, TOTAL, 0, 0, 0)
+    assert 0 < job["written_back"] < TOTAL  # the first seconds' tasks went back in /predict's answer, the rest by post
+    assert job["usage"]["calls"] == TOTAL
+
+
+def in_flight_at(llm: FakeLLMServer, moment: float, grace: float = 0.1) -> int:
+    """Model calls received before `moment` and not answered by then (the answer cannot have been cached)."""
+    return sum(1 for r in llm.stats()["requests"] if r["_received_at"] < moment and
+               (r["_answered_at"] is None or r["_answered_at"] > moment - grace))
+
+
+def test_kill_9_mid_job_then_restart_finishes_every_task_once_without_paying_twice(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    llm.latency = 0.25
+    llm.set_default(Reply(json={"sentiment": "Negative"}))
+    env = ls_env(label_studio, PORT=str(free_port()))
+    backend = start_backend(**env)
+    project, task_ids = project_with_tasks(label_studio, "kill -9 mid job")
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    version = label_studio.get_ml_backend(ml)["model_version"]
+    label_studio.retrieve_predictions(project, task_ids)
+    stored, _ = wait_for_predictions(label_studio, project, version, 100, timeout=60)
+    assert 100 <= len(stored) < TOTAL
+    os.killpg(backend.process.pid, signal.SIGKILL)  # the whole process group: gunicorn and its worker
+    killed = time.time()
+    backend.process.wait(timeout=10)
+    in_flight = in_flight_at(llm, killed)
+    calls_at_kill = llm.calls
+    assert calls_at_kill < TOTAL
+
+    restarted = start_backend(**env)  # the same port, CACHE_DIR and Label Studio: `llm-backend serve` again
+    assert restarted.url == backend.url
+    stored, _ = wait_for_predictions(label_studio, project, version, TOTAL, timeout=120)
+    assert stored == Counter({task_id: 1 for task_id in task_ids}), restarted.log()
+    assert counts(label_studio, project).keys() == {version}
+    assert llm.calls <= TOTAL + in_flight, (llm.calls, in_flight)
+    assert "job recovery" in restarted.log()
+
+
+@pytest.mark.redis
+def test_two_serve_processes_on_redis_share_the_job(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, redis_url: str
+) -> None:
+    llm.latency = 0.25
+    llm.set_default(Reply(json={"sentiment": "Neutral"}))
+    env = ls_env(label_studio, CACHE_URL=redis_url)
+    first, second = start_backend(**env), start_backend(**env)
+    project, task_ids = project_with_tasks(label_studio, "two replicas on redis")
+    ml = label_studio.connect_ml_backend(project, first.url)  # Label Studio only knows one of them
+    version = label_studio.get_ml_backend(ml)["model_version"]
+    label_studio.retrieve_predictions(project, task_ids)
+    stored, _ = wait_for_predictions(label_studio, project, version, TOTAL, timeout=60)
+    assert stored == Counter({task_id: 1 for task_id in task_ids})
+    assert llm.calls == TOTAL
+
+    records = RedisJobStore(redis_url).records(f"{project}:{version}")
+    by_consumer = Counter(record.ran_by for record in records)
+    pids = {str(p) for p in (_worker_pid(first), _worker_pid(second))}
+    assert {consumer.split("-")[-2] for consumer in by_consumer} == pids  # both did calls
+    assert sum(by_consumer.values()) == TOTAL and min(by_consumer.values()) >= 20
+    # Both status pages read the one ledger (the last batch is marked posted just after Label Studio stored it).
+    for backend in (first, second):
+        deadline = time.monotonic() + 10
+        while True:
+            [job] = next(p for p in requests.get(f"{backend.url}/jobs", timeout=5).json()["projects"]
+                         if p["project"] == str(project))["jobs"]
+            if job["delivered"] == TOTAL or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (job["total"], job["delivered"], job["failed"]) == (TOTAL, TOTAL, 0)
+
+
+def _worker_pid(backend: BackendProcess) -> int:
+    """The pid of the gunicorn worker (the master's only child)."""
+    children = Path(f"/proc/{backend.process.pid}/task/{backend.process.pid}/children").read_text().split()
+    assert len(children) == 1
+    return int(children[0])
