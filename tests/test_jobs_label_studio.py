@@ -166,3 +166,80 @@ def _worker_pid(backend: BackendProcess) -> int:
     children = Path(f"/proc/{backend.process.pid}/task/{backend.process.pid}/children").read_text().split()
     assert len(children) == 1
     return int(children[0])
+
+
+@pytest.mark.parametrize("case", ["unreachable-model-502", "too-many-tasks-400"])
+def test_what_label_studio_shows_when_predict_fails_as_a_whole(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, case: str
+) -> None:
+    """Label Studio 1.23.2 answers the Data Manager action with "Retrieved N predictions" whatever /predict
+    answered (a 502 with its reason, a 400): it logs the error, stores nothing and keeps the model connected.
+    So the reason is in the backend's log (one ERROR with the fix) and on its status page. (A failing /setup would
+    mark the model "Error" in Label Studio's settings, but it also stops every prediction of the project until
+    /setup succeeds again, so the backend does not use it for a failure it cannot see the end of.)"""
+    if case.startswith("unreachable"):
+        env = {"LLM_API_BASE": f"http://127.0.0.1:{free_port()}/v1", "LLM_MAX_RETRIES": "1",
+               "LLM_RETRY_MAX_WAIT": "0.2"}
+    else:
+        env = {"MAX_TASKS_PER_REQUEST": "2"}
+    backend = start_backend(**env)
+    project, task_ids = project_with_tasks(label_studio, f"whole batch fails {case}", total=5)
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    answer = label_studio.retrieve_predictions(project, task_ids)
+
+    assert answer == {"processed_items": 5, "detail": "Retrieved 5 predictions"}  # LS's own text, not ours
+    assert label_studio.predictions(project) == []
+    assert label_studio.get_ml_backend(ml)["state"] == "CO"  # still "Connected"
+    direct = requests.post(f"{backend.url}/predict", json={
+        "project": f"{project}.1", "label_config": CHOICES_CONFIG,
+        "tasks": [{"id": task_id, "data": {"text": "x"}} for task_id in task_ids]}, timeout=60)
+    if case.startswith("unreachable"):
+        assert direct.status_code == 502
+        error = direct.json()["error"]
+        assert error["code"] == "model_unreachable"
+        assert "all 5 tasks failed: the model server cannot be reached" in error["message"]
+        assert "check LLM_API_BASE" in error["message"]
+        assert "ERROR llm_backend.web.predict_jobs" in backend.log()
+        status = requests.get(f"{backend.url}/jobs", timeout=5).json()
+        assert status["problems"][0]["title"] == "the model server cannot be reached"
+        [job] = next(p for p in status["projects"] if p["project"] == str(project))["jobs"]
+        assert job["errors"][0]["cause"] == "unreachable" and job["errors"][0]["tasks"] == 5
+        assert llm.calls == 0
+    else:
+        assert direct.status_code == 400
+        assert "over MAX_TASKS_PER_REQUEST=2" in direct.json()["error"]["message"]
+    # What Label Studio keeps of it: its own log line, with the status but not our message.
+    [logged] = [line for line in label_studio.log_tail(400).splitlines() if f"{backend.url}/predict" in line]
+    expected = "502 Server Error: BAD GATEWAY" if case.startswith("unreachable") else "400 Client Error: BAD REQUEST"
+    assert f"[ERROR] Error occurred: {expected} for url: {backend.url}/predict" in logged
+
+
+def test_without_label_studio_credentials_the_next_click_collects_the_finished_job(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    llm.latency = 0.25
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    backend = start_backend(LLM_CONCURRENCY="2", PREDICT_DEADLINE="3")  # no LABEL_STUDIO_URL / _API_KEY
+    wait_until_model_ready(backend)
+    project, task_ids = project_with_tasks(label_studio, "no write-back", total=40)
+    ml = label_studio.connect_ml_backend(project, backend.url)
+    version = label_studio.get_ml_backend(ml)["model_version"]
+    label_studio.retrieve_predictions(project, task_ids)
+    first = counts(label_studio, project)[version]
+    assert 0 < len(first) < 40
+    assert "write-back is off" in backend.log() or "not written back" in backend.log()
+
+    deadline = time.monotonic() + 60
+    while True:  # the rest finishes in the background, into the ledger and the cache
+        status = requests.get(f"{backend.url}/jobs", timeout=5).json()
+        [job] = next(p for p in status["projects"] if p["project"] == str(project))["jobs"]
+        if job["queued"] + job["running"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert (job["done"], job["delivered"], job["written_back"]) == (40, len(first), 0)
+    assert status["backend"]["writeback"] is False and "LABEL_STUDIO_URL" in status["backend"]["writeback_note"]
+    assert "Write-back to Label Studio: off" in requests.get(f"{backend.url}/", timeout=5).text
+
+    label_studio.retrieve_predictions(project, task_ids)  # the second click collects them, no model call
+    assert counts(label_studio, project) == {version: Counter({task_id: 1 for task_id in task_ids})}
+    assert llm.calls == 40
