@@ -76,9 +76,9 @@ def _check_whole_batch(services: Services, submission: Submission, collected: Co
     if cause is None:
         return
     example = redact(next(iter(collected.failed.values())).error or "")[:300]
-    message = (f"all {len(collected.failed)} tasks failed: {cause.title}. Fix: {cause.fix}. "
-               f"(project {submission.job.project}, model {submission.job.model or services.settings.llm_model}; "
-               f"first error: {example})")
+    where = (f"all {len(collected.failed)} tasks failed (project {submission.job.project}, model "
+             f"{submission.job.model or services.settings.llm_model}; first error: {example})")
+    message = f"{cause.title}: {where}. Fix: {cause.fix}"
     log.error("predict: %s", message)
-    services.health.report(f"predict:{cause.key}", cause.title, message, cause.fix)
+    services.health.report(f"predict:{cause.key}", cause.title, where, cause.fix)
     raise BatchFailedError(message, code=f"model_{cause.key}")

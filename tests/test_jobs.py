@@ -1,0 +1,185 @@
+"""The job machinery without Label Studio: the ledger's compare-and-set on SQLite and Redis, causes, a job
+run by consumers over the real huey queue and the test LLM server, recovery after a consumer died,
+halting on a systemic failure, and duplicate messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_backend.core.causes import (
+    AUTH,
+    CUT_OFF,
+    INVALID,
+    MEDIA,
+    OVERLOADED,
+    RATE_LIMITED,
+    REJECTED,
+    TOO_LONG,
+    UNKNOWN_MODEL,
+    UNREACHABLE,
+    classify_failure,
+    common_systemic_cause,
+)
+from llm_backend.engine.jobs import current_consumer
+from llm_backend.engine.jobstore import JobInfo, JobStore, RedisJobStore, SQLiteJobStore, TaskRecord
+from llm_backend.services import Services, build_services
+from llm_backend.settings import Settings
+from testkit.llm_server import FakeLLMServer, Reply
+from tests.conftest import CHOICES_CONFIG, free_port
+
+
+@pytest.mark.parametrize(("code", "message", "cause"), [
+    ("llm_rejected", "AuthenticationError (HTTP 401): Incorrect API key provided: ***", AUTH),
+    ("llm_rejected", "PermissionDeniedError (HTTP 403): no access", AUTH),
+    ("llm_unavailable", "InternalServerError (HTTP 500): litellm.InternalServerError: OpenAIException - "
+                        "Connection error.", UNREACHABLE),
+    ("llm_rejected", "NotFoundError (HTTP 404): The model `gpt-9` does not exist", UNKNOWN_MODEL),
+    ("llm_rejected", "ContextWindowExceededError (HTTP 400): maximum context length is 8192", TOO_LONG),
+    ("llm_rejected", "BadRequestError (HTTP 400): Invalid parameter", REJECTED),
+    ("llm_unavailable", "RateLimitError (HTTP 429): slow down", RATE_LIMITED),
+    ("llm_unavailable", "Timeout: Request timed out", OVERLOADED),
+    ("invalid_answer", "invalid answer after one repair: the reply did not contain a JSON object", CUT_OFF),
+    ("invalid_answer", "invalid answer after one repair: property \"sentiment\": 'x' is not one of", INVALID),
+    ("task_error", "task text has 300001 characters, over MAX_TASK_CHARS=200000", TOO_LONG),
+    ("task_error", "could not fetch http://files/a.txt: HTTP 403", MEDIA),
+], ids=lambda value: value.key if hasattr(value, "key") else None)
+def test_failures_are_grouped_by_the_cause_a_person_can_fix(code: str, message: str, cause: Any) -> None:
+    assert classify_failure(code, message) == cause
+
+
+def test_only_one_shared_systemic_cause_makes_a_whole_batch_failure() -> None:
+    assert common_systemic_cause([AUTH, AUTH]) == AUTH
+    assert common_systemic_cause([AUTH, UNREACHABLE]) is None
+    assert common_systemic_cause([INVALID, INVALID]) is None
+    assert common_systemic_cause([]) is None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        yield SQLiteJobStore(tmp_path / "jobstate.sqlite3")
+    else:
+        yield RedisJobStore(request.getfixturevalue("redis_url"))
+
+
+def test_the_ledger_moves_a_task_only_from_the_expected_state_and_owner(store: JobStore) -> None:
+    job = JobInfo("7:v1", "7", "v1", CHOICES_CONFIG, created=1.0)
+    store.put_job(job)
+    queued = TaskRecord(5, "queued", submitted=1.0)
+    assert store.add_task(job.id, queued, {"id": 5, "data": {"text": "a"}})
+    assert not store.add_task(job.id, queued, {"id": 5, "data": {"text": "b"}})  # one record per task
+    assert store.task_data(job.id, 5) == {"id": 5, "data": {"text": "a"}}
+
+    first, second = queued.moved("running", owner="c1"), queued.moved("running", owner="c2")
+    assert store.move(job.id, first, {"queued"})
+    assert not store.move(job.id, second, {"queued"})  # the other consumer lost the race
+    assert not store.move(job.id, first.moved("done", owner=None), {"running"}, owner="c2")  # not its task
+    done = first.moved("done", owner=None, item={"result": []})
+    assert store.move(job.id, done, {"running"}, owner="c1")
+    assert store.move(job.id, done.moved("returned"), {"done"}, owner=None)
+    [record] = store.records(job.id, [5])
+    assert (record.state, record.owner, record.item) == ("returned", None, {"result": []})
+    assert store.records(job.id, [5, 6]) == [record] and store.get_task(job.id, 6) is None
+    assert [j.id for j in store.jobs()] == ["7:v1"]
+    store.heartbeat("c1")
+    assert time.time() - store.consumers()["c1"] < 5
+
+
+def _services(make_settings: Callable[..., Settings], **overrides: Any) -> Services:
+    return build_services(make_settings(**overrides))
+
+
+def _tasks(ids: range, word: str = "text") -> list[dict[str, Any]]:
+    return [{"id": i, "data": {"text": f"{word} {i}"}} for i in ids]
+
+
+def _wait_idle(services: Services, job: JobInfo, timeout: float = 30) -> list[TaskRecord]:
+    deadline = time.monotonic() + timeout
+    while True:
+        records = services.job_store.records(job.id)
+        if all(r.state not in ("queued", "running") for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def services(make_settings: Callable[..., Settings]) -> Iterator[Services]:
+    built = _services(make_settings, llm_concurrency=2)
+    yield built
+    built.consumers.stop(timeout=30)
+
+
+def test_a_job_runs_through_the_queue_and_a_duplicate_message_costs_nothing(
+    services: Services, llm: FakeLLMServer
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    job = services.jobs.job("3", "v-a", CHOICES_CONFIG, None, {})
+    submission = services.jobs.submit(job, _tasks(range(1, 11)))
+    assert submission.queued == 10 and services.jobs.huey.storage.queue_size() == 10
+    services.jobs.enqueue(job.id, 4)  # a duplicate message, as recovery may send
+    assert services.jobs.submit(job, _tasks(range(1, 11))).queued == 0  # already queued: not twice
+    services.consumers.start()
+    records = _wait_idle(services, job)
+    assert [(r.state, r.status) for r in records] == [("done", "ok")] * 10
+    assert records[0].item is not None and records[0].item["result"][0]["value"] == {"choices": ["Positive"]}
+    assert {r.ran_by for r in records} == {current_consumer()}
+    time.sleep(0.3)
+    assert llm.calls == 10 and services.jobs.huey.storage.queue_size() == 0
+
+
+def test_tasks_of_a_dead_consumer_are_queued_again_and_lost_messages_resent(
+    services: Services, llm: FakeLLMServer
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Negative"}))
+    jobs, store = services.jobs, services.job_store
+    job = jobs.job("3", "v-b", CHOICES_CONFIG, None, {})
+    jobs.submit(job, _tasks(range(1, 5)))
+    services.jobs.huey.storage.flush_queue()  # every message lost, as a kill -9 loses the ones taken
+    stale = time.time() - 3600
+    store.heartbeat("dead-host-1-abc")
+    for task_id in (1, 2):  # "running" under a consumer that died (its heartbeat stopped an hour ago)
+        record = store.get_task(job.id, task_id)
+        assert record is not None
+        assert store.move(job.id, record.moved("running", owner="dead-host-1-abc"), {"queued"})
+    for task_id in (3, 4):  # "queued" but their message is gone, for longer than the lease
+        record = store.get_task(job.id, task_id)
+        assert record is not None
+        assert store.move(job.id, TaskRecord(task_id, "queued", updated=stale, submitted=stale), {"queued"})
+    assert isinstance(store, SQLiteJobStore)
+    store._connect().execute("UPDATE consumers SET seen = ? WHERE id = ?", (stale, "dead-host-1-abc"))
+    assert services.consumers.recover() == 4
+    assert services.consumers.recover() == 0  # nothing twice: the messages are now in the queue
+    services.consumers.start()
+    assert [r.state for r in _wait_idle(services, job)] == ["done"] * 4
+    assert llm.calls == 4
+
+
+def test_a_systemic_failure_halts_the_job_and_a_new_submission_resumes_it(
+    make_settings: Callable[..., Settings], llm: FakeLLMServer
+) -> None:
+    services = _services(make_settings, llm_concurrency=1, llm_api_base=f"http://127.0.0.1:{free_port()}/v1",
+                         llm_max_retries=0)
+    try:
+        job = services.jobs.job("8", "v-c", CHOICES_CONFIG, None, {})
+        services.jobs.submit(job, _tasks(range(1, 21)))
+        services.consumers.start()
+        records = _wait_idle(services, job)
+        assert [r.state for r in records] == ["failed"] * 20
+        assert {r.cause for r in records} == {"unreachable"}
+        halted = services.job_store.get_job(job.id)
+        assert halted is not None and halted.halted == "unreachable" and "check LLM_API_BASE" in (
+            halted.halted_message or "")
+        tried = [r for r in records if r.usage and r.usage["calls"]]
+        assert len(tried) == 3  # the rest were not sent to a model that cannot be reached
+        assert all("not sent to the model" in (r.error or "") for r in records if r not in tried)
+        resumed = services.jobs.job("8", "v-c", CHOICES_CONFIG, None, {})
+        assert resumed.halted is None
+        assert services.jobs.submit(resumed, _tasks(range(1, 21))).queued == 20
+    finally:
+        services.consumers.stop(timeout=30)
+    assert llm.calls == 0
