@@ -177,11 +177,14 @@ class LabelStudioClient:
                 return
             page += 1
 
-    def task_page(self, project_id: int | str, query: dict[str, Any], page_size: int
+    def task_page(self, project_id: int | str, query: dict[str, Any], page_size: int, *, fields: str | None = None
                   ) -> tuple[list[dict[str, Any]], int]:
-        """One page of the Data Manager's task list for `query` (filters, ordering, selectedItems); (tasks, total)."""
-        body = self.json("GET", "/api/tasks", params={"project": project_id, "page": 1, "page_size": page_size,
-                                                      "query": json.dumps(query)})
+        """One page of the Data Manager's task list for `query` (filters, ordering, selectedItems); (tasks, total).
+        Label Studio 1.23.2 fills `predictions_model_versions` only with `fields="all"` (else it is "")."""
+        params = {"project": project_id, "page": 1, "page_size": page_size, "query": json.dumps(query)}
+        if fields:
+            params["fields"] = fields
+        body = self.json("GET", "/api/tasks", params=params)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
             raise LabelStudioAPIError("Label Studio's GET /api/tasks answered without a \"tasks\" list")
         return body["tasks"], int(body.get("total") or 0)
@@ -192,7 +195,7 @@ class LabelStudioClient:
         for start in range(0, len(task_ids), 100):
             chunk = task_ids[start:start + 100]
             query = {"selectedItems": {"all": False, "included": chunk}, "ordering": ["tasks:id"]}
-            tasks, _total = self.task_page(project_id, query, len(chunk))
+            tasks, _total = self.task_page(project_id, query, len(chunk), fields="all")
             found |= {int(task["id"]) for task in tasks if has_version(task, model_version)}
         return found
 

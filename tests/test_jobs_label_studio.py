@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,10 +17,15 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 
-from llm_backend.engine.jobstore import RedisJobStore
+from llm_backend.cli.main import main
+from llm_backend.engine.jobstore import RedisJobStore, TaskRecord
+from llm_backend.engine.writeback import WriteBack
+from llm_backend.services import build_services
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
+from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
+from tests.test_offline_predict import cli_env
 
 pytestmark = pytest.mark.label_studio
 
@@ -243,3 +250,52 @@ def test_without_label_studio_credentials_the_next_click_collects_the_finished_j
     label_studio.retrieve_predictions(project, task_ids)  # the second click collects them, no model call
     assert counts(label_studio, project) == {version: Counter({task_id: 1 for task_id in task_ids})}
     assert llm.calls == 40
+
+
+def test_a_crash_between_import_and_ledger_update_posts_only_what_label_studio_lacks(
+    label_studio: Any, llm: FakeLLMServer, make_settings: Callable[..., Any]
+) -> None:
+    """The honest crash window: a consumer imported a batch and died before marking it posted. Whoever adopts the
+    batch asks Label Studio first and posts only the tasks still missing."""
+    project, task_ids = project_with_tasks(label_studio, "crash mid post", total=10)
+    services = build_services(make_settings(label_studio_url=label_studio.url,
+                                            label_studio_api_key=label_studio.token))
+    job = services.jobs.job(str(project), "crash-v1", CHOICES_CONFIG, None, {})
+    item = {"result": [{"id": "r1", "from_name": "sentiment", "to_name": "text", "type": "choices",
+                        "value": {"choices": ["Positive"]}}], "model_version": "crash-v1"}
+    for task_id in task_ids:
+        record = TaskRecord(task_id, "posting", owner="dead-host-9-abc", item=item, status="ok", finished=time.time())
+        assert services.job_store.add_task(job.id, record, {"id": task_id, "data": {}})
+    # The import that went through just before the crash: the first four.
+    label_studio.request("POST", f"/api/projects/{project}/import/predictions",
+                         json=[{"task": task_id, **item} for task_id in task_ids[:4]])
+    writeback = WriteBack(services.job_store, services.label_studio, "me-1-abc", lambda: {"me-1-abc"})
+    assert writeback.run_once() == 6
+    assert writeback.run_once() == 0
+    assert counts(label_studio, project) == {"crash-v1": Counter({task_id: 1 for task_id in task_ids})}
+    states = Counter(record.state for record in services.job_store.records(job.id))
+    assert states == Counter({"posted": 6, "present": 4})
+
+
+def test_label_project_no_wait_queues_and_the_worker_command_works_the_job(
+    label_studio: Any, llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    llm.set_default(Reply(json={"sentiment": "Neutral"}))
+    project, task_ids = project_with_tasks(label_studio, "no-wait and worker", total=30)
+    env = cli_env(llm, tmp_path, LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.token)
+    queued = CliRunner().invoke(main, ["label-project", "--project", str(project), "--no-wait"], env=env,
+                                catch_exceptions=False)
+    assert queued.exit_code == 0, queued.output
+    assert "queued 30 tasks in job" in queued.output and llm.calls == 0
+
+    worker = subprocess.Popen([sys.executable, "-m", "llm_backend", "worker"], env={**os.environ, **env}, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        [version] = [line.split()[3].rstrip(";") for line in queued.output.splitlines() if "model_version" in line]
+        stored, _ = wait_for_predictions(label_studio, project, version, 30, timeout=60)
+        assert stored == Counter({task_id: 1 for task_id in task_ids})
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output
+    assert llm.calls == 30

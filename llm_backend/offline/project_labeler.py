@@ -27,7 +27,6 @@ response cache, so it costs no LLM call.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,15 +71,15 @@ class LabelProjectResult:
         return sum(outcome.regions is None for outcome in self.outcomes)
 
 
-def _filters(version: str, after: int) -> str:
-    return json.dumps({
+def _query(version: str, after: int) -> dict[str, Any]:
+    return {
         "filters": {"conjunction": "and", "items": [
             {"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains", "type": "List",
              "value": [version]},
             {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": after},
         ]},
         "ordering": ["tasks:id"],
-    })
+    }
 
 
 class ProjectLabeler:
@@ -107,21 +106,16 @@ class ProjectLabeler:
         # Keyed like the service keys it (prompts/projects/<id>/), so versions match a connected backend.
         return config, self.services.predictor.model_version(config, str(self.project_id))
 
-    def _page(self, after: int, size: int, fields: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        params: dict[str, Any] = {"project": self.project_id, "page": 1, "page_size": size,
-                                  "query": _filters(self.model_version, after)}
-        if fields:
-            params["fields"] = fields  # "all" adds each task's annotations (and predictions)
-        body = self.client.json("GET", "/api/tasks", params=params)
-        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
-            raise LabelStudioAPIError("Label Studio's GET /api/tasks answered without a \"tasks\" list")
-        return body["tasks"], int(body.get("total") or 0)
+    def _page(self, after: int, size: int, fields: str | None = "all") -> tuple[list[dict[str, Any]], int]:
+        # fields=all: without it Label Studio answers predictions_model_versions as "" (so the exact check in
+        # pages(), needed because the filter matches substrings, would see nothing), and no annotations.
+        return self.client.task_page(self.project_id, _query(self.model_version, after), size, fields=fields)
 
     def pending(self) -> int:
         """How many tasks lack a prediction of the current model_version."""
         return self._page(0, 1)[1]
 
-    def pages(self, fields: str | None = None) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, fields: str | None = "all") -> Iterator[list[dict[str, Any]]]:
         after = 0
         while True:
             tasks, _total = self._page(after, self.page_size, fields)
