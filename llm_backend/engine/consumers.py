@@ -110,7 +110,9 @@ class Consumers:
                 if self._idle_too_long():
                     return
                 if not getattr(huey.storage, "blocking", False):
-                    self._stop.wait(delay)
+                    # Poll SQLite with a growing pause; a submission in this process wakes the workers at once.
+                    if self.jobs.wake.wait(delay):
+                        self.jobs.wake.clear()
                     delay = min(delay * 1.5, 0.5)
                 continue
             delay = 0.05

@@ -85,6 +85,7 @@ class Jobs:
         self._configs: dict[str, LabelConfig] = {}
         self._changed = threading.Condition()
         self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> monotonic deadline of a waiting /predict
+        self.wake = threading.Event()  # set on enqueue: this process's idle workers look at the queue at once
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class Jobs:
     def enqueue(self, job_id: str, task_id: int) -> None:
         self.huey  # noqa: B018 (builds the task wrapper)
         self._huey_task(job_id, task_id)
+        self.wake.set()
 
     def queued_messages(self) -> set[tuple[str, int]]:
         """(job, task) of every message waiting in the queue."""

@@ -29,8 +29,8 @@ WRITEBACK_OFF = ("write-back is off (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY a
 
 
 def job_task_ids(tasks: list[Any]) -> bool:
-    """Whether every task is a Label Studio task with a positive integer id (what a job can track)."""
-    return bool(tasks) and all(isinstance(task, dict) and type(task.get("id")) is int and 0 < task["id"] < MAX_ID
+    """Whether every task is a Label Studio task with an integer id (what a job can track)."""
+    return bool(tasks) and all(isinstance(task, dict) and type(task.get("id")) is int and 0 <= task["id"] < MAX_ID
                                for task in tasks)
 
 
