@@ -160,8 +160,8 @@ class Consumers:
         """Queue again the tasks whose consumer died and the queued tasks whose message is gone."""
         live = self.live()
         now = time.time()
-        messages: set[tuple[str, int]] | None = None
         requeued = 0
+        stale: list[tuple[str, int]] = []
         for job in self.store.jobs():
             for record in self.store.records(job.id):
                 if record.state == "running" and record.owner not in live:
@@ -169,10 +169,18 @@ class Consumers:
                         self.jobs.enqueue(job.id, record.task_id)
                         requeued += 1
                 elif record.state == "queued" and now - record.updated > self.lease:
-                    messages = self.jobs.queued_messages() if messages is None else messages
-                    if (job.id, record.task_id) not in messages:
-                        self.jobs.enqueue(job.id, record.task_id)
-                        requeued += 1
+                    stale.append((job.id, record.task_id))
+        if stale:
+            # The queue is read before the ledger is read again: a message taken after this read belongs to a task
+            # that is then seen with its message, so only a message lost for good (or taken a moment ago by a
+            # worker that has not marked it running yet: a harmless duplicate) looks lost.
+            messages = self.jobs.queued_messages()
+            for job_id, task_id in stale:
+                record = self.store.get_task(job_id, task_id)
+                if record is not None and record.state == "queued" and (job_id, task_id) not in messages:
+                    self.jobs.enqueue(job_id, task_id)
+                    requeued += 1
         if requeued:
-            log.warning("job recovery: %d tasks queued again (their consumer stopped, e.g. killed)", requeued)
+            log.warning("job recovery: %d tasks queued again (their consumer stopped, e.g. killed, or their message "
+                        "was lost)", requeued)
         return requeued
