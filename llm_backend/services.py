@@ -139,16 +139,18 @@ def build_services(
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
     job_store = open_job_store(settings.cache_dir, settings.cache_url)
     jobs = Jobs(settings, job_store, predictor, writeback=label_studio is not None)
+    health = Problems()
     consumers = Consumers(jobs, job_store, settings.llm_concurrency,
-                          writeback=_writeback(job_store, label_studio, jobs))
+                          writeback=_writeback(job_store, label_studio, jobs, health))
     return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
                     runner, trainer, events, pricing,
-                    open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, Problems())
+                    open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health)
 
 
-def _writeback(store: JobStore, label_studio: LabelStudioClient | None, jobs: Jobs
+def _writeback(store: JobStore, label_studio: LabelStudioClient | None, jobs: Jobs, health: Problems
                ) -> Callable[[Consumers], WriteBack] | None:
     """How a process's consumers build their write-back; None without Label Studio credentials."""
     if label_studio is None:
         return None
-    return lambda consumers: WriteBack(store, label_studio, current_consumer(), consumers.live, jobs.awaited)
+    return lambda consumers: WriteBack(store, label_studio, current_consumer(), consumers.live, jobs.awaited,
+                                       health)

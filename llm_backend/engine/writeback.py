@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..label_studio import LabelStudioAPIError, LabelStudioClient
+from ..label_studio import FIX, LabelStudioAPIError, LabelStudioClient
 from ..redact import redact
 from .jobstore import JobInfo, JobStore, TaskRecord
+from .problems import Problems
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,14 @@ class WriteBack:
     """Drains `done` records of jobs with write-back into Label Studio, one batch per request."""
 
     def __init__(self, store: JobStore, client: LabelStudioClient, consumer: str,
-                 live_consumers: Callable[[], set[str]], held: Callable[[str, int], bool] = lambda job, task: False
-                 ) -> None:
+                 live_consumers: Callable[[], set[str]], held: Callable[[str, int], bool] = lambda job, task: False,
+                 problems: Problems | None = None) -> None:
         self.store = store
         self.client = client
         self.consumer = consumer
         self.live_consumers = live_consumers
         self.held = held  # a /predict of this process waits for the task: it answers it itself
+        self.problems = problems  # a failing write-back is shown on the status page
         self._failures: dict[str, float] = {}  # job id -> when posting may be tried again
 
     def run_once(self) -> int:
@@ -105,7 +107,12 @@ class WriteBack:
                 self._failures[job.id] = time.monotonic() + 10
                 log.warning("write-back to Label Studio for project %s failed, retrying in 10 s: %s", job.project,
                             redact(exc.message))
+                if self.problems is not None:
+                    self.problems.report("writeback", "writing predictions back to Label Studio fails",
+                                         f"project {job.project}: {redact(exc.message)[:300]}", FIX)
                 return posted
+            if self.problems is not None:
+                self.problems.clear("writeback")
             self._failures.pop(job.id, None)
             by_id = {record.task_id: record for record in claimed}
             for task_id in result.posted:
