@@ -163,7 +163,7 @@ class Consumers:
         requeued = 0
         stale: list[tuple[str, int]] = []
         for job in self.store.jobs():
-            for record in self.store.records(job.id):
+            for record in self.store.records(job.id, states=frozenset({"running", "queued"})):
                 if record.state == "running" and record.owner not in live:
                     if self.store.move(job.id, record.moved("queued", owner=None), {"running"}, owner=record.owner):
                         self.jobs.enqueue(job.id, record.task_id)

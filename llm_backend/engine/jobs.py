@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ class Jobs:
         if current.halted:
             return
         text = f"{streak} tasks in a row failed: {cause.title} ({message[:200]}); fix: {cause.fix}"
-        self.store.put_job(JobInfo(**{**current.__dict__, "halted": cause.key, "halted_message": text}))
+        self.store.put_job(replace(current, halted=cause.key, halted_message=text))
         log.error("job %s halted: %s", job.id, text)
 
     # -- collecting (in a /predict) ---------------------------------------------------------------

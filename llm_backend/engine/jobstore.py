@@ -92,7 +92,8 @@ class JobStore(Protocol):
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None: ...
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None: ...
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None: ...
-    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]: ...
+    def records(self, job_id: str, task_ids: list[int] | None = None,
+                states: frozenset[str] | None = None) -> list[TaskRecord]: ...
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool: ...
     def heartbeat(self, consumer: str) -> None: ...
@@ -106,6 +107,7 @@ class SQLiteJobStore(SQLiteFile):
             "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS tasks (job TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL, "
             "owner TEXT, body TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, task))",
+            "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (job, state)",
             "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, seen REAL NOT NULL)",
         )
 
@@ -138,9 +140,14 @@ class SQLiteJobStore(SQLiteFile):
         self._connect().execute("UPDATE tasks SET data = ? WHERE job = ? AND task = ?",
                                 (json.dumps(task, ensure_ascii=False), job_id, task_id))
 
-    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]:
+    def records(self, job_id: str, task_ids: list[int] | None = None,
+                states: frozenset[str] | None = None) -> list[TaskRecord]:
         db = self._connect()
-        if task_ids is None:
+        if task_ids is None and states is not None:  # the write-back and recovery polls: an index, not a scan
+            marks = ",".join("?" * len(states))
+            rows = db.execute(f"SELECT body FROM tasks WHERE job = ? AND state IN ({marks}) ORDER BY task",
+                              (job_id, *sorted(states))).fetchall()
+        elif task_ids is None:
             rows = db.execute("SELECT body FROM tasks WHERE job = ? ORDER BY task", (job_id,)).fetchall()
         else:
             rows = []
@@ -149,7 +156,8 @@ class SQLiteJobStore(SQLiteFile):
                 marks = ",".join("?" * len(chunk))
                 rows += db.execute(f"SELECT body FROM tasks WHERE job = ? AND task IN ({marks})",
                                    (job_id, *chunk)).fetchall()
-        return [TaskRecord.from_json(row[0]) for row in rows]
+        found = [TaskRecord.from_json(row[0]) for row in rows]
+        return found if states is None else [record for record in found if record.state in states]
 
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool:
@@ -231,14 +239,16 @@ class RedisJobStore:
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
         self._redis.hset(self._data_key(job_id), str(task_id), json.dumps(task, ensure_ascii=False))
 
-    def records(self, job_id: str, task_ids: list[int] | None = None) -> list[TaskRecord]:
+    def records(self, job_id: str, task_ids: list[int] | None = None,
+                states: frozenset[str] | None = None) -> list[TaskRecord]:
         if task_ids is None:
             raws = list(self._redis.hgetall(self._tasks_key(job_id)).values())
         else:
             raws = []
             for start in range(0, len(task_ids), 1000):
                 raws += self._redis.hmget(self._tasks_key(job_id), [str(t) for t in task_ids[start:start + 1000]])
-        return sorted((TaskRecord.from_json(raw) for raw in raws if raw), key=lambda record: record.task_id)
+        found = sorted((TaskRecord.from_json(raw) for raw in raws if raw), key=lambda record: record.task_id)
+        return found if states is None else [record for record in found if record.state in states]
 
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool:

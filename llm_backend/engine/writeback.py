@@ -68,8 +68,9 @@ class WriteBack:
     def run_once(self) -> int:
         """Post what is ready in every job; the number of predictions posted."""
         posted = 0
+        # Every job, whoever submitted it: a `serve` without credentials may queue what a worker with them posts.
         for job in self.store.jobs():
-            if job.writeback and time.monotonic() >= self._failures.get(job.id, 0.0):
+            if time.monotonic() >= self._failures.get(job.id, 0.0):
                 posted += self._drain(job)
         return posted
 
@@ -93,7 +94,7 @@ class WriteBack:
     def _drain(self, job: JobInfo) -> int:
         posted = 0
         while True:
-            candidates = [r for r in self.store.records(job.id) if r.state in ("done", "posting")]
+            candidates = self.store.records(job.id, states=frozenset({"done", "posting"}))
             claimed = self._claim(job, candidates)
             if not claimed:
                 return posted
