@@ -183,3 +183,29 @@ def test_a_systemic_failure_halts_the_job_and_a_new_submission_resumes_it(
     finally:
         services.consumers.stop(timeout=30)
     assert llm.calls == 0
+
+
+def test_two_overlapping_clicks_never_answer_one_task_twice(make_client: Callable[..., Any],
+                                                            llm: FakeLLMServer) -> None:
+    """A second "Retrieve predictions" while the first still runs sends the same tasks: each task's prediction
+    goes into one answer only, or Label Studio would store it twice."""
+    import threading
+
+    llm.set_default(Reply(json={"sentiment": "Neutral"}, delay=0.2))
+    client = make_client(llm_concurrency=2, predict_deadline=30)
+    body = {"label_config": CHOICES_CONFIG, "project": "12.1", "tasks": _tasks(range(1, 9))}
+    answers: list[list[dict[str, Any]]] = []
+
+    def click() -> None:
+        answers.append(client.post("/predict", json=body).get_json()["results"])
+
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+        time.sleep(0.1)
+    for thread in clicks:
+        thread.join()
+    answered = [task["id"] for results in answers for task, item in zip(body["tasks"], results, strict=True)
+                if "result" in item]
+    assert sorted(answered) == list(range(1, 9))  # every task once, in one of the two answers
+    assert llm.calls == 8

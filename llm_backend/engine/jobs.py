@@ -66,6 +66,7 @@ class Collected:
     items: dict[int, dict[str, Any]] = field(default_factory=dict)  # task id -> result item for Label Studio
     failed: dict[int, TaskRecord] = field(default_factory=dict)  # failed during this request
     pending: list[int] = field(default_factory=list)  # still in the job
+    delivered: list[int] = field(default_factory=list)  # delivered by someone else while this request ran
 
 
 class Jobs:
@@ -249,6 +250,8 @@ class Jobs:
                 collected.items[record.task_id] = record.item
             elif record.state == "failed" and (record.finished or 0) >= submission.received:
                 collected.failed[record.task_id] = record
+            elif record.state in DELIVERED:
+                collected.delivered.append(record.task_id)
             else:
                 collected.pending.append(record.task_id)
         for task_id in submission.task_ids:

@@ -61,6 +61,9 @@ def _item(task_id: int, collected: Collected, version: str, writeback: bool) -> 
     failed = collected.failed.get(task_id)
     if failed is not None:
         return {"model_version": version, "error": redact(failed.error or "failed")}
+    if task_id in collected.delivered:
+        return {"model_version": version, "error": "already delivered to Label Studio (written back, or answered to "
+                                                    "another request) while this request ran"}
     after = "it will be written back to Label Studio when done" if writeback else WRITEBACK_OFF
     # No `result`: Label Studio stores nothing now; the job delivers it exactly once.
     return {"model_version": version, "error": f"not finished before the deadline (PREDICT_DEADLINE); it runs on as "
@@ -69,7 +72,7 @@ def _item(task_id: int, collected: Collected, version: str, writeback: bool) -> 
 
 def _check_whole_batch(services: Services, submission: Submission, collected: Collected) -> None:
     """Every task failed for one systemic cause: one ERROR with its fix, on the status page and as a 502."""
-    if collected.items or collected.pending or not collected.failed:
+    if collected.items or collected.pending or collected.delivered or not collected.failed:
         return
     causes: list[Cause] = [BY_KEY.get(record.cause or "", INTERNAL) for record in collected.failed.values()]
     cause = common_systemic_cause(causes)
