@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
 
+# What does not change an answer: how the process serves, where its stores are, and secrets.
+NOT_IN_FINGERPRINT = frozenset({
+    "host", "port", "workers", "threads", "log_level", "predict_deadline", "jobs_enabled", "max_request_bytes",
+    "max_tasks_per_request", "llm_concurrency", "cache_dir", "cache_url", "label_studio_url", "label_studio_api_key",
+    "llm_api_key", "basic_auth_user", "basic_auth_pass", "webhook_secret",
+})
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -136,6 +143,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// or rediss:// URL (leave it unset for the SQLite cache)")
         return value or None
+
+    def prediction_fingerprint(self) -> str:
+        """A short hash of every setting that can change an answer (model, sampling, prompts, few-shot, alignment,
+        media...): background jobs are only run by processes whose fingerprint matches the submitter's."""
+        import hashlib
+        import json
+
+        values = self.model_dump(mode="json", exclude=set(NOT_IN_FINGERPRINT))
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction."""

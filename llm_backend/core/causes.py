@@ -52,10 +52,13 @@ BAD_TASK = Cause("bad_task", "the task's data does not fit the label config",
 REJECTED = Cause("rejected", "the model provider rejected the request",
                  "read the provider's message; a parameter the model does not support is the usual reason",
                  systemic=False)
+SETTINGS_CHANGED = Cause("settings_changed", "the task was queued by a backend with other settings",
+                         "press Retrieve predictions again: the task is queued anew for this backend's model_version; "
+                         "give every process that shares CACHE_DIR or CACHE_URL the same settings", systemic=False)
 INTERNAL = Cause("internal", "an internal error", "see the backend's log for the traceback", systemic=False)
 
 CAUSES = (AUTH, UNREACHABLE, UNKNOWN_MODEL, RATE_LIMITED, OVERLOADED, CUT_OFF, INVALID, TOO_LONG, MEDIA, BAD_TASK,
-          REJECTED, INTERNAL)
+          REJECTED, SETTINGS_CHANGED, INTERNAL)
 BY_KEY = {cause.key: cause for cause in CAUSES}
 
 _HTTP = re.compile(r"\(HTTP (\d{3})\)")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..core.causes import BY_KEY, Cause, classify_failure
+from ..core.causes import BY_KEY, SETTINGS_CHANGED, Cause, classify_failure
 from ..core.config import LabelConfig, parse_label_config
 from ..settings import Settings
 from .jobstore import ACTIVE, DELIVERED, JobInfo, JobStore, TaskRecord
@@ -36,6 +36,7 @@ from .predictor import PredictionJob, TaskPredictor
 
 log = logging.getLogger(__name__)
 
+MAX_BOUNCES = 50  # a task no consumer with the submitter's settings takes fails after this many returns to the queue
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
 SETTLED = frozenset({"done", "failed", "posting", *DELIVERED})  # nothing left for a /predict to wait for
 
@@ -87,6 +88,7 @@ class Jobs:
         self._changed = threading.Condition()
         self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> monotonic deadline of a waiting /predict
         self.wake = threading.Event()  # set on enqueue: this process's idle workers look at the queue at once
+        self.fingerprint = settings.prediction_fingerprint()
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class Jobs:
         current = self.store.get_job(job_id)
         job = JobInfo(job_id, project, model_version, label_config, model, dict(params),
                       writeback=self.writeback if writeback is None else writeback,
-                      created=current.created if current else now, updated=now)
+                      created=current.created if current else now, updated=now, fingerprint=self.fingerprint)
         self.store.put_job(job)
         if current is not None and current.halted:
             log.info("job %s resumed (it was halted: %s)", job_id, current.halted_message)
@@ -187,6 +189,9 @@ class Jobs:
             message = f"not sent to the model: this job stopped because {job.halted_message}"
             self._finish(job, record, TaskOutcome("failed", error=message), cause, consumer=None)
             return
+        if job.fingerprint and job.fingerprint != self.fingerprint:
+            self._bounce(job, record)
+            return
         running = record.moved("running", owner=consumer)
         if not self.store.move(job_id, running, {"queued"}):
             return  # another consumer took it
@@ -197,6 +202,18 @@ class Jobs:
         self._finish(job, running, outcome, cause, consumer=consumer)
         if cause is not None and cause.systemic:
             self._maybe_halt(job, cause, outcome.error or "")
+
+    def _bounce(self, job: JobInfo, record: TaskRecord) -> None:
+        """A task submitted under other settings (another model, prompts, few-shot...): its model_version is not
+        what this process would produce, so it goes back to the queue for a consumer that has them."""
+        if record.bounces >= MAX_BOUNCES:
+            message = (f"{SETTINGS_CHANGED.title} (job {job.id}, settings {job.fingerprint}; this backend's are "
+                       f"{self.fingerprint}) and none with those settings took it")
+            self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer=None)
+            return
+        if self.store.move(job.id, record.moved("queued", bounces=record.bounces + 1), {"queued"}, owner=None):
+            self.enqueue(job.id, record.task_id)
+            time.sleep(0.05)  # let a consumer with the right settings take it rather than bounce it straight back
 
     def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None,
                 consumer: str | None) -> None:

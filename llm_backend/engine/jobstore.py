@@ -44,6 +44,7 @@ class JobInfo:
     updated: float = 0.0
     halted: str | None = None  # a systemic cause key: queued tasks are not sent to the model
     halted_message: str | None = None
+    fingerprint: str = ""  # Settings.prediction_fingerprint() of the submitter: who may run its tasks
 
     @staticmethod
     def key(project: str, model_version: str) -> str:
@@ -72,6 +73,7 @@ class TaskRecord:
     cause: str | None = None  # core.causes key of a failure
     usage: dict[str, Any] | None = None
     ran_by: str | None = None  # the consumer that predicted it
+    bounces: int = 0  # times a consumer with other settings put it back in the queue
 
     def moved(self, state: str, **changes: Any) -> TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)
