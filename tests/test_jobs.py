@@ -209,3 +209,36 @@ def test_two_overlapping_clicks_never_answer_one_task_twice(make_client: Callabl
                 if "result" in item]
     assert sorted(answered) == list(range(1, 9))  # every task once, in one of the two answers
     assert llm.calls == 8
+
+
+def test_a_consumer_with_other_settings_leaves_the_task_to_one_that_has_the_submitters(
+    make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one queue, one switched to another model: neither answers under the other's
+    model_version. Alone, the other one returns the task to the queue and, after BOUNCE_PATIENCE, fails it saying
+    why."""
+    import llm_backend.engine.jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "BOUNCE_PATIENCE", 1.0)
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    shared = tmp_path / "shared"
+    submitter = _services(make_settings, cache_dir=shared, llm_model="openai/model-a", llm_concurrency=2)
+    other = _services(make_settings, cache_dir=shared, llm_model="openai/model-b", llm_concurrency=2)
+    try:
+        job = submitter.jobs.job("21", "model-a-v", CHOICES_CONFIG, None, {})
+        submitter.jobs.submit(job, _tasks(range(1, 5)))
+        other.consumers.start()
+        records = _wait_idle(other, job)
+        assert [(r.state, r.cause) for r in records] == [("failed", "settings_changed")] * 4
+        assert all(r.bounces >= 2 for r in records)
+        assert "queued by a backend with other settings" in (records[0].error or "") and llm.calls == 0
+
+        monkeypatch.setattr(jobs_module, "BOUNCE_PATIENCE", 30.0)
+        submitter.jobs.submit(job, _tasks(range(1, 5)))  # both now: the submitter's consumers answer
+        submitter.consumers.start()
+        records = _wait_idle(submitter, job)
+        assert [r.state for r in records] == ["done"] * 4
+        assert {request["model"] for request in llm.requests} == {"model-a"}
+    finally:
+        other.consumers.stop(timeout=30)
+        submitter.consumers.stop(timeout=30)

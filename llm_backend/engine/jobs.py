@@ -36,7 +36,7 @@ from .predictor import PredictionJob, TaskPredictor
 
 log = logging.getLogger(__name__)
 
-MAX_BOUNCES = 50  # a task no consumer with the submitter's settings takes fails after this many returns to the queue
+BOUNCE_PATIENCE = 30.0  # seconds a task waits for a consumer with its submitter's settings before it fails
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
 SETTLED = frozenset({"done", "failed", "posting", *DELIVERED})  # nothing left for a /predict to wait for
 
@@ -102,10 +102,11 @@ class Jobs:
                 self._pid = os.getpid()
             return self._huey
 
-    def enqueue(self, job_id: str, task_id: int) -> None:
+    def enqueue(self, job_id: str, task_id: int, *, wake: bool = True) -> None:
         self.huey  # noqa: B018 (builds the task wrapper)
         self._huey_task(job_id, task_id)
-        self.wake.set()
+        if wake:
+            self.wake.set()
 
     def queued_messages(self) -> set[tuple[str, int]]:
         """(job, task) of every message waiting in the queue."""
@@ -206,14 +207,17 @@ class Jobs:
     def _bounce(self, job: JobInfo, record: TaskRecord) -> None:
         """A task submitted under other settings (another model, prompts, few-shot...): its model_version is not
         what this process would produce, so it goes back to the queue for a consumer that has them."""
-        if record.bounces >= MAX_BOUNCES:
+        now = time.time()
+        since = record.bounced_since or now
+        if now - since > BOUNCE_PATIENCE:
             message = (f"{SETTINGS_CHANGED.title} (job {job.id}, settings {job.fingerprint}; this backend's are "
-                       f"{self.fingerprint}) and none with those settings took it")
+                       f"{self.fingerprint}) and none with those settings took it in {BOUNCE_PATIENCE:.0f} s")
             self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer=None)
             return
-        if self.store.move(job.id, record.moved("queued", bounces=record.bounces + 1), {"queued"}, owner=None):
-            self.enqueue(job.id, record.task_id)
-            time.sleep(0.05)  # let a consumer with the right settings take it rather than bounce it straight back
+        back = record.moved("queued", bounces=record.bounces + 1, bounced_since=since)
+        if self.store.move(job.id, back, {"queued"}, owner=None):
+            self.enqueue(job.id, record.task_id, wake=False)  # not to this process's own idle workers
+            time.sleep(0.2)  # nor straight back to this worker: a consumer with the right settings gets its turn
 
     def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None,
                 consumer: str | None) -> None:

@@ -74,6 +74,7 @@ class TaskRecord:
     usage: dict[str, Any] | None = None
     ran_by: str | None = None  # the consumer that predicted it
     bounces: int = 0  # times a consumer with other settings put it back in the queue
+    bounced_since: float | None = None
 
     def moved(self, state: str, **changes: Any) -> TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)
