@@ -162,3 +162,17 @@ def test_jobs_json_counts_progress_while_a_job_runs(make_client: Callable[..., A
         [job] = client.get("/jobs").get_json()["projects"][0]["jobs"]
     assert (job["done"], job["delivered"], job["eta_seconds"]) == (20, 20 - len(left), 0.0)
     assert job["rate"] > 0
+
+
+def test_start_up_problems_are_on_the_status_page(make_settings: Callable[..., Any]) -> None:
+    from llm_backend.models.preflight import model_targets
+    from llm_backend.web.app import create_app, services_of
+    from tests.conftest import free_port
+
+    app = create_app(make_settings(llm_api_base=f"http://127.0.0.1:{free_port()}/v1"))
+    services = services_of(app)
+    services.startup.run(model_targets(services.settings, services.routing), None, timeout=2)
+    client = app.test_client()
+    [problem] = client.get("/jobs").get_json()["problems"]
+    assert problem["title"] == "start-up check failed (api_base)" and "LLM_API_BASE" in problem["message"]
+    assert "start-up check failed (api_base)" in client.get("/").get_data(as_text=True)

@@ -66,11 +66,20 @@ def status_data(services: Services, now: float | None = None) -> dict[str, Any]:
                 "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set: tasks left to a job after the predict "
                 'deadline are not written back; the next "Retrieve predictions" collects them'),
         },
-        "problems": [{"title": p.title, "message": redact(p.message), "fix": p.fix, "since": p.since, "last": p.last,
-                      "count": p.count} for p in services.health.all()],
+        "problems": _problems(services),
         "projects": projects,
         "generated": now,
     }
+
+
+def _problems(services: Services) -> list[dict[str, Any]]:
+    """Start-up checks (a missing key, an unreachable LLM_API_BASE: their message names the fix), then what
+    went wrong since (a whole batch failing for one cause, the write-back)."""
+    found = [{"title": f"start-up check failed ({problem.check})", "message": redact(problem.message), "fix": "",
+              "since": services.started, "last": services.started, "count": 1}
+             for problem in services.startup.problems]
+    return found + [{"title": p.title, "message": redact(p.message), "fix": p.fix, "since": p.since, "last": p.last,
+                     "count": p.count} for p in services.health.all()]
 
 
 def _redacted(data: dict[str, Any]) -> dict[str, Any]:
