@@ -69,6 +69,16 @@ def fixture_json(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
+@pytest.fixture(autouse=True)
+def _stop_job_consumers() -> Iterator[None]:
+    """An app built in a test starts job consumer threads on its first batch /predict: stop them with the test,
+    not 30 idle seconds later while other tests run (their stores may be gone by then)."""
+    yield
+    from llm_backend.engine.consumers import stop_all
+
+    stop_all(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def llm_server() -> Iterator[FakeLLMServer]:
     server = FakeLLMServer().start()

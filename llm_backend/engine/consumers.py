@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from .jobs import Jobs, current_consumer
@@ -27,6 +28,14 @@ from .jobstore import JobStore
 from .writeback import WriteBack
 
 log = logging.getLogger(__name__)
+
+_started: weakref.WeakSet[Consumers] = weakref.WeakSet()  # for stop_all: tests build many apps in one process
+
+
+def stop_all(timeout: float | None = None) -> None:
+    """Stop the consumers of every app of this process (a test's teardown; `serve` stops its own at exit)."""
+    for consumers in list(_started):
+        consumers.stop(timeout)
 
 
 class Consumers:
@@ -71,6 +80,7 @@ class Consumers:
                                                       daemon=True))
             for thread in self._threads:
                 thread.start()
+            _started.add(self)
         log.info("job consumers started: %d threads, consumer %s, queue %s", self.threads, current_consumer(),
                  type(self.jobs.huey.storage).__name__)
         return True
