@@ -9,8 +9,12 @@
     ├── BatchFailedError            every task of a /predict failed for one cause outside the tasks (502)
     └── TaskError                   one task cannot be predicted; the batch goes on
         ├── AnswerError             the model's answer is not valid for the config
+        │   ├── CutOffError         the answer stopped at the token limit (finish_reason "length")
+        │   ├── RefusalError        the model refused (a `refusal` field, finish_reason "content_filter")
+        │   └── EmptyReplyError     the reply held no answer at all, even when asked again
         └── LLMError                the model call failed
             ├── TransientLLMError   worth retrying (429, 5xx, timeouts, refused connections)
+            │   └── LLMConnectionError  the model server could not be reached at all
             └── PermanentLLMError   retrying cannot help (auth, bad request)
                 └── ContextWindowError  the prompt does not fit the model's context window
 
@@ -97,6 +101,18 @@ class AnswerError(TaskError):
         self.content = content
 
 
+class CutOffError(AnswerError):
+    code = "answer_cut_off"
+
+
+class RefusalError(AnswerError):
+    code = "answer_refused"
+
+
+class EmptyReplyError(AnswerError):
+    code = "answer_empty"
+
+
 class LLMError(TaskError):
     code = "llm_error"
 
@@ -107,6 +123,10 @@ class TransientLLMError(LLMError):
     def __init__(self, message: str, *, retry_after: float | None = None, usage: Usage | None = None) -> None:
         super().__init__(message, usage=usage)
         self.retry_after = retry_after
+
+
+class LLMConnectionError(TransientLLMError):
+    code = "llm_unreachable"
 
 
 class PermanentLLMError(LLMError):

@@ -40,6 +40,12 @@ With ``context_tokens`` set the server refuses a request whose prompt (counted
 as for billing, ``prompt_tokens``) and ``max_tokens`` together exceed it the way
 OpenAI does: HTTP 400, ``code: context_length_exceeded``, "This model's maximum
 context length is N tokens...", at once, before any latency or slot.
+
+Replies can come dressed the way real models send them (``Reply(json=..., style="think+fence")``,
+see ``testkit/reply_styles.py``): reasoning blocks, code fences, prose, trailing commas, single
+quotes, answers cut off at the token limit, refusals, empty replies, the answer in
+``reasoning_content``. ``POST /api/chat`` answers in Ollama's native format (``format`` is its
+structured-output schema), for ``ollama_chat/`` models.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from typing import Any
 from .gazetteer import Gazetteer
 from .llm_batches import ROUTES as BATCH_ROUTES
 from .llm_batches import BatchAPI
+from .reply_styles import Shaped, check_style, shape
 
 __all__ = [
     "FakeLLMServer",
@@ -113,6 +120,11 @@ class Reply:
     error_message: str | None = None
     logprobs: list[dict[str, Any]] | None = None
     usage: dict[str, Any] | None = None
+    style: str | None = None  # how the answer is dressed (testkit/reply_styles.py), e.g. "think+fence"
+    # Explicit message fields, over what the style gives.
+    finish_reason: str | None = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reply:
@@ -130,7 +142,13 @@ class Reply:
             raise ValueError("headers must be an object")
         reply.headers = {str(k): str(v) for k, v in reply.headers.items()}
         reply.delay = float(reply.delay)
+        if reply.style is not None:
+            check_style(reply.style)
         return reply
+
+    def __post_init__(self) -> None:
+        if self.style is not None:
+            check_style(self.style)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -526,6 +544,12 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- OpenAI API
 
     def _chat_completions(self, path: str) -> None:
+        self._chat(path, ollama=False)
+
+    def _ollama_chat(self, path: str) -> None:
+        self._chat(path, ollama=True)
+
+    def _chat(self, path: str, *, ollama: bool) -> None:
         fake = self.server.fake
         received = time.time()
         try:
@@ -554,7 +578,10 @@ class _Handler(BaseHTTPRequestHandler):
                 content_type = "application/json"
                 if reply.status >= 400:
                     message = reply.error_message or f"fake LLM server scripted HTTP {reply.status}"
-                    payload = json.dumps(error_body(reply.status, message)).encode()
+                    error = {"error": message} if ollama else error_body(reply.status, message)
+                    payload = json.dumps(error).encode()
+                elif ollama:
+                    payload = json.dumps(_ollama_chat(body, reply)).encode()
                 elif body.get("stream"):
                     payload, content_type = _stream_payload(body, reply), "text/event-stream"
                 else:
@@ -672,6 +699,7 @@ class _Handler(BaseHTTPRequestHandler):
 _ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
     ("POST", "/v1/chat/completions"): _Handler._chat_completions,
     ("POST", "/chat/completions"): _Handler._chat_completions,
+    ("POST", "/api/chat"): _Handler._ollama_chat,
     ("GET", "/v1/models"): _Handler._models,
     ("GET", "/models"): _Handler._models,
     ("POST", "/_control/reset"): _Handler._control_reset,
@@ -700,6 +728,24 @@ def _content_of(body: Mapping[str, Any], reply: Reply) -> str:
     return default_content(body)
 
 
+def _shaped(body: Mapping[str, Any], reply: Reply, default: str | None = None) -> Shaped:
+    """The message parts of a 200 reply: its style applied to the answer, then explicit fields."""
+    scripted = reply.content is not None or reply.json is not None
+    text = _content_of(body, reply) if default is None or scripted else default
+    if reply.style is not None:
+        value = reply.json if reply.json is not None else json.loads(text)
+        shaped = shape(reply.style, value)
+    else:
+        shaped = Shaped(text)
+    if reply.finish_reason is not None:
+        shaped.finish_reason = reply.finish_reason
+    if reply.refusal is not None:
+        shaped.refusal = reply.refusal
+    if reply.reasoning_content is not None:
+        shaped.reasoning_content = reply.reasoning_content
+    return shaped
+
+
 def _usage(body: Mapping[str, Any], content: str, reply: Reply) -> dict[str, Any]:
     prompt = prompt_tokens(body)
     completion = max(1, count_tokens(content))
@@ -714,7 +760,11 @@ def _usage(body: Mapping[str, Any], content: str, reply: Reply) -> dict[str, Any
 
 
 def _completion(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
-    content = _content_of(body, reply)
+    shaped = _shaped(body, reply)
+    message: dict[str, Any] = {"role": "assistant", "content": shaped.content}
+    for key in ("refusal", "reasoning_content", "reasoning"):
+        if getattr(shaped, key) is not None:
+            message[key] = getattr(shaped, key)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -723,12 +773,33 @@ def _completion(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": shaped.finish_reason,
                 "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
             }
         ],
-        "usage": _usage(body, content, reply),
+        "usage": _usage(body, (shaped.content or "") + (shaped.reasoning_content or shaped.reasoning or ""), reply),
+    }
+
+
+def _ollama_chat(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
+    """Ollama's native /api/chat answer; its `format` is a JSON schema, "json", or absent."""
+    fmt = body.get("format")
+    default = json.dumps(schema_instance(fmt)) if isinstance(fmt, Mapping) else "{}"
+    shaped = _shaped(body, reply, default)
+    message: dict[str, Any] = {"role": "assistant", "content": shaped.content or ""}
+    thinking = shaped.reasoning_content or shaped.reasoning
+    if thinking is not None:
+        message["thinking"] = thinking
+    usage = _usage(body, message["content"] + (thinking or ""), reply)
+    return {
+        "model": body.get("model", MODEL_ID),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "message": message,
+        "done": True,
+        "done_reason": shaped.finish_reason,
+        "prompt_eval_count": usage["prompt_tokens"],
+        "eval_count": usage["completion_tokens"],
     }
 
 
@@ -1196,6 +1267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=None, help="requests processed at once; the rest queue")
     parser.add_argument("--context-tokens", type=int, default=None,
                         help="refuse longer prompts with HTTP 400 context_length_exceeded, as OpenAI does")
+    parser.add_argument("--style", default=None,
+                        help="dress every unscripted answer like a real model, e.g. think+fence (testkit/reply_styles.py)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -1209,6 +1282,8 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.style:
+        server.set_default(Reply(style=args.style))
     server.start()
     # Printed (and flushed) so a parent process can wait for this line before sending traffic.
     print(f"fake LLM server listening on {server.base_url}", flush=True)

@@ -8,9 +8,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from llm_backend.core.answer import extract_json, parse_answer
+from llm_backend.core.answer import parse_answer
 from llm_backend.core.config import parse_label_config
 from llm_backend.core.controls import EntityAnswer
+from llm_backend.core.reading import read_json
 from llm_backend.core.schema import json_schema
 from llm_backend.errors import AnswerError
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG
@@ -68,14 +69,15 @@ def test_good_answer_matches_schema_and_validates() -> None:
     ],
     ids=["bare", "fenced", "fenced-prose", "prose", "skip-invalid-brace"],
 )
-def test_extract_json(content: str, expected: dict[str, Any]) -> None:
-    assert extract_json(content) == expected
+def test_read_json(content: str, expected: dict[str, Any]) -> None:
+    assert read_json(content).value == expected
 
 
-@pytest.mark.parametrize("content", ["", "no json here", '{"a": 1', "[1, 2]"], ids=["empty", "prose", "cut", "list"])
-def test_extract_json_rejects(content: str) -> None:
+@pytest.mark.parametrize("content", ["", "no json here", "[1, 2]", "```\nplain text\n```"],
+                         ids=["empty", "prose", "list", "fence"])
+def test_read_json_rejects(content: str) -> None:
     with pytest.raises(AnswerError):
-        extract_json(content)
+        read_json(content)
 
 
 @pytest.mark.parametrize(

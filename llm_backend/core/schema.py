@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, create_model
 
 from .config import Control, LabelConfig
 from .controls import Dropped, spec_for
@@ -80,3 +80,25 @@ def validate_answer(config: LabelConfig, data: object) -> tuple[dict[str, Any], 
     model = answer_model(config).model_validate(data, context=context)
     values = {control.name: getattr(model, f"c{index}") for index, control in enumerate(config.controls)}
     return values, context["dropped"]
+
+
+def validate_controls(config: LabelConfig, data: object, error: ValidationError
+                      ) -> tuple[dict[str, Any], list[Dropped], dict[str, list[Any]]]:
+    """After `validate_answer` raised `error`: the controls that are valid on their own, what they
+    dropped, and the error items of each invalid control (by name) for the partial answer.
+
+    Each control is validated by its own spec, so a valid control's value is exactly what a fully
+    valid answer would have given it.
+    """
+    problems: dict[str, list[Any]] = {}
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        problems.setdefault(name, []).append(item)
+    if "" in problems or not isinstance(data, dict):
+        return {}, [], problems  # the object itself is unusable, not one control
+    values: dict[str, Any] = {}
+    dropped: list[Dropped] = []
+    for control in config.controls:
+        if control.name not in problems:
+            values[control.name] = spec_for(control.kind).validator(control)(data[control.name], dropped)
+    return values, dropped, problems

@@ -80,13 +80,15 @@ def _key_span(content: str, name: str, start: int = 0, end: int | None = None) -
     return span
 
 
-def control_scores(config: LabelConfig, content: str, logprobs: list[dict[str, Any]] | None
-                   ) -> dict[str, list[float | None]]:
-    """{control name: [score per decision]}; for Labels, one score per entity in the reply's order."""
+def control_scores(config: LabelConfig, content: str, logprobs: list[dict[str, Any]] | None,
+                   start: int | None = None) -> dict[str, list[float | None]]:
+    """{control name: [score per decision]}; for Labels, one score per entity in the reply's order.
+
+    `start` is where the answer object begins in `content` (after a `<think>` block, a preamble...)."""
     tokens = token_offsets(logprobs, content)
     if tokens is None:
         return {}
-    top = content.find("{")
+    top = content.find("{") if start is None else start
     scores: dict[str, list[float | None]] = {}
     for control in config.controls:
         try:

@@ -38,6 +38,10 @@ ESCALATE_FAILURES = {
     "llm_unavailable": "error",
     "llm_rejected": "error",
     "context_window_exceeded": "error",  # the local model's window is too small even for one part of the text
+    "llm_unreachable": "error",
+    "answer_cut_off": "invalid",
+    "answer_refused": "invalid",
+    "answer_empty": "invalid",
 }
 REASONS = ("invalid", "error", "unaligned", "low_score")
 
@@ -68,6 +72,8 @@ class Cascade:
         """Why this outcome should go to the next model, or None when it is good enough."""
         if outcome.regions is None:
             return ESCALATE_FAILURES.get(outcome.error_code or "")
+        if outcome.invalid_controls:
+            return "invalid"  # a partial answer: a control stayed invalid after the repair round
         if outcome.unaligned:
             return "unaligned"
         if self.min_score is not None and outcome.score is not None and outcome.score < self.min_score:

@@ -20,6 +20,9 @@ class PredictionJob:
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
+    # time.monotonic() by which the answer is wanted (a /predict's deadline): transient failures are
+    # retried until then. None (offline commands): LLM_MAX_RETRIES retries.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,13 @@ class Metrics:
                                   registry=r)
         self.long_text_parts = Counter("llm_backend_long_text_parts", "Requests over parts of split texts",
                                        registry=r)
+        self.partial_answers = Counter("llm_backend_partial_answers",
+                                       "Tasks answered with some controls left out (invalid after the repair round)",
+                                       registry=r)
+        self.reply_repairs = Counter("llm_backend_reply_repairs", "Replies read only after a repair of their text",
+                                     ["repair"], registry=r)
+        self.reply_problems = Counter("llm_backend_reply_problems", "Replies refused, cut off or empty",
+                                      ["problem"], registry=r)
         self.requests = Counter("llm_backend_http_requests", "Protocol requests", ["route", "status"], registry=r)
         # Per Label Studio project: what it consumed and cost. A call whose price is unknown adds to
         # unpriced_calls, not to cost, so a dashboard can tell "free" from "not known".

@@ -61,17 +61,24 @@ class TaskOutcome:
     unaligned: int = 0
     model: str | None = None  # the model name asked (LLM_MODEL, a project's model, a cascade step)
     error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
+    invalid_controls: int = 0  # controls left out of a partial answer (`error` says which and why)
+    repairs: tuple[str, ...] = ()  # what reading the reply took (core/reading.py REPAIRS)
     cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
     project: str | None = None  # the Label Studio project the task belongs to, for per-project metrics
     long_text: LongTextReport | None = None  # set when the text was split to fit the model's context
 
     def to_result(self, model_version: str) -> dict[str, Any]:
-        """The item Label Studio expects; failures carry no `result` so LS asks again later."""
+        """The item Label Studio expects; failures carry no `result` so LS asks again later.
+
+        A partial answer has both: its regions, and in `error` the controls left out and why (Label
+        Studio 1.23.2 ignores keys it does not know in a result item)."""
         if self.regions is None:
             return {"model_version": model_version, "error": self.error or self.status}
         item: dict[str, Any] = {"result": self.regions, "model_version": model_version}
         if self.score is not None:
             item["score"] = self.score
+        if self.error:
+            item["error"] = self.error
         return item
 
 
@@ -86,6 +93,12 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
     if outcome.long_text is not None:
         metrics.long_texts.inc()
         metrics.long_text_parts.inc(outcome.long_text.parts)
+    if outcome.invalid_controls:
+        metrics.dropped.labels("invalid_control").inc(outcome.invalid_controls)
+        metrics.partial_answers.inc()
+    if outcome.status == "ok":  # a cached answer was counted when it was read the first time
+        for repair in outcome.repairs:
+            metrics.reply_repairs.labels(repair).inc()
 
 
 def count_usage(metrics: Metrics, project: str | None, usage: Usage) -> None:
@@ -112,6 +125,7 @@ class BatchSummary:
     unaligned: int
     seconds: float
     project: str | None = None  # when every task belongs to one project
+    partial: int = 0  # tasks answered with some controls left out
 
     @classmethod
     def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
@@ -127,6 +141,7 @@ class BatchSummary:
             unaligned=sum(o.unaligned for o in outcomes),
             seconds=seconds,
             project=projects.pop() if len(projects) == 1 else None,
+            partial=sum(o.invalid_controls > 0 for o in outcomes),
         )
 
     def log_line(self) -> str:
@@ -136,5 +151,5 @@ class BatchSummary:
             f"predict:{where} {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
             f"failed={self.failed} timed_out={self.timeout} llm_calls={u.calls} retries={u.retries} "
             f"repairs={u.repairs} tokens={u.prompt_tokens}+{u.completion_tokens} cost={u.cost_text()} "
-            f"dropped={self.dropped} unaligned={self.unaligned}"
+            f"dropped={self.dropped} unaligned={self.unaligned} partial={self.partial}"
         )

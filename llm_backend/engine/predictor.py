@@ -12,12 +12,12 @@ from typing import Any, Protocol
 from ..core.align import AlignOptions
 from ..core.answer import Answer, parse_answer
 from ..core.config import LabelConfig
-from ..core.demo import DEMO_MODEL, demo_reply, is_demo
+from ..core.demo import is_demo
 from ..core.regions import RegionInputs, build_regions
 from ..core.schema import json_schema
 from ..core.scores import control_scores
 from ..core.usage import Usage
-from ..errors import AnswerError, ContextWindowError, LLMBackendError, LLMError, TaskError
+from ..errors import ContextWindowError, LLMBackendError, TaskError
 from ..models.client import Completion, CompletionClient, LLMRequest
 from ..models.context import ContextWindows
 from ..models.pricing import Pricing
@@ -26,6 +26,7 @@ from ..redact import redact
 from ..settings import Settings
 from .cache import Cache
 from .examples import ExampleStore, Snapshot, select_examples
+from .exchange import DemoClient, Exchange, Exchanger, problem_error, reply_problem
 from .fetch import MediaFetcher
 from .inputs import ImageInput, task_images, task_texts
 from .job import Answered, PredictionJob
@@ -60,13 +61,17 @@ class PreparedTask:
     inputs: RegionInputs
 
 
-@dataclass
-class _Exchange:
-    """A validated answer and what it took to get it."""
-
-    completion: Completion
-    answer: Answer
-    usage: Usage
+def log_answer(task_id: object, outcome: TaskOutcome) -> None:
+    """The task's own log line when its answer took more than one clean reply: repairs, a partial answer."""
+    notes = []
+    if outcome.repairs:
+        notes.append("reply read with repairs: " + ", ".join(outcome.repairs))
+    if outcome.usage.repairs:
+        notes.append("valid after a repair round")
+    if outcome.invalid_controls:
+        log.warning("task %s answered in part: %s%s", task_id, outcome.error, "".join(f"; {n}" for n in notes))
+    elif notes:
+        log.info("task %s answered: %s", task_id, "; ".join(notes))
 
 
 class Predictor:
@@ -92,7 +97,8 @@ class Predictor:
         self.metrics = metrics
         # Router model name -> its deployments' LiteLLM models (from LLM_ROUTER_CONFIG).
         self.routes: dict[str, tuple[str, ...]] = routes or {}
-        self._flights: SingleFlight[_Exchange] = SingleFlight()
+        self.exchanger = Exchanger(client, prompts, cache, metrics)
+        self._flights: SingleFlight[Exchange] = SingleFlight()
         self.align_options = AlignOptions(
             fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
         )
@@ -197,40 +203,6 @@ class Predictor:
             logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
         )
 
-    def _complete(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Completion:
-        if is_demo(request.model):
-            # The demo model answers from rules in this process: nothing is sent anywhere or paid for.
-            return Completion(content=demo_reply(job.config, inputs), model=DEMO_MODEL, cost=0.0)
-        return self.client.complete(request)
-
-    def _exchange(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> _Exchange:
-        completion = self._complete(job, request, inputs)
-        usage = completion.usage
-        try:
-            answer = parse_answer(job.config, completion.content)
-        except AnswerError as first_error:
-            # One repair round: show the model its reply and what was wrong with it.
-            controls = [{"name": c.name} for c in job.config.controls]
-            repair_text = self.prompts.render(job.project, "repair.j2", {"error": first_error.message,
-                                                                         "controls": controls})
-            retry = request.followed_by({"role": "assistant", "content": completion.content[:20_000]},
-                                        {"role": "user", "content": repair_text})
-            usage += Usage(repairs=1)
-            try:
-                completion = self._complete(job, retry, inputs)
-            except LLMError as exc:
-                raise exc.with_usage(usage + exc.usage) from exc.__cause__
-            # The repair call is a repair, not a retry: its own retries count, its first call does not.
-            usage += completion.usage
-            try:
-                answer = parse_answer(job.config, completion.content)
-            except AnswerError as second_error:
-                raise AnswerError(f"invalid answer after one repair: {second_error.message}",
-                                  content=completion.content, usage=usage) from None
-        # Stored under the ORIGINAL request: a re-run of a repaired task is free too.
-        self.cache.set(request.cache_key, completion.to_cache())
-        return _Exchange(completion, answer, usage)
-
     def predict(self, job: PredictionJob) -> TaskOutcome:
         outcome = self.attempt(job)
         count_outcome(self.metrics, outcome)
@@ -240,6 +212,8 @@ class Predictor:
         """`predict` without counting the task in the metrics (a cascade counts one task once)."""
         try:
             outcome = self._predict(job)
+            if outcome.status == "ok":
+                log_answer(job.task.get("id"), outcome)
         except LLMBackendError as exc:
             message = redact(exc.message)
             usage = exc.usage if isinstance(exc, TaskError) else Usage()
@@ -266,11 +240,15 @@ class Predictor:
         return PreparedTask(self.build_request(job, texts, images), inputs)
 
     def answer_outcome(self, status: str, job: PredictionJob, prepared: PreparedTask, completion: Completion,
-                       usage: Usage | None = None) -> TaskOutcome:
-        """A completion received some other way (the cache, a provider batch) as an outcome: validated,
-        aligned and scored like every answer. Raises AnswerError when it is not valid for the config."""
-        outcome = self._outcome(status, job, prepared.inputs, parse_answer(job.config, completion.content),
-                                completion, usage)
+                       usage: Usage | None = None, *, partial: bool = False) -> TaskOutcome:
+        """A completion received some other way (the cache, a provider batch) as an outcome: judged, read,
+        validated, aligned and scored like every answer. Raises AnswerError when it is cut off, refused,
+        empty or not valid for the config (with `partial`, only when no control is valid)."""
+        problem = reply_problem(job.config, completion)
+        if problem is not None:
+            raise problem_error(problem, completion, prepared.request, None)
+        answer = parse_answer(job.config, completion.content, completion.reasoning, partial=partial)
+        outcome = self._outcome(status, job, prepared.inputs, answer, completion, usage)
         outcome.model, outcome.project = job.model or self.settings.llm_model, job.project
         return outcome
 
@@ -296,15 +274,22 @@ class Predictor:
         cached = self.cache.get(request.cache_key)
         if cached is not None:
             completion = Completion.from_cache(cached)
-            return Answered("cached", completion, parse_answer(job.config, completion.content), Usage())
-        exchange, shared = self._flights.do(request.cache_key, lambda: self._exchange(job, request, inputs))
+            # Partial answers are cached too (they were returned): reading one again gives the same result.
+            answer = parse_answer(job.config, completion.content, completion.reasoning, partial=True)
+            return Answered("cached", completion, answer, Usage())
+        # The demo model answers from rules in this process: nothing is sent anywhere or paid for.
+        client = DemoClient(job.config, inputs) if is_demo(request.model) else None
+        exchange, shared = self._flights.do(
+            request.cache_key, lambda: self.exchanger.run(job.config, job.project, request, job.deadline, client))
         if shared:
             return Answered("cached", exchange.completion, exchange.answer, Usage())
         return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
 
     def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
                  completion: Completion, usage: Usage | None = None) -> TaskOutcome:
-        scores = control_scores(job.config, completion.content, completion.logprobs)
+        # Token scores only where the object's place in the content is known (not inside a repaired text).
+        scores = (control_scores(job.config, completion.content, completion.logprobs, answer.start)
+                  if answer.start is not None else {})
         report = build_regions(job.config, answer.values, inputs, scores)
         region_scores = [r["score"] for r in report.regions if r.get("score") is not None]
         return TaskOutcome(
@@ -314,4 +299,7 @@ class Predictor:
             usage=usage or Usage(),
             dropped=len(answer.dropped),
             unaligned=len(report.unaligned),
+            error=answer.invalid_text() or None,
+            invalid_controls=len(answer.invalid),
+            repairs=answer.repairs,
         )

@@ -3,51 +3,53 @@
 `import litellm` takes seconds and hundreds of MB, so it happens lazily (or in a warm-up thread
 started after gunicorn forks), never at import or in `create_app`: `/health` and `/setup` must
 answer within Label Studio's 1 s and 3 s. LiteLLM's own retries are off (`num_retries=0`): they
-ignore Retry-After and have no backoff. Ours retry only transient failures, honour Retry-After,
-back off exponentially with jitter, and are capped.
+ignore Retry-After and have no backoff. Ours retry only transient failures, honour Retry-After and
+back off exponentially with jitter, for as long as the caller's deadline allows (a `/predict`), or
+`max_retries` times when there is none (offline commands).
+
+Providers as they are: LiteLLM drops the parameters it knows a model refuses (`drop_params`), and a
+parameter a server refuses with a 400 naming it (temperature on a reasoning model, logprobs) is
+dropped for that model from then on rather than failing every task. A reply keeps what the answer
+needs to be judged: `finish_reason`, a `refusal`, and the reasoning some servers return beside the
+content (`reasoning_content`, or vLLM's `reasoning`). A connection that cannot be made is reported
+as that, naming LLM_API_BASE, not as the "HTTP 500" LiteLLM wraps it in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import functools
 import hashlib
 import importlib.metadata
 import json
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_base, wait_exponential_jitter
+from tenacity.stop import stop_base
 
 from ..core.usage import Usage
-from ..errors import ContextWindowError, LLMError, PermanentLLMError, TransientLLMError
+from ..errors import LLMError, PermanentLLMError, TransientLLMError
+from .failures import ParamRefusedError, classify, parse_retry_after, refused_param
+from .retries import StopAtDeadline, WaitRetryAfter, gave_up
+
+__all__ = [
+    "Completion",
+    "CompletionClient",
+    "LLMRequest",
+    "LiteLLMClient",
+    "classify",
+    "load_litellm",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
-
-TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
-_TRANSIENT_NAMES = {
-    "RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
-    "ServiceUnavailableError", "BadGatewayError", "ConnectError", "ReadTimeout", "ConnectTimeout",
-    "RemoteProtocolError", "ReadError",
-}
-# How OpenAI, vLLM and LiteLLM word a prompt that is too long; the number is the model's window.
-_CONTEXT_MESSAGES = re.compile(r"context_length_exceeded|maximum context length|context window", re.IGNORECASE)
-_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
-_PERMANENT_NAMES = {
-    "AuthenticationError", "PermissionDeniedError", "BadRequestError", "ContextWindowExceededError",
-    "NotFoundError", "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
-    "InvalidRequestError",
-}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class Completion:
     cost: float | None = None
     attempts: int = 1
     logprobs: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None  # "stop", "length" (cut off at the token limit), "content_filter", ...
+    refusal: str | None = None  # OpenAI's structured-output refusal text
+    reasoning: str | None = None  # reasoning_content (LM Studio, llama.cpp, DeepSeek) or vLLM's `reasoning`
 
     @property
     def usage(self) -> Usage:
@@ -95,18 +100,24 @@ class Completion:
                      completion_tokens=self.completion_tokens, cost=self.cost)
 
     def to_cache(self) -> dict[str, Any]:
-        return {"content": self.content, "model": self.model, "prompt_tokens": self.prompt_tokens,
+        data = {"content": self.content, "model": self.model, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "cost": self.cost, "logprobs": self.logprobs}
+        if self.reasoning and not self.content.strip():
+            data["reasoning"] = self.reasoning  # the answer was read from it: a re-run must read it again
+        return data
 
     @classmethod
     def from_cache(cls, data: dict[str, Any]) -> Completion:
         return cls(content=data["content"], model=data.get("model", ""), prompt_tokens=data.get("prompt_tokens", 0),
                    completion_tokens=data.get("completion_tokens", 0), cost=data.get("cost"),
-                   attempts=0, logprobs=data.get("logprobs"))
+                   attempts=0, logprobs=data.get("logprobs"), finish_reason="stop", reasoning=data.get("reasoning"))
 
 
 class CompletionClient(Protocol):
-    def complete(self, request: LLMRequest) -> Completion: ...
+    def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
+        """One answer to `request`; transient failures are retried until `deadline` (a time.monotonic()
+        value) when one is given, else a fixed number of times."""
+        ...
 
 
 # Sent to an OpenAI-compatible server of your own that needs no key (vLLM, llama.cpp, LM Studio
@@ -156,70 +167,12 @@ def litellm_loaded() -> bool:
     return _litellm is not None
 
 
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from Retry-After / retry-after-ms, whichever form the provider used."""
-    if not headers:
-        return None
-    try:
-        getter: Callable[[str], Any] = headers.get
-    except AttributeError:
-        return None
-    lowered = {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict) else None
-    def get(name: str) -> Any:
-        return lowered.get(name) if lowered is not None else getter(name)
-    raw_ms = get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(str(raw)) if raw else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def classify(exc: BaseException) -> LLMError:
-    """Map a LiteLLM/httpx exception to our tree, keeping only a safe, short message."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    status = getattr(exc, "status_code", None)
-    message = f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-    detail = str(getattr(exc, "message", "") or exc).splitlines()[0][:300] if str(exc) else ""
-    if detail:
-        message += f": {detail}"
-    if "ContextWindowExceededError" in names or (status == 400 and _CONTEXT_MESSAGES.search(str(exc))):
-        size = _CONTEXT_SIZE.search(str(exc))
-        return ContextWindowError(message, window=int(size.group(1)) if size else None)
-    if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
-        return PermanentLLMError(message)
-    if "missing credentials" in message.lower() or "api_key" in message.lower():
-        # LiteLLM reports a missing key as a 500 from the provider; retrying cannot supply one.
-        return PermanentLLMError(message + " (set LLM_API_KEY, or the provider's usual variable)")
-    if names & _TRANSIENT_NAMES or status in TRANSIENT_STATUS or isinstance(exc, (TimeoutError, ConnectionError)):
-        return TransientLLMError(message, retry_after=parse_retry_after(getattr(exc, "litellm_response_headers", None)))
-    if isinstance(status, int) and 400 <= status < 500:
-        return PermanentLLMError(message)
-    # Unknown failures (e.g. APIError without a status) are retried: a wasted retry is cheaper than a lost task.
-    return TransientLLMError(message)
-
-
-class _wait_retry_after(wait_base):
-    """Honour the provider's Retry-After (capped); otherwise exponential backoff with jitter."""
-
-    def __init__(self, cap: float) -> None:
-        self.cap = cap
-        self.fallback = wait_exponential_jitter(initial=0.5, max=cap, jitter=0.5)
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(self.cap, retry_after + 0.05 * retry_state.attempt_number))
-        return float(self.fallback(retry_state))
+def _reasoning_of(message: Any) -> str | None:
+    reasoning = getattr(message, "reasoning_content", None)
+    if not reasoning:
+        extra = getattr(message, "provider_specific_fields", None) or {}
+        reasoning = extra.get("reasoning") or extra.get("reasoning_content") or getattr(message, "reasoning", None)
+    return reasoning if isinstance(reasoning, str) and reasoning else None
 
 
 @dataclass
@@ -231,6 +184,10 @@ class LiteLLMClient:
     max_retries: int = 4
     retry_max_wait: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # model -> {parameter it refused: what to send instead (None: nothing)}, learned from its 400s
+    _refused: dict[str, dict[str, str | None]] = field(default_factory=dict, init=False, repr=False)
+    _typical_call: float = field(default=0.0, init=False, repr=False)  # seconds a successful call takes (EWMA)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
         """The completion() arguments of a request, shared by plain calls and Router calls."""
@@ -241,6 +198,8 @@ class LiteLLMClient:
             "timeout": self.timeout,
             "num_retries": 0,
             "max_retries": 0,
+            # LiteLLM leaves out what it knows a model refuses (temperature and logprobs on o1/o3/gpt-5...).
+            "drop_params": True,
             **self.extra,
         }
         if request.response_format is not None:
@@ -249,7 +208,31 @@ class LiteLLMClient:
             kwargs["max_tokens"] = request.max_tokens
         if request.logprobs:
             kwargs["logprobs"] = True
+        for param, instead in self._refused.get(request.model, {}).items():
+            value = kwargs.pop(param, None)
+            if instead is not None and value is not None:
+                kwargs[instead] = value
         return kwargs
+
+    def _refusal_of(self, exc: BaseException, kwargs: dict[str, Any]) -> ParamRefusedError | None:
+        error = classify(exc)
+        if not isinstance(error, PermanentLLMError) or getattr(exc, "status_code", 400) != 400:
+            return None
+        text = str(exc)
+        param = refused_param(text, kwargs)
+        return ParamRefusedError(error.message, param) if param else None
+
+    def _learn(self, model: str, refusal: ParamRefusedError) -> None:
+        """Remember that `model` refuses a parameter (tasks in flight may learn it at the same time)."""
+        with self._lock:
+            known = self._refused.setdefault(model, {})
+            if refusal.param in known:
+                return
+            instead = ("max_completion_tokens" if refusal.param == "max_tokens"
+                       and "max_completion_tokens" in refusal.message else None)
+            known[refusal.param] = instead
+        log.warning("%s refused %s (%s); %s from now on", model, refusal.param, refusal.message,
+                    f"sending {instead} instead" if instead else "leaving it out")
 
     def _call_once(self, request: LLMRequest) -> Completion:
         litellm = load_litellm()
@@ -263,13 +246,14 @@ class LiteLLMClient:
         try:
             response = litellm.completion(**kwargs)
         except Exception as exc:  # mapped to our tree right here, at the boundary
-            raise classify(exc) from exc
+            raise (self._refusal_of(exc, kwargs) or classify(exc, request.api_base)) from exc
         return self._completion(litellm, response)
 
     @staticmethod
     def _completion(litellm: ModuleType, response: Any) -> Completion:
         choice = response.choices[0]
-        content = choice.message.content or ""
+        message = choice.message
+        content = message.content or ""
         usage = getattr(response, "usage", None)
         try:
             cost = float(litellm.completion_cost(completion_response=response))
@@ -286,6 +270,7 @@ class LiteLLMClient:
                     item if isinstance(item, dict) else {"token": item.token, "logprob": item.logprob}
                     for item in content_logprobs
                 ]
+        refusal = getattr(message, "refusal", None)
         return Completion(
             content=content,
             model=getattr(response, "model", "") or "",
@@ -293,9 +278,24 @@ class LiteLLMClient:
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             cost=cost,
             logprobs=logprobs,
+            finish_reason=getattr(choice, "finish_reason", None),
+            refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
+            reasoning=_reasoning_of(message),
         )
 
-    def complete(self, request: LLMRequest) -> Completion:
+    def _attempt(self, request: LLMRequest) -> tuple[Completion, int]:
+        """One call, and once more without a parameter the model refuses; (completion, calls made)."""
+        try:
+            return self._call_once(request), 1
+        except ParamRefusedError as refusal:
+            # Once more without it: a model that names a parameter it was not sent fails as usual then.
+            self._learn(request.model, refusal)
+        try:
+            return self._call_once(request), 2
+        except LLMError as exc:
+            raise exc.with_usage(Usage(calls=1)) from exc.__cause__
+
+    def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         attempts = 0
 
         def before_sleep(state: RetryCallState) -> None:
@@ -303,20 +303,34 @@ class LiteLLMClient:
             sleep = state.upcoming_sleep
             log.warning("model call failed (%s); retry %d in %.1f s", exc, state.attempt_number, sleep)
 
+        last_call = 0.0
+        stop: stop_base = (stop_after_attempt(self.max_retries + 1) if deadline is None
+                           else StopAtDeadline(deadline, lambda: max(self._typical_call, last_call)))
         retrying = Retrying(
             retry=retry_if_exception_type(TransientLLMError),
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=_wait_retry_after(self.retry_max_wait),
+            stop=stop,
+            wait=WaitRetryAfter(self.retry_max_wait),
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
+                    started = time.monotonic()
                     attempts += 1
-                    completion = self._call_once(request)
+                    try:
+                        completion, calls = self._attempt(request)
+                    except LLMError as exc:
+                        attempts += exc.usage.calls
+                        last_call = time.monotonic() - started
+                        raise
+                    attempts += calls - 1
         except LLMError as exc:
             # The caller bills every attempt; failed calls cost nothing at the providers we know.
-            raise exc.with_usage(Usage(calls=attempts, retries=max(0, attempts - 1))) from exc.__cause__
+            usage = Usage(calls=attempts, retries=max(0, attempts - 1))
+            why = "the request's deadline" if deadline is not None else f"LLM_MAX_RETRIES={self.max_retries}"
+            raise gave_up(exc, attempts, why, usage) from exc.__cause__
+        elapsed = time.monotonic() - started
+        self._typical_call = elapsed if not self._typical_call else 0.8 * self._typical_call + 0.2 * elapsed
         completion.attempts = attempts
         return completion

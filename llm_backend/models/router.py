@@ -275,12 +275,12 @@ class RouterClient(LiteLLMClient):
                     log.info("LiteLLM Router built from %s: %s", self.config.path, ", ".join(self.config.model_names))
         return self._router
 
-    def complete(self, request: LLMRequest) -> Completion:
+    def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         # Calls, not Router calls, are what the metrics and the batch summary count: a deployment that
         # failed before a fallback answered is one call, a deployment skipped while cooling down none.
         _calls.count = 0
         try:
-            completion = super().complete(request)
+            completion = super().complete(request, deadline)
         except LLMError as exc:
             raise exc.with_usage(Usage(calls=_calls.count, retries=max(0, _calls.count - 1))) from exc.__cause__
         completion.attempts = max(1, _calls.count)
@@ -294,7 +294,7 @@ class RouterClient(LiteLLMClient):
         try:
             response = router.completion(**kwargs)
         except Exception as exc:
-            raise router_error(exc) from exc
+            raise (self._refusal_of(exc, kwargs) or router_error(exc)) from exc
         completion = self._completion(litellm, response)
         hidden = getattr(response, "_hidden_params", None) or {}
         group = str((hidden.get("additional_headers") or {}).get("x-litellm-model-group") or request.model)

@@ -106,8 +106,10 @@ class ProtocolHandler:
         asked = instruction(body.get("params"))
         if settings.jobs_enabled and project is not None and asked is None and job_task_ids(tasks):
             return predict_with_jobs(self.services, config, project, version, choice, tasks, started)
+        # Transient model failures are retried until the request's deadline, not a fixed number of times.
+        deadline = started + settings.predict_deadline
         jobs: list[PredictionJob | None] = [
-            PredictionJob(config, project, task, asked, choice.model, dict(choice.params))
+            PredictionJob(config, project, task, asked, choice.model, dict(choice.params), deadline=deadline)
             if isinstance(task, dict) else None
             for task in tasks
         ]

@@ -1,0 +1,152 @@
+"""What a failed model call means: transient or permanent, a connection never made, a parameter refused.
+
+LiteLLM raises its own exceptions (which wrap the OpenAI SDK's, which wrap httpx's); `classify` maps
+them to our tree at the boundary, keeping a short, safe message. A connection that could not be made
+is named as such (LiteLLM reports it as "InternalServerError (HTTP 500): Connection error"), and a 400
+that names an optional parameter the model refuses becomes a `ParamRefusedError` the client can act
+on instead of failing every task.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import ContextWindowError, LLMConnectionError, LLMError, PermanentLLMError, TransientLLMError
+
+TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+_TRANSIENT_NAMES = {
+    "RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
+    "ServiceUnavailableError", "BadGatewayError", "ConnectError", "ReadTimeout", "ConnectTimeout",
+    "RemoteProtocolError", "ReadError",
+}
+# How OpenAI, vLLM and LiteLLM word a prompt that is too long; the number is the model's window.
+_CONTEXT_MESSAGES = re.compile(r"context_length_exceeded|maximum context length|context window", re.IGNORECASE)
+_CONTEXT_SIZE = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
+_PERMANENT_NAMES = {
+    "AuthenticationError", "PermissionDeniedError", "BadRequestError", "ContextWindowExceededError",
+    "NotFoundError", "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
+    "InvalidRequestError",
+}
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from Retry-After / retry-after-ms, whichever form the provider used."""
+    if not headers:
+        return None
+    try:
+        getter: Callable[[str], Any] = headers.get
+    except AttributeError:
+        return None
+    lowered = {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict) else None
+    def get(name: str) -> Any:
+        return lowered.get(name) if lowered is not None else getter(name)
+    raw_ms = get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(str(raw)) if raw else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """`exc` and everything that caused it (LiteLLM wraps the OpenAI SDK's error, which wraps httpx's)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [current.__cause__, current.__context__]
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """Why no connection could be made ("connection refused", ...), or None when one was made."""
+    reason = None
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "the host name could not be resolved"
+        # httpx's (and httpcore's) own classes; LiteLLM's "APIConnectionError" is a catch-all, and the
+        # OpenAI SDK's also covers connections that broke mid-answer, so neither names the cause.
+        if type(cause).__module__.split(".")[0] not in ("httpx", "httpcore"):
+            continue
+        if type(cause).__name__ == "ConnectTimeout":
+            return "timed out while connecting"
+        if type(cause).__name__ == "ConnectError" and reason is None:
+            reason = (str(cause).splitlines() or [""])[0][:200] or "could not connect"
+    return reason
+
+
+def connection_error(reason: str, api_base: str | None) -> LLMConnectionError:
+    where = f" at {api_base}" if api_base else ""
+    hint = ("is it running, and is LLM_API_BASE the address this machine reaches it at?" if api_base else
+            "is it running, and is its address (LLM_API_BASE, or api_base in the routing file) right?")
+    return LLMConnectionError(f"cannot connect to the model server{where} ({reason}): {hint}")
+
+
+def classify(exc: BaseException, api_base: str | None = None) -> LLMError:
+    """Map a LiteLLM/httpx exception to our tree, keeping only a safe, short message."""
+    refused = connection_failure(exc)
+    if refused is not None:
+        return connection_error(refused, api_base)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = getattr(exc, "status_code", None)
+    message = f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    detail = str(getattr(exc, "message", "") or exc).splitlines()[0][:300] if str(exc) else ""
+    if detail:
+        message += f": {detail}"
+    if "ContextWindowExceededError" in names or (status == 400 and _CONTEXT_MESSAGES.search(str(exc))):
+        size = _CONTEXT_SIZE.search(str(exc))
+        return ContextWindowError(message, window=int(size.group(1)) if size else None)
+    if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
+        return PermanentLLMError(message)
+    if "missing credentials" in message.lower() or "api_key" in message.lower():
+        # LiteLLM reports a missing key as a 500 from the provider; retrying cannot supply one.
+        return PermanentLLMError(message + " (set LLM_API_KEY, or the provider's usual variable)")
+    if names & _TRANSIENT_NAMES or status in TRANSIENT_STATUS or isinstance(exc, (TimeoutError, ConnectionError)):
+        return TransientLLMError(message, retry_after=parse_retry_after(getattr(exc, "litellm_response_headers", None)))
+    if isinstance(status, int) and 400 <= status < 500:
+        return PermanentLLMError(message)
+    # Unknown failures (e.g. APIError without a status) are retried: a wasted retry is cheaper than a lost task.
+    return TransientLLMError(message)
+
+
+# Parameters the answer can do without, which some models refuse (temperature on reasoning models,
+# logprobs where a server has none, max_tokens where a model wants max_completion_tokens).
+OPTIONAL_PARAMS = ("temperature", "logprobs", "top_logprobs", "max_tokens")
+_REFUSES = ("unsupported", "not supported", "does not support", "not allowed")
+
+
+def refused_param(message: str, sent: Iterable[str]) -> str | None:
+    """The optional parameter a 400's message says the model refuses, if it names exactly one we sent."""
+    lowered = message.lower()
+    if not any(phrase in lowered for phrase in _REFUSES):
+        return None
+    named = [param for param in sent if param in OPTIONAL_PARAMS and re.search(rf"\b{param}\b", lowered)]
+    return named[0] if len(named) == 1 else None
+
+
+class ParamRefusedError(PermanentLLMError):
+    """A 400 that names an optional parameter: retried at once without it (see LiteLLMClient)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
