@@ -158,7 +158,12 @@ def test_doctor_passes_against_the_test_server(llm: FakeLLMServer, tmp_path: Pat
     out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor", "--config", str(config)], env=env,
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[PASS] model reachable" in out.stdout and "[PASS] JSON schema" in out.stdout
+    assert "[PASS] model reachable" in out.stdout
+    # The test server enforces a schema sent as response_format and answers {} otherwise.
+    assert "[PASS] output mode schema: followed: a valid answer, read as sent" in out.stdout
+    assert "[WARN] output mode json: not followed: the JSON object is not valid: " in out.stdout
+    assert "[WARN] output mode prompt: not followed: " in out.stdout
+    assert "[PASS] LLM_OUTPUT_MODE: LLM_OUTPUT_MODE=schema suits this model" in out.stdout
     assert "[WARN] context window: unknown for openai/test-model" in out.stdout and "LLM_CONTEXT_TOKENS" in out.stdout
     assert "sentiment <choices> -> text (data.text)" in out.stdout
     assert "sk-doctor-secret" not in out.stdout + out.stderr
@@ -176,7 +181,8 @@ def test_doctor_fails_with_fixes(llm: FakeLLMServer, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor", "--config", str(config)], env=env,
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 1
-    assert "[FAIL] JSON schema" in out.stdout and "LLM_OUTPUT_MODE=json" in out.stdout
+    assert "[FAIL] output mode schema: not followed: the reply did not contain a JSON object" in out.stdout
+    assert "[FAIL] LLM_OUTPUT_MODE: openai/test-model followed no output mode" in out.stdout
     assert "[FAIL] Label Studio reachable" in out.stdout
     assert "[FAIL] label config" in out.stdout and "no object tag" in out.stdout
     assert "tok-secret-123" not in out.stdout + out.stderr
@@ -359,6 +365,6 @@ def test_doctor_with_a_routing_file(llm: FakeLLMServer, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env=env, capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert "[PASS] model reachable: local (routing file)" in out.stdout, out.stdout + out.stderr
-    assert "[PASS] JSON schema" in out.stdout
+    assert "[PASS] output mode schema: followed" in out.stdout
     assert "[PASS] context window: local's context window (16,384 tokens, from model_info in LLM_ROUTER_CONFIG)" \
         in out.stdout

@@ -92,7 +92,9 @@ def test_prompt_injection_cannot_leave_the_config(make_client: Any, llm: FakeLLM
             assert all(path in (["News"], ["News", "World"], ["News", "Local"], ["Opinion"])
                        for path in value["taxonomy"])
     if answer["sentiment"] == "HACKED":
-        assert "result" not in result  # invalid even after the repair round: nothing is stored
+        # Invalid even after the repair round: that control is left out and named; the valid rest is kept.
+        assert "sentiment" not in {region["from_name"] for region in result["result"]}
+        assert result["error"].startswith("sentiment left out: property \"sentiment\": 'HACKED' is not one of")
 
 
 def test_secrets_never_leave_the_process(make_client: Any, llm: FakeLLMServer,

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import AnswerError, EmptyReplyError
+from ..errors import AnswerError
 from .config import LabelConfig
-from .reading import Reading, read_json
+from .reading import read_reply
 from .schema import Dropped, validate_answer, validate_controls
 
 
@@ -48,25 +48,9 @@ def _explain(items: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def read_reply(config: LabelConfig, content: str | None, reasoning: str | None = None) -> Reading:
-    """The answer object of a reply: from its content or, when the content is empty, from the reasoning
-    the server returned beside it (LM Studio and llama.cpp put a whole answer there at times)."""
-    keys = [control.name for control in config.controls]
-    if content and content.strip():
-        return read_json(content, keys)
-    if reasoning and reasoning.strip():
-        try:
-            found = read_json(reasoning, keys, last=True)
-        except AnswerError:
-            raise EmptyReplyError("the reply had no answer: its content was empty and its reasoning held no JSON "
-                                  "object; answer with one JSON object", content=content) from None
-        return Reading(found.value, ("reasoning_content", *found.repairs))
-    raise EmptyReplyError("the reply was empty; answer with one JSON object", content=content)
-
-
 def parse_answer(config: LabelConfig, content: str | None, reasoning: str | None = None, *,
                  partial: bool = False) -> Answer:
-    reading = read_reply(config, content, reasoning)
+    reading = read_reply(content, reasoning, [control.name for control in config.controls])
     try:
         values, dropped = validate_answer(config, reading.value)
         invalid: dict[str, str] = {}

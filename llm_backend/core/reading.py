@@ -29,7 +29,7 @@ from typing import Any
 
 import json_repair
 
-from ..errors import AnswerError
+from ..errors import AnswerError, EmptyReplyError
 
 REASONING_TAGS = ("think", "thinking", "reasoning")
 # The repairs a reading can need, in the order they are tried (see the module docstring).
@@ -115,8 +115,9 @@ def _candidates(text: str, offset: int, repairs: tuple[str, ...]) -> Iterator[Re
         except ValueError:
             continue
         skip_to = end
+        around = ("prose",) if text[:start].strip() or text[end:].strip() else ()
         for item in _objects(value):
-            yield Reading(item, (*repairs, "prose"), offset + start)
+            yield Reading(item, (*repairs, *around), offset + start)
     for body, _at in fences:
         for value in _objects(_repaired(body)):
             yield Reading(value, (*repairs, "code_fence", "json_repair"))
@@ -158,3 +159,18 @@ def read_json(text: str | None, keys: Collection[str] = (), *, last: bool = Fals
     if found is None:
         raise AnswerError("the reply did not contain a JSON object; answer with one JSON object only", content=text)
     return found
+
+
+def read_reply(content: str | None, reasoning: str | None = None, keys: Collection[str] = ()) -> Reading:
+    """The answer object of a reply: from its content or, when the content is empty, from the reasoning
+    the server returned beside it (LM Studio, llama.cpp and vLLM put a whole answer there at times)."""
+    if content and content.strip():
+        return read_json(content, keys)
+    if reasoning and reasoning.strip():
+        try:
+            found = read_json(reasoning, keys, last=True)
+        except AnswerError:
+            raise EmptyReplyError("the reply had no answer: its content was empty and its reasoning held no JSON "
+                                  "object; answer with one JSON object", content=content) from None
+        return Reading(found.value, ("reasoning_content", *found.repairs))
+    raise EmptyReplyError("the reply was empty; answer with one JSON object", content=content)

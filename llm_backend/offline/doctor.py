@@ -1,13 +1,13 @@
 """`llm-backend doctor`: the connection checks behind most support threads, each with its fix.
 
-Checks run in order: settings, the model (a 1-token call, then whether it honours a JSON schema),
+Checks run in order: settings, the model (a 1-token call, then a small real config asked in each
+output mode: which modes it follows, which repairs reading its replies took, the LLM_OUTPUT_MODE to set),
 Label Studio (reachable, token valid and which kind), the label config (controls, toName, $field),
 and which backend URL Label Studio should use from where it runs. Nothing secret is printed.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,13 +28,7 @@ from ..models.vision import vision_support
 from ..netcheck import Unreachable, is_local, why_unreachable
 from ..redact import redact, register_secrets
 from ..settings import Settings, load_settings
-
-PROBE_SCHEMA = {
-    "type": "object",
-    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
-    "required": ["answer"],
-    "additionalProperties": False,
-}
+from .probe import ModeResult, probe_modes, recommend
 
 
 @dataclass(frozen=True)
@@ -89,25 +83,30 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
                     "check LLM_MODEL, LLM_API_BASE (reachable from where the backend runs) and LLM_API_KEY")
         return
     yield Check("model reachable", "pass", f"{where} answered in {time.monotonic() - started:.2f} s")
-    probe = LLMRequest(
-        settings.llm_model,
-        ({"role": "user", "content": 'Is water wet? Answer with a JSON object {"answer": "yes" or "no"}.'},),
-        response_format={"type": "json_schema", "json_schema": {"name": "probe", "schema": PROBE_SCHEMA,
-                                                                 "strict": True}},
-        max_tokens=50, api_base=api_base,
-    )
-    try:
-        content = client.complete(probe).content
-        answer = json.loads(content)
-        honoured = isinstance(answer, dict) and answer.get("answer") in ("yes", "no") and set(answer) == {"answer"}
-    except (LLMBackendError, ValueError):
-        honoured = False
-    if honoured:
-        yield Check("JSON schema", "pass", "the model answers a JSON schema sent as response_format")
+    yield from check_output_modes(settings, list(probe_modes(quick, client, routing.routes)))
+
+
+def check_output_modes(settings: Settings, results: list[ModeResult]) -> Iterator[Check]:
+    """One check per output mode, then the setting: the configured mode must be followed."""
+    current = settings.llm_output_mode
+    for result in results:
+        status = "pass" if result.followed else ("fail" if result.mode == current else "warn")
+        yield Check(f"output mode {result.mode}", status, result.detail)
+    best = recommend(results)
+    if best is None:
+        yield Check("LLM_OUTPUT_MODE", "fail", f"{settings.llm_model} followed no output mode",
+                    "use a model that follows instructions or structured output; for a reasoning model raise "
+                    "LLM_MAX_TOKENS; see README \"Using local models\"")
+        return
+    chosen = next(result for result in results if result.mode == current)
+    if chosen.followed and (not chosen.repairs or best.repairs):
+        yield Check("LLM_OUTPUT_MODE", "pass", f"LLM_OUTPUT_MODE={current} suits this model")
+    elif chosen.followed:
+        yield Check("LLM_OUTPUT_MODE", "warn", f"LLM_OUTPUT_MODE={current} works, but its replies needed repairs",
+                    f"set LLM_OUTPUT_MODE={best.mode} ({best.detail})")
     else:
-        status = "fail" if settings.llm_output_mode == "schema" else "warn"
-        yield Check("JSON schema", status, "the model did not return JSON matching a schema sent as response_format",
-                    "set LLM_OUTPUT_MODE=json (JSON mode) or LLM_OUTPUT_MODE=prompt (schema in the prompt)")
+        yield Check("LLM_OUTPUT_MODE", "fail", f"the model does not follow LLM_OUTPUT_MODE={current}",
+                    f"set LLM_OUTPUT_MODE={best.mode} ({best.detail})")
 
 
 def check_context(settings: Settings) -> Check:

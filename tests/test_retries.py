@@ -1,0 +1,87 @@
+"""Transient failures are retried for as long as the request's deadline allows (a `/predict`), or
+LLM_MAX_RETRIES times where there is no deadline (offline commands). Real HTTP throughout."""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from llm_backend.errors import TransientLLMError
+from llm_backend.models.client import LiteLLMClient, LLMRequest
+from testkit.llm_server import FakeLLMServer, Reply
+from tests.conftest import CHOICES_CONFIG, BackendProcess
+
+LABELS = ("Positive", "Negative", "Neutral")
+
+
+def _tasks(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "data": {"text": f"Review number {i}."}} for i in range(n)]
+
+
+def test_sixty_tasks_with_30pc_429s_and_10pc_500s_all_answer_in_the_first_predict(
+        start_backend: Callable[..., BackendProcess], llm: FakeLLMServer) -> None:
+    for i in range(60):
+        llm.add_rule(f"Review number {i}.", Reply(json={"sentiment": LABELS[i % 3]}))
+    llm.inject_failures(rate_429=0.3, rate_500=0.1, retry_after=1, seed=15)
+    backend = start_backend(LLM_MAX_RETRIES="4")  # the default; it no longer bounds a /predict
+    body = {"label_config": CHOICES_CONFIG, "project": "15.2", "tasks": _tasks(60)}
+    started = time.monotonic()
+    first = requests.post(f"{backend.url}/predict", json=body, timeout=100).json()["results"]
+    seconds = time.monotonic() - started
+    assert [r.get("result", [{}])[0].get("value") for r in first] == [
+        {"choices": [LABELS[i % 3]]} for i in range(60)]
+    assert seconds < 40  # well inside PREDICT_DEADLINE (80 s)
+    assert llm.count(429) > 0 and llm.count(500) > 0 and llm.count(200) == 60
+    attempts = collections.Counter(re.search(r"Review number (\d+)\.", r["messages"][-1]["content"]).group(1)
+                                   for r in llm.requests)
+    print(f"\n60 tasks, 30% 429 + 10% 500: {seconds:.1f} s, {llm.calls} calls "
+          f"({llm.count(429)} x 429, {llm.count(500)} x 500), most attempts for one task: {max(attempts.values())}")
+
+    calls = llm.calls
+    second = requests.post(f"{backend.url}/predict", json=body, timeout=100).json()["results"]
+    assert llm.calls == calls  # every answer came from the cache
+    assert second == first
+
+
+@pytest.fixture
+def always_failing(llm: FakeLLMServer) -> FakeLLMServer:
+    llm.set_default(Reply(status=503, error_message="overloaded"))
+    return llm
+
+
+def _request(llm: FakeLLMServer) -> LLMRequest:
+    return LLMRequest("openai/test-model", ({"role": "user", "content": "hello"},), api_base=llm.base_url)
+
+
+def test_without_a_deadline_llm_max_retries_is_the_cap(always_failing: FakeLLMServer) -> None:
+    client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=2, retry_max_wait=0.05)
+    with pytest.raises(TransientLLMError) as failure:
+        client.complete(_request(always_failing))
+    assert always_failing.calls == 3
+    assert failure.value.message.endswith("(gave up after 3 attempts: LLM_MAX_RETRIES=2)")
+    assert failure.value.usage.calls == 3 and failure.value.usage.retries == 2
+
+
+def test_with_a_deadline_retries_go_on_until_it_and_stop_before_it(always_failing: FakeLLMServer) -> None:
+    client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=2, retry_max_wait=0.05)
+    deadline = time.monotonic() + 1.5
+    with pytest.raises(TransientLLMError) as failure:
+        client.complete(_request(always_failing), deadline=deadline)
+    assert time.monotonic() < deadline  # the caller gets the error in time to report it
+    assert always_failing.calls > 3  # LLM_MAX_RETRIES does not bound a request that has a deadline
+    assert failure.value.message.endswith(f"(gave up after {always_failing.calls} attempts: the request's deadline)")
+
+
+def test_a_retry_after_longer_than_what_is_left_is_not_waited_for(llm: FakeLLMServer) -> None:
+    llm.set_default(Reply(status=429, headers={"Retry-After": "20"}, error_message="slow down"))
+    client = LiteLLMClient(api_key="sk-test", timeout=5, retry_max_wait=30)
+    started = time.monotonic()
+    with pytest.raises(TransientLLMError):
+        client.complete(_request(llm), deadline=started + 3)
+    assert time.monotonic() - started < 1 and llm.calls == 1
