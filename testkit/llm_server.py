@@ -1268,7 +1268,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context-tokens", type=int, default=None,
                         help="refuse longer prompts with HTTP 400 context_length_exceeded, as OpenAI does")
     parser.add_argument("--style", default=None,
-                        help="dress every unscripted answer like a real model, e.g. think+fence (testkit/reply_styles.py)")
+                        help="dress unscripted answers like a real model, e.g. think+fence (testkit/reply_styles.py)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")

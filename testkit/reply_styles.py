@@ -75,8 +75,9 @@ WRAPPERS: dict[str, Callable[[str, Any], str]] = {
     "fence": lambda text, value: f"```json\n{text}\n```",
     "prose": lambda text, value: ("Sure! Here is the annotation {as JSON}, checked against every control:\n"
                                   f"{text}\n\nLet me know if you need anything else {{or a change}}."),
-    "think": lambda text, value: (f"<think>\nThe user wants labels. A first draft: {_draft(value)} - no, the schema "
-                                  f"names the controls {{and their values}}; check the text again.\n</think>\n\n{text}"),
+    "think": lambda text, value: (f"<think>\nThe user wants labels. A first draft: {_draft(value)} - no, the "
+                                  "schema names the controls {and their values}; check the text again.\n</think>\n\n"
+                                  f"{text}"),
     "reasoning_tag": lambda text, value: f"<reasoning>Drafting {_draft(value)} first.</reasoning>\n{text}",
     # The chat template opened the block in the prompt, so the reply starts inside it.
     "think_no_open": lambda text, value: f"Let me look at the text {_draft(value)}.\n</think>\n\n{text}",
