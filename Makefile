@@ -60,6 +60,7 @@ bench: $(SERVE_STAMP)
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/replies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

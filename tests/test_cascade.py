@@ -253,3 +253,22 @@ def test_eval_reports_accuracy_and_cost_per_cascade_step(make_settings: Any, llm
         ("openai/large", 2, 2, 1.0, 2)
     assert report.controls[0].headline == 1.0
     assert "cascade (accuracy" in render_text(report)
+
+
+def test_partial_cut_off_and_refused_answers_go_to_the_next_model(cascade: Callable[..., Settings],
+                                                                 llm: FakeLLMServer) -> None:
+    small = {"partial: Kim met Lee.": Reply(json={"sentiment": "Mixed", "ner": [{"text": "Kim", "label": "Person"}]}),
+             "refused: Mo met Ned.": Reply(style="refusal"), "cut: Ola met Pat.": Reply(style="cut_off")}
+
+    def answer(body: dict[str, Any]) -> Reply:
+        task = next(key for key in small if key in text_of(body))
+        return small[task] if body.get("model") == "small" else Reply(json=person(task.split()[1]))
+
+    llm.set_default(answer)
+    backend = build_services(cascade())
+    outcomes, _summary = backend.runner.run(jobs(list(small)), 60)
+    for text, outcome in zip(small, outcomes, strict=True):
+        assert [step.escalated for step in outcome.cascade] == ["invalid", None], text
+        assert outcome.model == "openai/large" and outcome.error is None
+        assert {region["from_name"] for region in outcome.regions or []} == {"sentiment", "ner"}
+    assert outcomes[0].cascade[0].error.startswith("sentiment left out: ")  # the small model's partial answer

@@ -330,3 +330,33 @@ def test_a_long_document_gets_every_entity_at_its_exact_offset(
     assert choice["value"] == {"choices": ["Positive"]}
     assert llm.count(400) == 0 and llm.count(200) >= 15  # every part fitted; the text took many of them
 
+
+
+def test_local_model_replies_partial_answers_and_refusals_as_label_studio_stores_them(
+    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+) -> None:
+    texts = ["Ada Lovelace wrote to ACME Corp.", "Grace Hopper joined ACME Corp.", "Please summarise this memo."]
+    entities = [{"text": "ACME Corp", "label": "Organization"}]
+    # A local model: thinking before a fenced answer whose sentiment is outside the config, twice.
+    llm.add_rule("Ada Lovelace", Reply(json={"sentiment": "Mixed", "ner": [{"text": "Ada Lovelace", "label": "Person"},
+                                                                           *entities], "summary": ["A letter."]},
+                                       style="think+fence"))
+    llm.add_rule("Grace Hopper", Reply(json={"sentiment": "Positive", "ner": entities, "summary": ["News."]},
+                                       style="reasoning_only"))
+    llm.add_rule("memo", Reply(style="refusal"))
+    backend = start_backend()
+    project = label_studio.create_project("local model e2e", NER_CONFIG)
+    task_ids = label_studio.import_tasks(project, [{"text": text} for text in texts])
+    label_studio.connect_ml_backend(project, backend.url)
+    label_studio.retrieve_predictions(project, task_ids)
+
+    stored = {p["task"]: p for p in label_studio.predictions(project)}
+    assert sorted(stored) == task_ids[:2]  # the refusal stored nothing: Label Studio will ask again
+    partial = sorted((r["from_name"], r["value"].get("text")) for r in stored[task_ids[0]]["result"])
+    assert partial == [("ner", "ACME Corp"), ("ner", "Ada Lovelace"), ("summary", ["A letter."])]
+    assert {r["from_name"] for r in stored[task_ids[1]]["result"]} == {"sentiment", "ner", "summary"}
+    calls = llm.calls
+    assert calls == 2 + 1 + 1  # the partial one: answer + repair; the refusal: once, no repair round
+
+    label_studio.retrieve_predictions(project, task_ids)
+    assert llm.calls == calls + 1  # only the refused task is asked again; the others are stored

@@ -730,3 +730,36 @@ def test_reply_from_dict_rejects_unknown_fields() -> None:
         Reply.from_dict({"stauts": 429})
     with pytest.raises(ValueError, match="invalid status"):
         Reply.from_dict({"status": 99})
+
+
+# --------------------------------------------------------------------------- reply styles
+
+
+def test_reply_styles_dress_the_answer_like_real_models(litellm: ModuleType, server: FakeLLMServer) -> None:
+    answer = {"label": "yes", "items": ["a"]}
+    server.set_default(Reply(json=answer, style="think+trailing_commas"))
+    message = complete(litellm, server, schema=None).choices[0].message
+    assert message.content.strip().endswith('"a",\n  ],\n}')
+    assert '{"label": "?", "items": "?"}' in message.reasoning_content  # LiteLLM splits a leading <think> off
+    server.set_default(Reply(json=answer, style="refusal"))
+    response = complete(litellm, server, schema=None)
+    assert response.choices[0].message.refusal == "I'm sorry, but I can't help with that request."
+    server.set_default(Reply(json=answer, style="cut_off"))
+    response = complete(litellm, server, schema=None)
+    assert response.choices[0].finish_reason == "length" and response.choices[0].message.content == '{"label": "yes",'
+    with pytest.raises(ValueError, match="unknown reply style"):
+        Reply(style="sloppy")
+    with pytest.raises(ValueError, match="at most one serialiser"):
+        Reply(style="single_quotes+trailing_commas")
+    bad = requests.post(f"{server.url}/_control/default", json={"style": "sloppy"}, timeout=5)
+    assert bad.status_code == 400 and "unknown reply style" in bad.json()["error"]["message"]
+
+
+def test_ollama_native_chat(litellm: ModuleType, server: FakeLLMServer) -> None:
+    response = complete(litellm, server.url, model="ollama_chat/qwen3", schema=SCHEMA)
+    assert json.loads(content_of(response)) == SCHEMA_DEFAULT
+    [sent] = server.requests
+    assert sent["_path"] == "/api/chat" and sent["format"] == SCHEMA
+    server.set_default(Reply(json={"a": 1}, reasoning_content="thinking"))
+    message = complete(litellm, server.url, model="ollama_chat/qwen3", schema=None).choices[0].message
+    assert message.reasoning_content == "thinking" and json.loads(message.content) == {"a": 1}

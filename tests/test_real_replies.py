@@ -314,3 +314,14 @@ def test_doctor_probes_each_output_mode_and_recommends_the_setting(llm: FakeLLMS
     probes = [r for r in llm.requests if r["messages"][-1]["content"] != "Reply with the single word: yes"]
     assert [(r.get("response_format") or {}).get("type") for r in probes] == ["json_schema", "json_object", None]
     assert all("Ada Lovelace loved her years in London" in r["messages"][-1]["content"] for r in probes)
+
+
+def test_a_server_that_refuses_json_mode_is_named_with_the_setting(make_client: Any, llm: FakeLLMServer) -> None:
+    # LM Studio's answer to response_format json_object, as its users report it.
+    llm.set_default(Reply(status=400, error_message="'response_format.type' must be 'json_schema' or 'text'"))
+    [result] = make_client(llm_output_mode="json").post("/predict", json=_body()).get_json()["results"]
+    assert "result" not in result
+    assert "'response_format.type' must be 'json_schema' or 'text'" in result["error"]
+    assert result["error"].endswith("(the model server refused the response_format of this LLM_OUTPUT_MODE; "
+                                    "`llm-backend doctor` tells which output mode it follows)")
+    assert llm.calls == 1

@@ -2,7 +2,8 @@
 
 With `LLM_CASCADE=local,gpt-4o-mini` each task is first asked of `local`. Its answer is used unless
 
-- it failed validation even after the repair round, or the call itself failed (`invalid`, `error`);
+- it failed validation even after the repair round, came back in part (a control left out), was cut
+  off, refused or empty (`invalid`), or the call itself failed (`error`);
 - an entity it quoted could not be found in the text (`unaligned`);
 - its score is under `CASCADE_MIN_SCORE` (`low_score`; a task without a score is not escalated:
   there is nothing to judge it by);

@@ -115,6 +115,10 @@ def classify(exc: BaseException, api_base: str | None = None) -> LLMError:
         size = _CONTEXT_SIZE.search(str(exc))
         return ContextWindowError(message, window=int(size.group(1)) if size else None)
     if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
+        if "response_format" in str(exc) and status == 400:
+            # e.g. LM Studio: "'response_format.type' must be 'json_schema' or 'text'" in JSON mode
+            message += (" (the model server refused the response_format of this LLM_OUTPUT_MODE; "
+                        "`llm-backend doctor` tells which output mode it follows)")
         return PermanentLLMError(message)
     if "missing credentials" in message.lower() or "api_key" in message.lower():
         # LiteLLM reports a missing key as a 500 from the provider; retrying cannot supply one.

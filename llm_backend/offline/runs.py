@@ -166,4 +166,7 @@ def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]]) -> list[s
     ]
     if summary.dropped or summary.unaligned:
         lines.append(f"dropped {summary.dropped} invalid values and {summary.unaligned} entities not found in the text")
+    if summary.partial:
+        lines.append(f"{summary.partial} tasks predicted in part: a control still invalid after the repair round was "
+                     "left out (the server log names it)")
     return lines + error_lines(errors)
