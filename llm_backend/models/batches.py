@@ -25,8 +25,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from ..errors import LLMError, ProviderBatchError, TransientLLMError
 from ..settings import Settings
-from .client import Completion, LiteLLMClient, LLMRequest, _wait_retry_after, classify, load_litellm
+from .client import Completion, LiteLLMClient, LLMRequest, classify, load_litellm
 from .pricing import Pricing
+from .retries import WaitRetryAfter
 from .router import Routing
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class BatchClient:
                 raise error from exc
 
         retrying = Retrying(retry=retry_if_exception_type(retry), stop=stop_after_attempt(self.max_retries + 1),
-                            wait=_wait_retry_after(self.retry_max_wait), reraise=True)
+                            wait=WaitRetryAfter(self.retry_max_wait), reraise=True)
         try:
             return retrying(once)
         except LLMError as exc:

@@ -48,10 +48,10 @@ class TimedClient:
         self.seconds: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
 
-    def complete(self, request: LLMRequest) -> Completion:
+    def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         started = time.monotonic()
         try:
-            return self.inner.complete(request)
+            return self.inner.complete(request, deadline)
         finally:
             with self._lock:
                 self.seconds[request.model].append(time.monotonic() - started)
