@@ -288,3 +288,22 @@ def test_a_text_longer_than_the_context_is_left_out_of_the_batch_and_asked_in_pa
     assert len(parts) == llm.calls > 2 and llm.count(400) == 0  # the long text, in parts that fit, normally
     assert chosen(out) == ["Negative"] * 3
 
+
+def test_batch_lines_cut_off_refused_or_in_a_think_block_are_judged_like_any_reply(
+    llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    config, tasks = write_inputs(tmp_path, ["memo [c1]", "memo [c2]", "memo [c3]", "memo [c4]"])
+    llm.set_default(Reply(json={"sentiment": "Neutral"}))
+    llm.add_rule("[c1]", Reply(json={"sentiment": "Positive"}, style="cut_off"), times=1)  # never read half
+    llm.add_rule("[c2]", Reply(style="refusal"), times=1)
+    llm.add_rule("[c3]", Reply(json={"sentiment": "Negative"}, style="think+trailing_commas"))  # read as it is
+    env = cli_env(llm, tmp_path, LLM_MODEL="openai/gpt-4o-mini")
+    out = tmp_path / "out.json"
+    result = run_cli(predict_args(config, tasks, out), env)
+    assert result.exit_code == 0, result.output
+    assert "2 invalid answers" in result.output
+    # The cut-off and the refused lines went through the normal path once each; the others were used.
+    asked = sorted(marker for request in llm.requests for marker in ("[c1]", "[c2]", "[c3]", "[c4]")
+                   if marker in json.dumps(request["messages"]))
+    assert asked == ["[c1]", "[c2]"]
+    assert chosen(out) == ["Neutral", "Neutral", "Negative", "Neutral"]
