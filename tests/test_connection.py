@@ -200,7 +200,7 @@ def test_doctor_times_the_model_call_not_the_litellm_import(
 
     monkeypatch.setattr(doctor, "load_litellm", slow_import)
     started = time.monotonic()
-    reachable, _schema = list(doctor.check_llm(make_settings()))
+    reachable, *_output_modes = list(doctor.check_llm(make_settings()))
     whole = time.monotonic() - started
     answered = float(re.fullmatch(rf"openai/test-model at {re.escape(llm.base_url)} answered in (\d+\.\d+) s",
                                   reachable.detail).group(1))  # type: ignore[union-attr]
