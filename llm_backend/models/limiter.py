@@ -20,6 +20,6 @@ class LimitedClient:
         self.limit = limit
         self._slots = threading.BoundedSemaphore(limit)
 
-    def complete(self, request: LLMRequest) -> Completion:
+    def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         with self._slots:
-            return self.inner.complete(request)
+            return self.inner.complete(request, deadline)
