@@ -78,10 +78,12 @@ def test_with_a_deadline_retries_go_on_until_it_and_stop_before_it(always_failin
     assert failure.value.message.endswith(f"(gave up after {always_failing.calls} attempts: the request's deadline)")
 
 
-def test_a_retry_after_longer_than_what_is_left_is_not_waited_for(llm: FakeLLMServer) -> None:
-    llm.set_default(Reply(status=429, headers={"Retry-After": "20"}, error_message="slow down"))
-    client = LiteLLMClient(api_key="sk-test", timeout=5, retry_max_wait=30)
+def test_past_the_deadline_only_llm_max_retries_go_on(llm: FakeLLMServer) -> None:
+    # A task the request stopped waiting for goes on in the background as far as an offline one would.
+    llm.set_default(Reply(status=429, headers={"Retry-After": "1"}, error_message="slow down"))
+    client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=1, retry_max_wait=30)
     started = time.monotonic()
-    with pytest.raises(TransientLLMError):
-        client.complete(_request(llm), deadline=started + 3)
-    assert time.monotonic() - started < 1 and llm.calls == 1
+    with pytest.raises(TransientLLMError) as failure:
+        client.complete(_request(llm), deadline=started + 0.5)
+    assert llm.calls == 2 and time.monotonic() - started >= 1.0
+    assert failure.value.message.endswith("(gave up after 2 attempts: LLM_MAX_RETRIES=1, past the request's deadline)")

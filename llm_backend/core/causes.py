@@ -38,6 +38,11 @@ OVERLOADED = Cause("overloaded", "the model server kept failing or timing out",
                    "check the model server's health and load; raise LLM_TIMEOUT for slow models", systemic=False)
 CUT_OFF = Cause("cut_off", "answers were cut off before the JSON ended",
                 "raise LLM_MAX_TOKENS (or unset it), or shorten the label config's outputs", systemic=False)
+REFUSED = Cause("refused", "the model refused to answer (a refusal, or the provider's content filter)",
+                "look at the task; another model (LLM_CASCADE) may answer it", systemic=False)
+EMPTY = Cause("empty", "the model returned empty replies",
+              "its server may not support this LLM_OUTPUT_MODE: `llm-backend doctor` tells which one it follows",
+              systemic=False)
 INVALID = Cause("invalid_answer", "the model's answers did not fit the label config",
                 "check the prompt (`llm-backend prompts show`), try LLM_OUTPUT_MODE=schema, or a stronger model",
                 systemic=False)
@@ -57,23 +62,28 @@ SETTINGS_CHANGED = Cause("settings_changed", "the task was queued by a backend w
                          "give every process that shares CACHE_DIR or CACHE_URL the same settings", systemic=False)
 INTERNAL = Cause("internal", "an internal error", "see the backend's log for the traceback", systemic=False)
 
-CAUSES = (AUTH, UNREACHABLE, UNKNOWN_MODEL, RATE_LIMITED, OVERLOADED, CUT_OFF, INVALID, TOO_LONG, MEDIA, BAD_TASK,
-          REJECTED, SETTINGS_CHANGED, INTERNAL)
+CAUSES = (AUTH, UNREACHABLE, UNKNOWN_MODEL, RATE_LIMITED, OVERLOADED, CUT_OFF, REFUSED, EMPTY, INVALID, TOO_LONG,
+          MEDIA, BAD_TASK, REJECTED, SETTINGS_CHANGED, INTERNAL)
 BY_KEY = {cause.key: cause for cause in CAUSES}
 
 _HTTP = re.compile(r"\(HTTP (\d{3})\)")
-# LiteLLM reports a refused connection as "InternalServerError (HTTP 500) ... Connection error."
+# Before the client named it (`llm_unreachable`), a refused connection read "InternalServerError (HTTP 500) ...
+# Connection error."; errors stored by older versions still do.
 _UNREACHABLE_WORDS = ("apiconnectionerror", "connecterror", "connection refused", "connection error",
                       "name or service not known", "nodename nor servname", "getaddrinfo", "no route to host")
 _AUTH_WORDS = ("AuthenticationError", "PermissionDeniedError", "invalid_api_key", "Incorrect API key",
                "missing credentials", "api_key")
-_CUT_OFF_WORDS = ("finish_reason=length", "cut off", "Unterminated string", "Expecting ',' delimiter",
-                  "did not contain a JSON object")
+_CUT_OFF_WORDS = ("finish_reason=length", "cut off", "Unterminated string", "Expecting ',' delimiter")
+# Error codes that name their cause exactly (the client and the exchange tell these apart themselves).
+_BY_CODE = {"llm_unreachable": UNREACHABLE, "context_window_exceeded": TOO_LONG, "answer_cut_off": CUT_OFF,
+            "answer_refused": REFUSED, "answer_empty": EMPTY}
 
 
 def classify_failure(error_code: str | None, message: str | None) -> Cause:
     """The cause of one failed task, from its error code and message (never from the task's text)."""
     text = message or ""
+    if error_code in _BY_CODE:
+        return _BY_CODE[error_code]
     status = int(match.group(1)) if (match := _HTTP.search(text)) else None
     if error_code in ("llm_rejected", "llm_unavailable", "llm_error"):
         if status in (401, 403) or any(word in text for word in _AUTH_WORDS):

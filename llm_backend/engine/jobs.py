@@ -197,7 +197,10 @@ class Jobs:
         if not self.store.move(job_id, running, {"queued"}):
             return  # another consumer took it
         data = self.store.task_data(job_id, task_id) or {"id": task_id, "data": {}}
-        prediction = PredictionJob(self._config(job), job.project, data, None, job.model, dict(job.params))
+        # While a /predict in this process waits for the task, transient failures are retried until its
+        # deadline (then LLM_MAX_RETRIES more at most); otherwise LLM_MAX_RETRIES times, as offline.
+        prediction = PredictionJob(self._config(job), job.project, data, None, job.model, dict(job.params),
+                                   deadline=self._awaited.get((job_id, task_id)))
         outcome = self.predictor.predict(prediction)
         cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
         self._finish(job, running, outcome, cause, consumer=consumer)
