@@ -72,12 +72,14 @@ def test_refused_connection_is_transient_and_reported(make_client: Any) -> None:
     body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
     started = time.monotonic()
     result = client.post("/predict", json=body).get_json()["results"][0]
-    # Retried until the request's deadline (not a fixed count), then named for what it is: no "HTTP 500".
+    # LLM_MAX_RETRIES times (not until the deadline: a server that is down fails every task), then named
+    # for what it is: no "HTTP 500".
     assert time.monotonic() - started < 5
     assert "result" not in result
     assert result["error"].startswith(f"cannot connect to the model server at {base} (connection refused): "
                                       "is it running, and is LLM_API_BASE the address")
-    assert "HTTP 500" not in result["error"] and "gave up after" in result["error"]
+    assert "HTTP 500" not in result["error"]
+    assert result["error"].endswith("(gave up after 5 attempts: LLM_MAX_RETRIES=4)")
 
 
 def test_deadline_returns_finished_tasks_and_the_next_request_pays_nothing_twice(

@@ -6,7 +6,8 @@ answer within Label Studio's 1 s and 3 s. LiteLLM's own retries are off (`num_re
 ignore Retry-After and have no backoff. Ours retry only transient failures, honour Retry-After and
 back off exponentially with jitter, for as long as the caller's deadline allows (a `/predict`; past it
 only while `max_retries` allows, for a task that goes on in the background), or `max_retries` times
-when there is none (offline commands).
+when there is none (offline commands). A refused connection gets `max_retries` retries either way: a
+server that is down fails every task, and saying so quickly beats waiting out the deadline.
 
 Providers as they are: LiteLLM drops the parameters it knows a model refuses (`drop_params`), and a
 parameter a server refuses with a 400 naming it (temperature on a reasoning model, logprobs) is
@@ -307,6 +308,7 @@ class LiteLLMClient:
         last_call = 0.0
         # With a deadline (a /predict waits): retry until it, and past it only while LLM_MAX_RETRIES allows, so
         # a task the request gave up on goes on in the background exactly as far as an offline one would.
+        # A refused connection is retried LLM_MAX_RETRIES times either way (see StopAtDeadline).
         stop: stop_base = stop_after_attempt(self.max_retries + 1)
         if deadline is not None:
             stop = StopAtDeadline(deadline, lambda: max(self._typical_call, last_call)) & stop
@@ -332,8 +334,9 @@ class LiteLLMClient:
         except LLMError as exc:
             # The caller bills every attempt; failed calls cost nothing at the providers we know.
             usage = Usage(calls=attempts, retries=max(0, attempts - 1))
-            why = ("the request's deadline" if deadline is not None and attempts > self.max_retries + 1 else
-                   f"LLM_MAX_RETRIES={self.max_retries}" + (", past the request's deadline" if deadline else ""))
+            past = deadline is not None and time.monotonic() > deadline
+            why = ("the request's deadline" if attempts > self.max_retries + 1 else
+                   f"LLM_MAX_RETRIES={self.max_retries}" + (", past the request's deadline" if past else ""))
             raise gave_up(exc, attempts, why, usage) from exc.__cause__
         elapsed = time.monotonic() - started
         self._typical_call = elapsed if not self._typical_call else 0.8 * self._typical_call + 0.2 * elapsed

@@ -11,7 +11,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from ..core.usage import Usage
-from ..errors import LLMError, TransientLLMError
+from ..errors import LLMConnectionError, LLMError, TransientLLMError
 
 
 class WaitRetryAfter(wait_base):
@@ -43,6 +43,10 @@ class StopAtDeadline(stop_base):
         self.expected_call = expected_call
 
     def __call__(self, retry_state: RetryCallState) -> bool:
+        if isinstance(retry_state.outcome.exception() if retry_state.outcome else None, LLMConnectionError):
+            # A server that refuses connections is usually down or misaddressed for every task: a quick,
+            # named failure (which the job layer reports once, with its fix) beats waiting out the deadline.
+            return True
         wait = retry_state.upcoming_sleep or 0.0
         return time.monotonic() + wait + self.expected_call() + self.MARGIN > self.deadline
 
