@@ -169,11 +169,13 @@ def test_a_cascade_is_planned_per_step_with_the_escalation_rate_of_the_sample(
 
 
 def test_prices_rate_limits_and_hourly_machines_come_from_the_routing_file(llm: FakeLLMServer, tmp_path: Path) -> None:
+    # A model name of its own: a Router registers a deployment's price in LiteLLM's process-wide price map,
+    # which would give every later test's "openai/test-model" a price.
     router = {"model_list": [
-        {"model_name": "gpt", "litellm_params": {"model": "openai/test-model", "api_base": llm.base_url,
+        {"model_name": "gpt", "litellm_params": {"model": "openai/plan-priced-model", "api_base": llm.base_url,
                                                  "api_key": "sk-test", "input_cost_per_token": 2e-06,
                                                  "output_cost_per_token": 8e-06, "rpm": 30}},
-        {"model_name": "gpt", "litellm_params": {"model": "openai/test-model", "api_base": llm.base_url,
+        {"model_name": "gpt", "litellm_params": {"model": "openai/plan-priced-model", "api_base": llm.base_url,
                                                  "api_key": "sk-test", "rpm": 30, "tpm": 100_000}},
         {"model_name": "local", "litellm_params": {"model": "hosted_vllm/test-model", "api_base": llm.base_url},
          "model_info": {"hourly_cost": 3.6}},
