@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 BOUNCE_PATIENCE = 30.0  # seconds a task waits for a consumer with its submitter's settings before it fails
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
-SETTLED = frozenset({"done", "failed", "posting", *DELIVERED})  # nothing left for a /predict to wait for
+POLL_EVERY = 0.2  # seconds between a waiting /predict's ledger reads when no task finishes in this process
+POLL_GAP = 0.02  # and at least this between two reads when tasks finish here one after another
 
 
 def open_huey(settings: Settings) -> Any:
@@ -256,14 +257,29 @@ class Jobs:
     # -- collecting (in a /predict) ---------------------------------------------------------------
 
     def wait(self, submission: Submission, deadline: float) -> list[TaskRecord]:
-        """Block until every submitted task is settled or the monotonic `deadline` passes."""
-        while True:
-            records = self.store.records(submission.job.id, submission.task_ids)
-            unsettled = [r for r in records if r.state not in SETTLED]
-            if not unsettled or time.monotonic() >= deadline:
-                return records
+        """Block until every submitted task is settled or the monotonic `deadline` passes, then read them once.
+
+        While waiting it asks the ledger only which of the tasks still pending are queued or running (ids, no
+        records): at most every POLL_GAP seconds when tasks finish in this process, every POLL_EVERY when they
+        finish elsewhere (another worker, `llm-backend worker`)."""
+        job_id = submission.job.id
+        pending = set(submission.task_ids)
+        polled = 0.0
+        while pending:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now - polled >= POLL_GAP:
+                pending = self.store.working(job_id, pending)
+                polled = now
+                if not pending:
+                    break
             with self._changed:
-                self._changed.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                self._changed.wait(timeout=min(POLL_EVERY, max(0.0, deadline - now)))
+            gap = polled + POLL_GAP - time.monotonic()
+            if gap > 0:  # a burst of finishes: one ledger read for all of them
+                time.sleep(min(gap, max(0.0, deadline - time.monotonic())))
+        return self.store.records(job_id, submission.task_ids)
 
     def collect(self, submission: Submission, records: list[TaskRecord]) -> Collected:
         """Take what finished for this response; release the rest to the write-back."""

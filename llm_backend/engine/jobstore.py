@@ -26,6 +26,7 @@ from .cache import SQLiteFile
 
 ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
 DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
+WORKING = frozenset({"queued", "running"})  # not finished: what a waiting /predict polls for
 ANY_OWNER = "*"  # `move` without an owner condition
 
 
@@ -97,6 +98,7 @@ class JobStore(Protocol):
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None: ...
     def records(self, job_id: str, task_ids: list[int] | None = None,
                 states: frozenset[str] | None = None) -> list[TaskRecord]: ...
+    def working(self, job_id: str, task_ids: set[int]) -> set[int]: ...
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool: ...
     def heartbeat(self, consumer: str) -> None: ...
@@ -162,6 +164,20 @@ class SQLiteJobStore(SQLiteFile):
         found = [TaskRecord.from_json(row[0]) for row in rows]
         return found if states is None else [record for record in found if record.state in states]
 
+    def working(self, job_id: str, task_ids: set[int]) -> set[int]:
+        """Which of these tasks are still queued or running: ids only, from the state index, no record decoded
+        (a /predict asks this many times a second while its tasks run)."""
+        marks = ",".join("?" * len(WORKING))
+        if len(task_ids) <= 500:  # SQLite's limit on bound parameters
+            ids = ",".join("?" * len(task_ids))
+            rows = self._connect().execute(
+                f"SELECT task FROM tasks WHERE job = ? AND state IN ({marks}) AND task IN ({ids})",
+                (job_id, *sorted(WORKING), *task_ids)).fetchall()
+        else:
+            rows = self._connect().execute(f"SELECT task FROM tasks WHERE job = ? AND state IN ({marks})",
+                                           (job_id, *sorted(WORKING))).fetchall()
+        return {row[0] for row in rows} & task_ids
+
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool:
         """Replace the task's record if it is in one of `from_states` (and owned by `owner`)."""
@@ -200,6 +216,19 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS[1] the job's task hash; ARGV: task ids. Returns those still queued or running (decoded in Redis, not here).
+_WORKING = """
+local found = {}
+for _, id in ipairs(ARGV) do
+  local current = redis.call('HGET', KEYS[1], id)
+  if current then
+    local state = cjson.decode(current)['state']
+    if state == 'queued' or state == 'running' then table.insert(found, id) end
+  end
+end
+return found
+"""
+
 
 class RedisJobStore:
     def __init__(self, url: str, prefix: str = "llm-backend:jobs:") -> None:
@@ -208,6 +237,7 @@ class RedisJobStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self._prefix = prefix
         self._move = self._redis.register_script(_MOVE)
+        self._working = self._redis.register_script(_WORKING)
 
     def _tasks_key(self, job_id: str) -> str:
         return f"{self._prefix}{job_id}:tasks"
@@ -252,6 +282,14 @@ class RedisJobStore:
                 raws += self._redis.hmget(self._tasks_key(job_id), [str(t) for t in task_ids[start:start + 1000]])
         found = sorted((TaskRecord.from_json(raw) for raw in raws if raw), key=lambda record: record.task_id)
         return found if states is None else [record for record in found if record.state in states]
+
+    def working(self, job_id: str, task_ids: set[int]) -> set[int]:
+        ids = sorted(task_ids)
+        found: set[int] = set()
+        for start in range(0, len(ids), 1000):  # short scripts: Redis serves nothing else while one runs
+            found.update(int(raw) for raw in self._working(keys=[self._tasks_key(job_id)],
+                                                           args=[str(t) for t in ids[start:start + 1000]]))
+        return found
 
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool:
