@@ -50,6 +50,7 @@ __all__ = [
     "load_litellm",
     "parse_retry_after",
 ]
+from .aio import LOOP
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,8 @@ class LiteLLMClient:
         elif needs_no_key(request.model, request.api_base):
             kwargs["api_key"] = NO_KEY
         try:
-            response = litellm.completion(**kwargs)
+            # Through the process's event loop (models/aio.py), not litellm.completion from this thread.
+            response = LOOP.run(litellm.acompletion(**kwargs), timeout=self.timeout + 30)
         except Exception as exc:  # mapped to our tree right here, at the boundary
             raise (self._refusal_of(exc, kwargs) or classify(exc, request.api_base)) from exc
         return self._completion(litellm, response)
@@ -257,10 +259,16 @@ class LiteLLMClient:
         message = choice.message
         content = message.content or ""
         usage = getattr(response, "usage", None)
-        try:
-            cost = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # unknown models have no price: cost stays unknown, not zero
-            cost = None
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            # LiteLLM priced the response already (None: a model it has no price for); pricing it again
+            # costs as much CPU as the rest of our work on a task.
+            cost = None if hidden["response_cost"] is None else float(hidden["response_cost"])
+        else:
+            try:
+                cost = float(litellm.completion_cost(completion_response=response))
+            except Exception:  # unknown models have no price: cost stays unknown, not zero
+                cost = None
         logprobs = None
         raw_logprobs = getattr(choice, "logprobs", None)
         if raw_logprobs is not None:

@@ -1,0 +1,52 @@
+"""One event loop per process, in a thread of its own, that runs LiteLLM's async calls for every thread that asks.
+
+The engine is threads (request threads, the batch pool, job consumers); the model calls they make go through
+`litellm.acompletion` on this loop and its aiohttp transport instead of `litellm.completion`. LiteLLM's sync
+path shares one httpx connection pool between all threads: with 64 of them a worker spent a third of its samples
+waiting on that pool's lock, and a socket could be read after another thread had closed it (`[Errno 9] Bad file
+descriptor`, reported to LiteLLM users as "Connection error", then paid again as a retry). On this machine 64
+callers in threads cost 7-10 ms of CPU per call that way and 4.5-5.7 ms through the loop (see `bench/batch.py`).
+
+The loop is built on first use in each process (never before gunicorn forks) and lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self, name: str = "llm-aio") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name=self.name, daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coroutine` on the loop and wait for it in the calling thread; `timeout` is a safety net over the
+        call's own timeout: past it the call is cancelled and TimeoutError raised."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"the model call did not return within {timeout:.0f} s") from None
+
+
+# Shared by every client of the process: one loop, one aiohttp session per provider.
+LOOP = LoopThread()
