@@ -7,12 +7,14 @@ stored (the caller decides). A cache that fails is logged and bypassed: it must 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,12 +39,17 @@ class NullCache:
 
 
 class SQLiteFile:
-    """A SQLite file shared by threads and processes: one connection per thread, WAL journal."""
+    """A SQLite file shared by threads and processes: one connection per thread, WAL journal.
+
+    Writes go through `_write` or `_transaction`: threads of one process wait for each other on a Python lock,
+    not in SQLite's busy handler, which sleeps 1, 2, 5, 10... ms between tries whether or not the lock was freed
+    meanwhile (other processes still meet it, rarely)."""
 
     def __init__(self, path: Path, *schema: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         db = self._connect()
         db.execute("PRAGMA journal_mode=WAL")
         for statement in schema:
@@ -61,6 +68,25 @@ class SQLiteFile:
             self._local.pid = os.getpid()
         return connection
 
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement, one transaction."""
+        db = self._connect()
+        with self._write_lock:
+            return db.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements in one transaction: one commit instead of one each."""
+        db = self._connect()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
 
 class SQLiteCache(SQLiteFile):
     def __init__(self, path: Path) -> None:
@@ -78,10 +104,8 @@ class SQLiteCache(SQLiteFile):
     def set(self, key: str, value: dict[str, Any]) -> None:
         try:
             # One statement is one transaction: a crash leaves the row either absent or whole.
-            self._connect().execute(
-                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                (key, json.dumps(value, ensure_ascii=False), time.time()),
-            )
+            self._write("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                        (key, json.dumps(value, ensure_ascii=False), time.time()))
         except sqlite3.Error as exc:
             log.warning("cache write failed (%s); the answer is returned but not cached", exc)
 

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ..core.causes import BY_KEY, SETTINGS_CHANGED, Cause, classify_failure
@@ -33,6 +32,7 @@ from ..settings import Settings
 from .jobstore import ACTIVE, DELIVERED, JobInfo, JobStore, TaskRecord
 from .outcome import TaskOutcome
 from .predictor import PredictionJob, TaskPredictor
+from .queue import open_huey
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,6 @@ BOUNCE_PATIENCE = 30.0  # seconds a task waits for a consumer with its submitter
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
 POLL_EVERY = 0.2  # seconds between a waiting /predict's ledger reads when no task finishes in this process
 POLL_GAP = 0.02  # and at least this between two reads when tasks finish here one after another
-
-
-def open_huey(settings: Settings) -> Any:
-    """The queue: SqliteHuey in CACHE_DIR, or RedisHuey on CACHE_URL (imported here, never at start-up)."""
-    if settings.cache_url:
-        from huey import RedisHuey
-
-        return RedisHuey("llm-backend", url=settings.cache_url, results=False, blocking=True, read_timeout=1)
-    from huey import SqliteHuey
-
-    path = Path(settings.cache_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("llm-backend", filename=str(path / "queue.sqlite3"), results=False, timeout=30)
 
 
 @dataclass
@@ -109,6 +96,12 @@ class Jobs:
         if wake:
             self.wake.set()
 
+    def enqueue_many(self, job_id: str, task_ids: list[int]) -> None:
+        """One message per task, written to the queue together."""
+        huey = self.huey
+        huey.storage.enqueue_many([huey.serialize_task(self._huey_task.s(job_id, task_id)) for task_id in task_ids])
+        self.wake.set()
+
     def queued_messages(self) -> set[tuple[str, int]]:
         """(job, task) of every message waiting in the queue."""
         found = set()
@@ -136,37 +129,42 @@ class Jobs:
     def submit(self, job: JobInfo, tasks: list[dict[str, Any]], *, received: float | None = None,
                await_until: float | None = None) -> Submission:
         """Queue every task that is not already queued, running or delivered since the request arrived."""
-        submission = Submission(job, [], received or time.time())
-        for task in tasks:
-            task_id = int(task["id"])
-            submission.task_ids.append(task_id)
-            if await_until is not None:
+        submission = Submission(job, [int(task["id"]) for task in tasks], received or time.time())
+        if await_until is not None:
+            for task_id in submission.task_ids:
                 self._awaited[(job.id, task_id)] = await_until
-            submission.queued += self._submit_one(job, task_id, {"id": task_id, "data": task.get("data")},
-                                                  submission.received)
-        if submission.queued:
+        now = time.time()
+        data: dict[int, dict[str, Any]] = {}
+        for task in tasks:  # a task sent twice in one request is queued once, with its first data
+            data.setdefault(int(task["id"]), {"id": int(task["id"]), "data": task.get("data")})
+        # Records first, in one transaction, then the messages: a message never arrives before its record.
+        added = self.store.add_tasks(job.id, [(TaskRecord(task_id, "queued", submitted=now, updated=now), task)
+                                              for task_id, task in data.items()])
+        again = [task_id for task_id in data if task_id not in added]
+        if again:  # tasks this job has seen before: each decides by its record
+            records = {record.task_id: record for record in self.store.records(job.id, again)}
+            again = [task_id for task_id in again
+                     if self._submit_again(job, records.get(task_id), data[task_id], submission.received)]
+        queued = sorted(added) + again
+        if queued:
+            self.enqueue_many(job.id, queued)
+            submission.queued = len(queued)
             log.info("job %s: %d tasks queued (%d submitted)", job.id, submission.queued, len(tasks))
         return submission
 
-    def _submit_one(self, job: JobInfo, task_id: int, data: dict[str, Any], received: float) -> int:
-        now = time.time()
-        fresh = TaskRecord(task_id, "queued", submitted=now, updated=now)
-        if self.store.add_task(job.id, fresh, data):
-            self.enqueue(job.id, task_id)
-            return 1
-        record = self.store.get_task(job.id, task_id)
+    def _submit_again(self, job: JobInfo, record: TaskRecord | None, data: dict[str, Any], received: float) -> bool:
+        """Whether a task the job already has is queued again (moved back to `queued` here)."""
         if record is None or record.state in ACTIVE:
-            return 0  # queued, running, or finished and about to be delivered: this request waits for it
+            return False  # queued, running, or finished and about to be delivered: this request waits for it
         if record.state in DELIVERED and record.updated >= received:
-            return 0  # delivered while this request was on its way: Label Studio has it or is storing it
+            return False  # delivered while this request was on its way: Label Studio has it or is storing it
         # Failed, or delivered before this request arrived and asked for again, so Label Studio no longer
         # holds it (deleted): predict again, through the cache, so settings changed since are honoured, with
         # the task's data as sent now (it may have been edited).
-        self.store.set_task_data(job.id, task_id, data)
-        if self.store.move(job.id, fresh, {"failed", *DELIVERED}):
-            self.enqueue(job.id, task_id)
-            return 1
-        return 0
+        now = time.time()
+        self.store.set_task_data(job.id, record.task_id, data)
+        return self.store.move(job.id, TaskRecord(record.task_id, "queued", submitted=now, updated=now),
+                               {"failed", *DELIVERED})
 
     # -- executing (in a consumer thread) ---------------------------------------------------------
 
@@ -284,10 +282,13 @@ class Jobs:
     def collect(self, submission: Submission, records: list[TaskRecord]) -> Collected:
         """Take what finished for this response; release the rest to the write-back."""
         collected = Collected()
+        done = [record for record in records if record.state == "done" and record.item is not None]
+        won = self.store.move_many(submission.job.id, [record.moved("returned") for record in done], {"done"})
         for record in records:
-            if record.state == "done" and record.item is not None and \
-                    self.store.move(submission.job.id, record.moved("returned"), {"done"}):
+            if record.task_id in won and record.item is not None:
                 collected.items[record.task_id] = record.item
+            elif record.state == "done" and record.item is not None:
+                collected.pending.append(record.task_id)  # taken by the write-back meanwhile: it delivers it
             elif record.state == "failed" and (record.finished or 0) >= submission.received:
                 collected.failed[record.task_id] = record
             elif record.state in DELIVERED:

@@ -93,6 +93,7 @@ class JobStore(Protocol):
     def get_job(self, job_id: str) -> JobInfo | None: ...
     def jobs(self) -> list[JobInfo]: ...
     def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool: ...
+    def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]: ...
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None: ...
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None: ...
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None: ...
@@ -101,6 +102,7 @@ class JobStore(Protocol):
     def working(self, job_id: str, task_ids: set[int]) -> set[int]: ...
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool: ...
+    def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]: ...
     def heartbeat(self, consumer: str) -> None: ...
     def consumers(self) -> dict[str, float]: ...
 
@@ -117,7 +119,7 @@ class SQLiteJobStore(SQLiteFile):
         )
 
     def put_job(self, job: JobInfo) -> None:
-        self._connect().execute("INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)", (job.id, job.to_json()))
+        self._write("INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)", (job.id, job.to_json()))
 
     def get_job(self, job_id: str) -> JobInfo | None:
         row = self._connect().execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -127,11 +129,20 @@ class SQLiteJobStore(SQLiteFile):
         return [JobInfo.from_json(row[0]) for row in self._connect().execute("SELECT body FROM jobs ORDER BY id")]
 
     def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
-        cursor = self._connect().execute(
-            "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (job_id, record.task_id, record.state, record.owner, record.to_json(),
-             json.dumps(task, ensure_ascii=False)))
-        return cursor.rowcount == 1
+        return bool(self.add_tasks(job_id, [(record, task)]))
+
+    def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
+        """Add the records not there yet (with their task data), in one transaction; the ids added."""
+        added = set()
+        with self._transaction() as db:
+            for record, task in items:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    (job_id, record.task_id, record.state, record.owner, record.to_json(),
+                     json.dumps(task, ensure_ascii=False)))
+                if cursor.rowcount == 1:
+                    added.add(record.task_id)
+        return added
 
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
         row = self._connect().execute("SELECT body FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
@@ -142,8 +153,8 @@ class SQLiteJobStore(SQLiteFile):
         return dict(json.loads(row[0])) if row else None
 
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
-        self._connect().execute("UPDATE tasks SET data = ? WHERE job = ? AND task = ?",
-                                (json.dumps(task, ensure_ascii=False), job_id, task_id))
+        self._write("UPDATE tasks SET data = ? WHERE job = ? AND task = ?",
+                    (json.dumps(task, ensure_ascii=False), job_id, task_id))
 
     def records(self, job_id: str, task_ids: list[int] | None = None,
                 states: frozenset[str] | None = None) -> list[TaskRecord]:
@@ -188,10 +199,23 @@ class SQLiteJobStore(SQLiteFile):
         if owner != ANY_OWNER:
             sql += " AND owner IS ?"
             params.append(owner)
-        return self._connect().execute(sql, params).rowcount == 1
+        return self._write(sql, params).rowcount == 1
+
+    def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]:
+        """`move` for many tasks (any owner) in one transaction; the ids moved."""
+        states = sorted(from_states)
+        sql = (f"UPDATE tasks SET state = ?, owner = ?, body = ? WHERE job = ? AND task = ? "
+               f"AND state IN ({','.join('?' * len(states))})")
+        moved = set()
+        with self._transaction() as db:
+            for record in records:
+                if db.execute(sql, (record.state, record.owner, record.to_json(), job_id, record.task_id,
+                                    *states)).rowcount == 1:
+                    moved.add(record.task_id)
+        return moved
 
     def heartbeat(self, consumer: str) -> None:
-        self._connect().execute("INSERT OR REPLACE INTO consumers (id, seen) VALUES (?, ?)", (consumer, time.time()))
+        self._write("INSERT OR REPLACE INTO consumers (id, seen) VALUES (?, ?)", (consumer, time.time()))
 
     def consumers(self) -> dict[str, float]:
         return {row[0]: row[1] for row in self._connect().execute("SELECT id, seen FROM consumers")}
@@ -257,9 +281,22 @@ class RedisJobStore:
         return sorted(found, key=lambda job: job.id)
 
     def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
-        # Data first: a record is never visible without the task it describes.
-        self._redis.hsetnx(self._data_key(job_id), str(record.task_id), json.dumps(task, ensure_ascii=False))
-        return bool(self._redis.hsetnx(self._tasks_key(job_id), str(record.task_id), record.to_json()))
+        return bool(self.add_tasks(job_id, [(record, task)]))
+
+    def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
+        added = set()
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            # Data first: a record is never visible without the task it describes.
+            data = self._redis.pipeline(transaction=False)
+            for record, task in chunk:
+                data.hsetnx(self._data_key(job_id), str(record.task_id), json.dumps(task, ensure_ascii=False))
+            data.execute()
+            tasks = self._redis.pipeline(transaction=False)
+            for record, _task in chunk:
+                tasks.hsetnx(self._tasks_key(job_id), str(record.task_id), record.to_json())
+            added.update(record.task_id for (record, _task), new in zip(chunk, tasks.execute(), strict=True) if new)
+        return added
 
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
         raw = self._redis.hget(self._tasks_key(job_id), str(task_id))
@@ -297,6 +334,18 @@ class RedisJobStore:
         moved = self._move(keys=[self._tasks_key(job_id)],
                            args=[str(record.task_id), record.to_json(), ",".join(sorted(from_states)), expected])
         return bool(moved)
+
+    def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]:
+        states = ",".join(sorted(from_states))
+        moved = set()
+        for start in range(0, len(records), 500):
+            chunk = records[start:start + 500]
+            pipe = self._redis.pipeline(transaction=False)
+            for record in chunk:
+                self._move(keys=[self._tasks_key(job_id)],
+                           args=[str(record.task_id), record.to_json(), states, ANY_OWNER], client=pipe)
+            moved.update(record.task_id for record, done in zip(chunk, pipe.execute(), strict=True) if done)
+        return moved
 
     def heartbeat(self, consumer: str) -> None:
         self._redis.hset(f"{self._prefix}consumers", consumer, str(time.time()))
