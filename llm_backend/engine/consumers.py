@@ -29,6 +29,10 @@ from .writeback import WriteBack
 
 log = logging.getLogger(__name__)
 
+# An idle process polls SQLite (which cannot notify) after 20 ms, then ever longer pauses up to 100 ms: another
+# process's submission waits at most that long for this one's workers; 10 short reads a second when idle.
+IDLE_POLL = (0.02, 0.1)
+
 _started: weakref.WeakSet[Consumers] = weakref.WeakSet()  # for stop_all: tests build many apps in one process
 
 
@@ -56,18 +60,22 @@ class Consumers:
         self._persistent = False
         self._busy = 0
         self._last_work = time.monotonic()
+        self._poller = threading.Lock()  # held by the one idle worker that polls the queue
 
     @property
     def running(self) -> bool:
         with self._lock:
             return self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads)
 
-    def start(self, *, persistent: bool = True) -> bool:
-        """Start this process's threads (once per process); False when they already run."""
+    def start(self, *, persistent: bool = True, threads: int | None = None) -> bool:
+        """Start this process's threads (once per process); False when they already run. `threads`: the worker
+        threads of this process (default: `self.threads`), e.g. a gunicorn worker's share of LLM_CONCURRENCY."""
         with self._lock:
             self._persistent = self._persistent or persistent
             if self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads):
                 return False
+            if threads is not None:
+                self.threads = threads
             self._pid = os.getpid()
             self._stop = threading.Event()
             self._last_work = time.monotonic()
@@ -88,6 +96,7 @@ class Consumers:
     def stop(self, timeout: float | None = None) -> None:
         """Finish the tasks in progress (their answers reach the cache and the ledger), then stop."""
         self._stop.set()
+        self.jobs.wake.set()  # idle workers look up
         with self._lock:
             threads = list(self._threads) if self._pid == os.getpid() else []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -108,7 +117,7 @@ class Consumers:
 
     def _work(self) -> None:
         huey = self.jobs.huey
-        delay = 0.05
+        delay = 0.0
         while not self._stop.is_set():
             try:
                 message = huey.dequeue()
@@ -119,13 +128,12 @@ class Consumers:
             if message is None:
                 if self._idle_too_long():
                     return
-                if not getattr(huey.storage, "blocking", False):
-                    # Poll SQLite with a growing pause; a submission in this process wakes the workers at once.
-                    if self.jobs.wake.wait(delay):
-                        self.jobs.wake.clear()
-                    delay = min(delay * 1.5, 0.5)
+                if not getattr(huey.storage, "blocking", False):  # Redis waits in BRPOP instead
+                    delay = self._idle(delay)
                 continue
-            delay = 0.05
+            if delay:  # the queue had work after a pause: wake the others to share it
+                self.jobs.wake.set()
+            delay = 0.0
             with self._lock:
                 self._busy += 1
             try:
@@ -139,6 +147,21 @@ class Consumers:
                 with self._lock:
                     self._busy -= 1
                     self._last_work = time.monotonic()
+
+    def _idle(self, delay: float) -> float:
+        """Wait for work on SQLite, which cannot notify; returns the next pause. One idle thread per process polls
+        the queue, with a growing pause (IDLE_POLL); the others wait until it finds work, or a submission in this
+        process arrives, and wakes them (or half a second passes)."""
+        self.jobs.wake.clear()  # the queue was empty just now
+        if self._poller.acquire(blocking=False):
+            try:
+                delay = min(max(delay * 1.5, IDLE_POLL[0]), IDLE_POLL[1])
+                self.jobs.wake.wait(delay)
+            finally:
+                self._poller.release()
+            return delay
+        self.jobs.wake.wait(0.5)
+        return IDLE_POLL[0]
 
     def _maintain(self) -> None:
         me = current_consumer()
