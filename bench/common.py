@@ -37,3 +37,24 @@ def time_predict(settings: Any, tasks: int, salt: str) -> float:
     if ok != tasks:
         raise SystemExit(f"only {ok}/{tasks} tasks predicted")
     return elapsed
+
+
+def start_llm_server(latency: float) -> tuple[Any, str]:
+    """The test LLM server in a process of its own (its work does not share our GIL) answering after
+    `latency` seconds; (process, base URL) once it answers."""
+    import subprocess
+
+    from testkit.llm_server import LLMServerControl
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port),
+                                "--latency", str(latency)], cwd=REPO, stdout=subprocess.DEVNULL)
+    control = LLMServerControl(f"http://127.0.0.1:{port}")
+    control.wait_ready()
+    return process, control.base_url
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

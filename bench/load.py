@@ -84,7 +84,7 @@ def main() -> None:
                                 "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
         env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LLM_MODEL": "openai/bench",
                "LLM_API_BASE": f"http://127.0.0.1:{llm_port}/v1", "LLM_API_KEY": "sk-bench",
-               "THREADS": str(args.clients), "LLM_CONCURRENCY": str(args.clients), "CACHE_DIR": tmp,
+               "WORKERS": "1", "THREADS": str(args.clients), "LLM_CONCURRENCY": str(args.clients), "CACHE_DIR": tmp,
                "PROMPTS_DIR": str(Path(tmp) / "prompts"),  # the shipped templates, not a user's edits
                "LOG_LEVEL": "INFO" if args.server_log else "WARNING", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         log = args.server_log.open("wb") if args.server_log else subprocess.DEVNULL

@@ -120,8 +120,8 @@ def build_services(
     cache = cache if cache is not None else open_cache(settings.cache_enabled, settings.cache_dir, settings.cache_url)
     routing = load_routing(settings)  # LLM_ROUTER_CONFIG is parsed and checked now; the Router built on first use
     client = client if client is not None else model_client(settings, routing)
-    # Every model call of the process (tasks, parts of long texts) shares LLM_CONCURRENCY slots.
-    client = LimitedClient(client, settings.llm_concurrency)
+    # Every model call (tasks, parts of long texts) shares LLM_CONCURRENCY slots, across gunicorn's workers too.
+    client = LimitedClient(client, settings.llm_concurrency, shared=settings.worker_processes > 1)
     label_studio = label_studio_client(settings)
     fetcher = MediaFetcher(label_studio=label_studio, label_studio_url=settings.ls_url,
                            allowed_hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,

@@ -7,13 +7,28 @@ start instead of failing on the first prediction.
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
+
+# Model calls in flight that one worker process keeps up with: each costs it ~5-8 ms of CPU (LiteLLM's share
+# most of it), so at a provider's 200 ms 32 calls keep a core busy (bench/batch.py).
+CALLS_PER_WORKER = 32
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 # What does not change an answer: how the process serves, where its stores are, and secrets.
 NOT_IN_FINGERPRINT = frozenset({
@@ -74,7 +89,8 @@ class Settings(BaseSettings):
     # Serving
     host: str = "0.0.0.0"
     port: int = Field(9090, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    # gunicorn worker processes; `auto`: one per CALLS_PER_WORKER of LLM_CONCURRENCY, at most one per CPU core
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     threads: int = Field(8, ge=1, le=256)
     predict_deadline: float = Field(80.0, gt=0, le=3600)
     # Tasks of a /predict become a durable background job (engine/jobs.py); off: the deadline's leftovers
@@ -131,6 +147,19 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) and value.strip().lower() == "auto" else value
+
+    @property
+    def worker_processes(self) -> int:
+        """WORKERS resolved: with `auto`, enough processes for LLM_CONCURRENCY calls in flight (one process's
+        CPU sets the pace of fast providers), never more than the CPU cores this process may use."""
+        if self.workers != "auto":
+            return self.workers
+        return max(1, min(cpu_cores(), math.ceil(self.llm_concurrency / CALLS_PER_WORKER)))
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -47,3 +47,30 @@ def test_secret_values_are_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BASIC_AUTH_PASS", "hunter2")
     settings = load_settings()
     assert "sk-live-123" not in repr(settings) and "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("workers", "concurrency", "cores", "processes"),
+    [("auto", 8, 16, 1), ("auto", 32, 16, 1), ("AUTO", 33, 16, 2), ("auto", 64, 2, 2), ("auto", 512, 4, 4),
+     ("auto", 64, 1, 1), ("3", 8, 2, 3)],
+)
+def test_workers_auto_follows_concurrency_and_cores(monkeypatch: pytest.MonkeyPatch, workers: str, concurrency: int,
+                                                    cores: int, processes: int) -> None:
+    """One process keeps about 32 model calls in flight (its CPU sets the pace of a fast provider); `auto` adds
+    processes for more, never more than the cores this process may run on. A number is taken as it is."""
+    monkeypatch.setattr("llm_backend.settings.cpu_cores", lambda: cores)
+    monkeypatch.setenv("WORKERS", workers)
+    monkeypatch.setenv("LLM_CONCURRENCY", str(concurrency))
+    assert load_settings().worker_processes == processes
+
+
+def test_workers_default_is_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKERS", raising=False)
+    assert load_settings().workers == "auto"
+
+
+@pytest.mark.parametrize("value", ["0", "65", "many"])
+def test_bad_workers_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("WORKERS", value)
+    with pytest.raises(SettingsError, match="WORKERS"):
+        load_settings()

@@ -40,9 +40,11 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to bind (HOST, default 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port to listen on (PORT, default 9090).")
-@click.option("--workers", type=int, default=None, help="Gunicorn worker processes (WORKERS, default 1).")
+@click.option("--workers", default=None,
+              help="Gunicorn worker processes, a number or `auto` (WORKERS, default auto: one per 32 of "
+                   "LLM_CONCURRENCY, at most one per CPU core).")
 @click.option("--threads", type=int, default=None, help="Request threads per worker (THREADS, default 8).")
-def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
+def serve(host: str | None, port: int | None, workers: str | None, threads: int | None) -> None:
     """Run the backend under gunicorn (gthread workers, app preloaded)."""
     from ..web.server import run_gunicorn
 

@@ -8,23 +8,57 @@ cross a fork, and the port should be open (and /health answering) at once.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from ..models.limiter import SharedSlots
 from ..settings import Settings
 from .app import create_app, services_of
 
 log = logging.getLogger(__name__)
 
 
+def _shared_slots(server: Any) -> SharedSlots | None:
+    """The LLM_CONCURRENCY slots the workers share (None with one worker): built in the master by preloading."""
+    slots = getattr(services_of(server.app.wsgi()).client, "slots", None)
+    return slots if isinstance(slots, SharedSlots) else None
+
+
+def _pre_fork(server: Any, worker: Any) -> None:
+    slots = _shared_slots(server)
+    if slots is not None:
+        worker.llm_slots_index = slots.assign()
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    slots = _shared_slots(server)
+    if slots is not None:
+        slots.attach(worker.llm_slots_index)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    # In the master, after a worker exited: slots it held when it died (kill -9, OOM, timeout) are free again.
+    slots = _shared_slots(server)
+    index = getattr(worker, "llm_slots_index", None)
+    if slots is not None and index is not None:
+        freed = slots.reclaim(index)
+        if freed:
+            log.warning("worker %s exited holding %d of the LLM_CONCURRENCY slots; they are free again", worker.pid,
+                        freed)
+
+
 def _post_worker_init(worker: Any) -> None:
     services = services_of(worker.wsgi)
     services.warm_up()
-    if services.settings.jobs_enabled:
+    settings = services.settings
+    if settings.jobs_enabled:
         # After the fork, like the warm-up: the queue's connections and threads belong to this worker. A restarted
-        # backend resumes its unfinished jobs from here, without waiting for a request.
-        services.consumers.start(persistent=True)
+        # backend resumes its unfinished jobs from here, without waiting for a request. Each worker takes its share
+        # of LLM_CONCURRENCY tasks at a time, so a selection spreads over all of them.
+        services.consumers.start(persistent=True,
+                                 threads=math.ceil(settings.llm_concurrency / settings.worker_processes))
         if services.label_studio is None:
             log.warning("LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY not set: tasks left to a job after the predict deadline "
                         "are not written back to Label Studio; the next \"Retrieve predictions\" collects them")
@@ -43,7 +77,7 @@ def _worker_exit(server: Any, worker: Any) -> None:
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": f"{settings.host}:{settings.port}",
-        "workers": settings.workers,
+        "workers": settings.worker_processes,
         "worker_class": "gthread",
         "threads": settings.threads,
         "preload_app": True,
@@ -54,6 +88,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.log_level.lower(),
         "accesslog": "-" if settings.log_level == "DEBUG" else None,
         "errorlog": "-",
+        "pre_fork": _pre_fork,
+        "post_fork": _post_fork,
+        "child_exit": _child_exit,
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
         "proc_name": "llm-backend",

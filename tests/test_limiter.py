@@ -1,0 +1,93 @@
+"""LLM_CONCURRENCY slots: per process, or shared by the processes forked from one `serve` (gunicorn's workers)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from llm_backend.models.limiter import SharedSlots
+from testkit.llm_server import FakeLLMServer, Reply
+from tests.conftest import CHOICES_CONFIG, BackendProcess
+
+FORK = multiprocessing.get_context("fork")
+
+
+def _hold(slots: SharedSlots, index: int, in_flight: Any, peak: Any, seconds: float) -> None:
+    slots.attach(index)
+    for _ in range(3):
+        with slots:
+            with in_flight.get_lock():
+                in_flight.value += 1
+                peak.value = max(peak.value, in_flight.value)
+            time.sleep(seconds)
+            with in_flight.get_lock():
+                in_flight.value -= 1
+
+
+def test_forked_processes_share_the_limit() -> None:
+    slots = SharedSlots(3)
+    in_flight, peak = FORK.Value("i", 0), FORK.Value("i", 0)
+    workers = [FORK.Process(target=_hold, args=(slots, slots.assign(), in_flight, peak, 0.05)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [worker.exitcode for worker in workers] == [0] * 4
+    assert peak.value == 3  # four processes, each wanting a slot at once: never more than the three there are
+    assert [slots.held(index) for index in range(1, 5)] == [0, 0, 0, 0]
+
+
+def _die_holding(slots: SharedSlots, index: int, count: int) -> None:
+    slots.attach(index)
+    for _ in range(count):
+        slots.__enter__()
+    os._exit(1)  # as kill -9 or the OOM killer would: no __exit__, no cleanup
+
+
+def test_a_dead_workers_slots_are_reclaimed() -> None:
+    slots = SharedSlots(2)
+    index = slots.assign()
+    worker = FORK.Process(target=_die_holding, args=(slots, index, 2))
+    worker.start()
+    worker.join(timeout=30)
+    assert slots.held(index) == 2
+    assert not slots._free.acquire(block=False)  # all taken by the dead process
+    assert slots.reclaim(index) == 2
+    with slots, slots:  # both usable again
+        assert slots.held() == 2
+    assert slots.assign() == index  # its index is free for the worker that replaces it
+
+
+def test_one_serve_never_sends_more_than_llm_concurrency_calls(start_backend: Callable[..., BackendProcess],
+                                                               llm: FakeLLMServer) -> None:
+    """Two workers, requests answered in the request (no background jobs), several /predict at once so that both
+    workers run tasks: the provider still sees at most LLM_CONCURRENCY calls from the whole `serve`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=0.3))
+    backend = start_backend(WORKERS="2", LLM_CONCURRENCY="3", JOBS_ENABLED="false", THREADS="8")
+
+    def predict(batch: int) -> int:
+        body = {"label_config": CHOICES_CONFIG,
+                "tasks": [{"id": batch * 100 + i, "data": {"text": f"slow {batch} {i}"}} for i in range(6)]}
+        with requests.Session() as session:  # a new connection each: gunicorn spreads them over the workers
+            results = session.post(f"{backend.url}/predict", json=body, timeout=60).json()["results"]
+        return sum("result" in result for result in results)
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(predict, range(6))) == [6] * 6
+    assert llm.calls == 36
+    assert llm.max_in_flight_seen == 3
+
+
+def test_serve_starts_with_workers_auto(start_backend: Callable[..., BackendProcess], llm: FakeLLMServer) -> None:
+    llm.add_rule("fine", Reply(json={"sentiment": "Positive"}))
+    backend = start_backend(WORKERS="auto", LLM_CONCURRENCY="64")  # two workers on a machine of two cores or more
+    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": i, "data": {"text": f"fine {i}"}} for i in range(70)]}
+    results = requests.post(f"{backend.url}/predict", json=body, timeout=60).json()["results"]
+    assert all(result["result"][0]["value"] == {"choices": ["Positive"]} for result in results)
