@@ -9,12 +9,12 @@ again) but keep running: their answers land in the cache and the next request ge
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, as_completed, wait
 
 from .outcome import BatchSummary, TaskOutcome
+from .pools import LazyPool
 from .predictor import PredictionJob, TaskPredictor
 
 log = logging.getLogger(__name__)
@@ -24,19 +24,11 @@ class BatchRunner:
     def __init__(self, predictor: TaskPredictor, concurrency: int) -> None:
         self.predictor = predictor
         self.concurrency = concurrency
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-
-    def _pool(self) -> ThreadPoolExecutor:
-        # Created on first use, i.e. in the worker after gunicorn forks, never in the master.
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-task")
-            return self._executor
+        self._pool = LazyPool(concurrency, "llm-task")
 
     def run(self, jobs: list[PredictionJob], deadline: float) -> tuple[list[TaskOutcome], BatchSummary]:
         started = time.monotonic()
-        pool = self._pool()
+        pool = self._pool.get()
         futures: list[Future[TaskOutcome]] = [pool.submit(self.predictor.predict, job) for job in jobs]
         wait(futures, timeout=max(0.0, deadline))
         outcomes = []
@@ -56,7 +48,7 @@ class BatchRunner:
 
     def as_completed(self, jobs: list[PredictionJob]) -> Iterator[tuple[int, TaskOutcome]]:
         """(index, outcome) as each task finishes: for progress bars in long offline runs."""
-        pool = self._pool()
+        pool = self._pool.get()
         futures = {pool.submit(self.predictor.predict, job): index for index, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
@@ -67,7 +59,4 @@ class BatchRunner:
                 future.cancel()
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=False)
-                self._executor = None
+        self._pool.shutdown()

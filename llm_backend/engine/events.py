@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from ..core.config import parse_label_config
 from ..errors import LLMBackendError
 from .examples import Example, ExampleStore, example_text, result_to_answer
+from .pools import LazyPool
 from .projects import project_id
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,13 @@ class EventHandler:
         self.snapshot_every = snapshot_every
         self.on_training = on_training
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = LazyPool(1, "llm-events")
         self._pending: list[Future[None]] = []
 
     def submit(self, body: dict[str, Any]) -> None:
         with self._lock:
-            if self._pool is None:  # created after gunicorn forks, like the task pool
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="llm-events")
             self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._pool.submit(self.handle, body))
+            self._pending.append(self._pool.get().submit(self.handle, body))
 
     def wait(self, timeout: float = 30) -> None:
         """Block until queued events are handled (tests, shutdown)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +55,7 @@ from .parts import (
     span_controls,
     with_text,
 )
+from .pools import LazyPool
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,11 @@ class LongTexts:
         self.pricing = pricing
         self.asker = asker
         self.align = align
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        # Not the batch runner's pool: a task waiting there for its own parts could starve them.
+        self._parts = LazyPool(settings.llm_concurrency, "llm-part")
 
     def pool(self) -> ThreadPoolExecutor:
-        # Not the batch runner's pool: a task waiting there for its own parts could starve them.
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.settings.llm_concurrency, thread_name_prefix="llm-part")
-            return self._pool
+        return self._parts.get()
 
     def reserve(self, job: PredictionJob, window: Window) -> int:
         asked = job.extra.get("max_tokens") or self.settings.llm_max_tokens
