@@ -257,8 +257,11 @@ def interrupt_after_calls(args: list[str], env: dict[str, str], llm: FakeLLMServ
 
 def interrupt_when(args: list[str], env: dict[str, str], ready: Callable[[], bool]) -> tuple[int, str, str]:
     """Run a CLI command, press Ctrl-C (SIGINT) once `ready()`; (rc, stdout, stderr)."""
+    # Ctrl-C's default action, whatever this run inherited: a shell without job control starts background
+    # commands (a CI runner's, `make test &`) with SIGINT ignored, and Python then never raises KeyboardInterrupt.
     process = subprocess.Popen(args, env={**os.environ, **env}, cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while not ready() and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)

@@ -175,3 +175,43 @@ def test_cache_can_be_turned_off(make_client: Any, llm: FakeLLMServer) -> None:
     client.post("/predict", json=_batch(3))
     client.post("/predict", json=_batch(3))
     assert llm.calls == 6
+
+
+def test_a_twin_that_finished_between_the_cache_read_and_the_flight_is_not_paid_twice(
+    make_settings: Callable[..., Any], llm: FakeLLMServer
+) -> None:
+    """Task B reads the cache (a miss) while its identical twin A is still asking; A ends and caches its answer
+    before B joins A's flight. B must take A's answer from the cache, not pay for the same request again."""
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.engine.job import PredictionJob
+    from llm_backend.services import build_services
+
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    predictor = build_services(make_settings()).predictor
+    config = parse_label_config(CHOICES_CONFIG)
+    twin = {"id": 1, "data": {"text": "the same words"}}
+    read = predictor.cache.get
+    b_missed, a_done = threading.Event(), threading.Event()
+
+    def get(key: str) -> Any:
+        value = read(key)
+        if threading.current_thread().name == "b" and not b_missed.is_set():
+            b_missed.set()  # B's first read: a miss, A still asking
+            assert a_done.wait(10)  # ...and A finishes before B goes on
+        return value
+
+    predictor.cache.get = get  # type: ignore[method-assign]
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        outcomes[name] = predictor.predict(PredictionJob(config, None, twin))
+
+    b = threading.Thread(target=run, args=("b",), name="b")
+    b.start()
+    assert b_missed.wait(10)
+    run("a")
+    a_done.set()
+    b.join(10)
+    assert (outcomes["a"].status, outcomes["b"].status) == ("ok", "cached")
+    assert outcomes["b"].usage.calls == 0
+    assert llm.calls == 1

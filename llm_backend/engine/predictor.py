@@ -26,7 +26,7 @@ from ..redact import redact
 from ..settings import Settings
 from .cache import Cache
 from .examples import ExampleStore, Snapshot, select_examples
-from .exchange import DemoClient, Exchange, Exchanger, problem_error, reply_problem
+from .exchange import DemoClient, Exchanger, problem_error, reply_problem
 from .fetch import MediaFetcher
 from .inputs import ImageInput, task_images, task_texts
 from .job import Answered, PredictionJob
@@ -98,7 +98,7 @@ class Predictor:
         # Router model name -> its deployments' LiteLLM models (from LLM_ROUTER_CONFIG).
         self.routes: dict[str, tuple[str, ...]] = routes or {}
         self.exchanger = Exchanger(client, prompts, cache, metrics)
-        self._flights: SingleFlight[Exchange] = SingleFlight()
+        self._flights: SingleFlight[Answered] = SingleFlight()
         self.align_options = AlignOptions(
             fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
         )
@@ -271,19 +271,34 @@ class Predictor:
     def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
         """The validated answer to one request: from the cache, from an identical request in flight, or paid for
         (`inputs`: the texts the request shows, which the demo model answers from)."""
-        cached = self.cache.get(request.cache_key)
+        cached = self._cached(job, request)
         if cached is not None:
-            completion = Completion.from_cache(cached)
-            # Partial answers are cached too (they were returned): reading one again gives the same result.
-            answer = parse_answer(job.config, completion.content, completion.reasoning, partial=True)
-            return Answered("cached", completion, answer, Usage())
+            return cached
         # The demo model answers from rules in this process: nothing is sent anywhere or paid for.
         client = DemoClient(job.config, inputs) if is_demo(request.model) else None
-        exchange, shared = self._flights.do(
-            request.cache_key, lambda: self.exchanger.run(job.config, job.project, request, job.deadline, client))
+
+        def ask() -> Answered:
+            # Read again as the flight's leader: an identical flight that ended between the read above and now
+            # has left its answer in the cache, and asking again would pay twice for it.
+            again = self._cached(job, request)
+            if again is not None:
+                return again
+            exchange = self.exchanger.run(job.config, job.project, request, job.deadline, client)
+            return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
+
+        answered, shared = self._flights.do(request.cache_key, ask)
         if shared:
-            return Answered("cached", exchange.completion, exchange.answer, Usage())
-        return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
+            return Answered("cached", answered.completion, answered.answer, Usage())
+        return answered
+
+    def _cached(self, job: PredictionJob, request: LLMRequest) -> Answered | None:
+        cached = self.cache.get(request.cache_key)
+        if cached is None:
+            return None
+        completion = Completion.from_cache(cached)
+        # Partial answers are cached too (they were returned): reading one again gives the same result.
+        answer = parse_answer(job.config, completion.content, completion.reasoning, partial=True)
+        return Answered("cached", completion, answer, Usage())
 
     def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
                  completion: Completion, usage: Usage | None = None) -> TaskOutcome:
