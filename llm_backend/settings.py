@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(9090, ge=1, le=65535)
     # gunicorn worker processes; `auto`: one per CALLS_PER_WORKER of LLM_CONCURRENCY, at most one per CPU core
-    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"
     threads: int = Field(8, ge=1, le=256)
     predict_deadline: float = Field(80.0, gt=0, le=3600)
     # Tasks of a /predict become a durable background job (engine/jobs.py); off: the deadline's leftovers
@@ -151,7 +151,15 @@ class Settings(BaseSettings):
     @field_validator("workers", mode="before")
     @classmethod
     def _workers(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) and value.strip().lower() == "auto" else value
+        # One message for both forms (a union would report each of its members' errors).
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "auto":
+                return "auto"
+            value = int(text) if text.isdigit() else value
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64:
+            return value
+        raise ValueError("expected a number of processes from 1 to 64, or auto")
 
     @property
     def worker_processes(self) -> int:
