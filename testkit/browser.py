@@ -78,12 +78,14 @@ class Browser:
     def _read(self, deadline: float) -> dict[str, Any]:
         import select
 
+        # poll, not select: select() refuses descriptors numbered 1024 or more, which a long test run reaches.
+        poller = select.poll()
+        poller.register(self._from_browser, select.POLLIN)
         while b"\0" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrowserError("chromium did not answer in time")
-            ready, _, _ = select.select([self._from_browser], [], [], remaining)
-            if ready:
+            if poller.poll(remaining * 1000):
                 chunk = os.read(self._from_browser, 1 << 20)
                 if not chunk:
                     raise BrowserError("chromium closed its DevTools pipe")
