@@ -250,3 +250,32 @@ def test_a_consumer_with_other_settings_leaves_the_task_to_one_that_has_the_subm
     finally:
         other.consumers.stop(timeout=30)
         submitter.consumers.stop(timeout=30)
+
+
+def test_a_task_a_predict_waits_for_is_retried_until_its_deadline_by_a_consumer_in_another_process(
+    make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """With several workers (WORKERS=auto), a /predict's tasks are run by every worker's consumers. A consumer in
+    another process than the waiting /predict still retries a rate-limited task until that /predict's deadline
+    (not only LLM_MAX_RETRIES times), and its write-back leaves the task to that /predict."""
+    limited = Reply(status=429, headers={"Retry-After": "0"}, error_message="Rate limit reached")
+    llm.add_rule("busy", [limited, limited, limited, Reply(json={"sentiment": "Neutral"})])
+    shared = tmp_path / "shared"
+    waiting = _services(make_settings, cache_dir=shared, llm_max_retries=1, llm_retry_max_wait=0.05)
+    other = _services(make_settings, cache_dir=shared, llm_max_retries=1, llm_retry_max_wait=0.05)
+    job = waiting.jobs.job("31", "v-wait", CHOICES_CONFIG, None, {})
+    waiting.jobs.submit(job, [{"id": 1, "data": {"text": "busy"}}], await_until=time.monotonic() + 30)
+    record = other.job_store.get_task(job.id, 1)
+    assert record is not None and other.jobs.awaited(job.id, record)  # another process's write-back leaves it
+
+    other.jobs.execute(job.id, 1, consumer="other-1")
+    [done] = other.job_store.records(job.id)
+    assert (done.state, done.item is not None) == ("done", True)
+    assert llm.calls == 4  # three 429s retried: LLM_MAX_RETRIES=1 alone would have failed it after two calls
+
+    # No /predict waits: as offline, LLM_MAX_RETRIES retries.
+    llm.add_rule("later", [limited, limited, limited, Reply(json={"sentiment": "Neutral"})])
+    waiting.jobs.submit(job, [{"id": 2, "data": {"text": "later"}}])
+    other.jobs.execute(job.id, 2, consumer="other-1")
+    failed = other.job_store.get_task(job.id, 2)
+    assert failed is not None and failed.state == "failed" and not other.jobs.awaited(job.id, failed)

@@ -130,21 +130,25 @@ class Jobs:
                await_until: float | None = None) -> Submission:
         """Queue every task that is not already queued, running or delivered since the request arrived."""
         submission = Submission(job, [int(task["id"]) for task in tasks], received or time.time())
+        now = time.time()
+        awaited_until = None  # in the records: a consumer in another process (WORKERS > 1) runs them too
         if await_until is not None:
+            awaited_until = now + (await_until - time.monotonic())
             for task_id in submission.task_ids:
                 self._awaited[(job.id, task_id)] = await_until
-        now = time.time()
         data: dict[int, dict[str, Any]] = {}
         for task in tasks:  # a task sent twice in one request is queued once, with its first data
             data.setdefault(int(task["id"]), {"id": int(task["id"]), "data": task.get("data")})
         # Records first, in one transaction, then the messages: a message never arrives before its record.
-        added = self.store.add_tasks(job.id, [(TaskRecord(task_id, "queued", submitted=now, updated=now), task)
+        added = self.store.add_tasks(job.id, [(TaskRecord(task_id, "queued", submitted=now, updated=now,
+                                                          awaited_until=awaited_until), task)
                                               for task_id, task in data.items()])
         again = [task_id for task_id in data if task_id not in added]
         if again:  # tasks this job has seen before: each decides by its record
             records = {record.task_id: record for record in self.store.records(job.id, again)}
             again = [task_id for task_id in again
-                     if self._submit_again(job, records.get(task_id), data[task_id], submission.received)]
+                     if self._submit_again(job, records.get(task_id), data[task_id], submission.received,
+                                           awaited_until)]
         queued = sorted(added) + again
         if queued:
             self.enqueue_many(job.id, queued)
@@ -152,7 +156,8 @@ class Jobs:
             log.info("job %s: %d tasks queued (%d submitted)", job.id, submission.queued, len(tasks))
         return submission
 
-    def _submit_again(self, job: JobInfo, record: TaskRecord | None, data: dict[str, Any], received: float) -> bool:
+    def _submit_again(self, job: JobInfo, record: TaskRecord | None, data: dict[str, Any], received: float,
+                      awaited_until: float | None) -> bool:
         """Whether a task the job already has is queued again (moved back to `queued` here)."""
         if record is None or record.state in ACTIVE:
             return False  # queued, running, or finished and about to be delivered: this request waits for it
@@ -163,8 +168,8 @@ class Jobs:
         # the task's data as sent now (it may have been edited).
         now = time.time()
         self.store.set_task_data(job.id, record.task_id, data)
-        return self.store.move(job.id, TaskRecord(record.task_id, "queued", submitted=now, updated=now),
-                               {"failed", *DELIVERED})
+        return self.store.move(job.id, TaskRecord(record.task_id, "queued", submitted=now, updated=now,
+                                                  awaited_until=awaited_until), {"failed", *DELIVERED})
 
     # -- executing (in a consumer thread) ---------------------------------------------------------
 
@@ -196,10 +201,14 @@ class Jobs:
         if not self.store.move(job_id, running, {"queued"}):
             return  # another consumer took it
         data = self.store.task_data(job_id, task_id) or {"id": task_id, "data": {}}
-        # While a /predict in this process waits for the task, transient failures are retried until its
-        # deadline (then LLM_MAX_RETRIES more at most); otherwise LLM_MAX_RETRIES times, as offline.
+        # While a /predict waits for the task (in this process, or in another: its record says until when),
+        # transient failures are retried until its deadline (then LLM_MAX_RETRIES more at most); otherwise
+        # LLM_MAX_RETRIES times, as offline.
+        deadline = self._awaited.get((job_id, task_id))
+        if deadline is None and record.awaited_until is not None and record.awaited_until > time.time():
+            deadline = time.monotonic() + (record.awaited_until - time.time())
         prediction = PredictionJob(self._config(job), job.project, data, None, job.model, dict(job.params),
-                                   deadline=self._awaited.get((job_id, task_id)))
+                                   deadline=deadline)
         outcome = self.predictor.predict(prediction)
         cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
         self._finish(job, running, outcome, cause, consumer=consumer)
@@ -299,10 +308,13 @@ class Jobs:
             self._awaited.pop((submission.job.id, task_id), None)
         return collected
 
-    def awaited(self, job_id: str, task_id: int) -> bool:
-        """Whether a /predict in this process is still waiting for this task (the write-back leaves it)."""
-        until = self._awaited.get((job_id, task_id))
-        return until is not None and time.monotonic() < until
+    def awaited(self, job_id: str, record: TaskRecord) -> bool:
+        """Whether a /predict, in this process or another, is still waiting for this task (the write-back leaves
+        it to that /predict)."""
+        until = self._awaited.get((job_id, record.task_id))
+        if until is not None:
+            return time.monotonic() < until
+        return record.awaited_until is not None and time.time() < record.awaited_until
 
 
 _consumer_lock = threading.Lock()

@@ -76,6 +76,9 @@ class TaskRecord:
     ran_by: str | None = None  # the consumer that predicted it
     bounces: int = 0  # times a consumer with other settings put it back in the queue
     bounced_since: float | None = None
+    # (Epoch seconds) a /predict waits for this task until then, in whichever process: the consumer that runs it
+    # retries transient failures until then, and the write-back leaves it to that /predict.
+    awaited_until: float | None = None
 
     def moved(self, state: str, **changes: Any) -> TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)

@@ -55,13 +55,14 @@ class WriteBack:
     """Drains `done` records of jobs with write-back into Label Studio, one batch per request."""
 
     def __init__(self, store: JobStore, client: LabelStudioClient, consumer: str,
-                 live_consumers: Callable[[], set[str]], held: Callable[[str, int], bool] = lambda job, task: False,
+                 live_consumers: Callable[[], set[str]],
+                 held: Callable[[str, TaskRecord], bool] = lambda job, record: False,
                  problems: Problems | None = None) -> None:
         self.store = store
         self.client = client
         self.consumer = consumer
         self.live_consumers = live_consumers
-        self.held = held  # a /predict of this process waits for the task: it answers it itself
+        self.held = held  # a /predict waits for the task: it answers it itself
         self.problems = problems  # a failing write-back is shown on the status page
         self._failures: dict[str, float] = {}  # job id -> when posting may be tried again
 
@@ -78,7 +79,7 @@ class WriteBack:
         live = self.live_consumers()
         claimed = []
         for record in records:
-            if record.state == "done" and record.item is not None and not self.held(job.id, record.task_id):
+            if record.state == "done" and record.item is not None and not self.held(job.id, record):
                 source, owner = {"done"}, record.owner
             elif record.state == "posting" and record.owner not in live:
                 source, owner = {"posting"}, record.owner  # its poster died mid-post: check again, then post
