@@ -38,9 +38,10 @@ import requests
 from common import (  # the bench folder is on sys.path when a script runs
     CONFIG,
     REPO,
+    child_pids,
     free_port,
+    llm_server,
     process_cpu_seconds,
-    start_llm_server,
     time_predict,
 )
 
@@ -82,11 +83,6 @@ def plain_client(base_url: str, case: Case) -> float:
         return time.perf_counter() - started
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(child) for child in out.stdout.split()]
-
-
 @contextmanager
 def serve(base_url: str, concurrency: int) -> Iterator[tuple[str, list[int]]]:
     """`llm-backend serve` with the defaults; (its URL, [master pid, worker pids]) once every worker is warm."""
@@ -111,7 +107,7 @@ def serve(base_url: str, concurrency: int) -> Iterator[tuple[str, list[int]]]:
             requests.post(f"{url}/setup", json={"schema": CONFIG, "project": "1.1"}, timeout=5).raise_for_status()
             # Every worker loads LiteLLM and opens its connections before the clock starts.
             _predict(url, concurrency * 2, "warm-up", first_id=10_000_000)
-            yield url, [server.pid, *_children(server.pid)]
+            yield url, [server.pid, *child_pids(server.pid)]
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
@@ -165,8 +161,8 @@ def main() -> None:
     plain: dict[Case, float] = {}
     served: dict[Case, tuple[list[float], list[float], list[list[float]]]] = {}
     for case in cases:
-        process, base_url = start_llm_server(case.latency)
-        try:
+        with llm_server(case.latency) as control:
+            base_url = control.base_url
             plain[case] = plain_client(base_url, case)
             served[case] = through_serve(base_url, case)
             if case is small:
@@ -180,9 +176,6 @@ def main() -> None:
                               for _ in range(args.repeat)]
                     sequential = None if args.skip_sequential else in_process(
                         base_url, Case(case.tasks, 1, case.latency, 1), cache_dir, cache=False, salt="seq")
-        finally:
-            process.terminate()
-            process.wait()
 
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"Machine: {os.cpu_count()} CPU cores, load average {load} at the end")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +42,29 @@ def time_predict(settings: Any, tasks: int, salt: str) -> float:
     return elapsed
 
 
-def start_llm_server(latency: float) -> tuple[Any, str]:
-    """The test LLM server in a process of its own (its work does not share our GIL) answering after
-    `latency` seconds; (process, base URL) once it answers."""
-    import subprocess
-
+@contextmanager
+def llm_server(latency: float, *options: str) -> Iterator[Any]:
+    """The test LLM server in a process of its own (its work does not share our GIL) answering after `latency`
+    seconds, with further command-line `options`; its LLMServerControl once it answers, stopped on exit."""
     from testkit.llm_server import LLMServerControl
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port),
-                                "--latency", str(latency)], cwd=REPO, stdout=subprocess.DEVNULL)
+                                "--latency", str(latency), *options], cwd=REPO, stdout=subprocess.DEVNULL)
     control = LLMServerControl(f"http://127.0.0.1:{port}")
-    control.wait_ready()
-    return process, control.base_url
+    try:
+        control.wait_ready()
+        yield control
+    finally:
+        control.close()
+        process.terminate()
+        process.wait()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (gunicorn's workers of a `serve`)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(child) for child in out.stdout.split()]
 
 
 def process_cpu_seconds(pid: int) -> float:

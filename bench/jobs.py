@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
+from common import CONFIG, llm_server  # the bench folder is on sys.path when a script runs
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app, services_of
-from testkit.llm_server import LLMServerControl
 
 
 def _app(base_url: str, cache_dir: Path, concurrency: int, deadline: float) -> Any:
@@ -94,12 +91,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port),
-                               "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
-    control = LLMServerControl(f"http://127.0.0.1:{port}")
-    try:
-        control.wait_ready()
+    with llm_server(args.latency) as control:
         load_litellm()
         _small(control.base_url, 8, 8, "warm-up", jobs=True)
         direct = [_small(control.base_url, args.tasks, args.concurrency, f"d{i}", jobs=False)
@@ -107,9 +99,6 @@ def main() -> None:
         queued = [_small(control.base_url, args.tasks, args.concurrency, f"j{i}", jobs=True)
                   for i in range(args.repeat)]
         big = [_big(control.base_url, args.big, args.big_concurrency, f"b{i}") for i in range(args.repeat)]
-    finally:
-        server.terminate()
-        server.wait()
 
     ideal = math.ceil(args.tasks / args.concurrency) * args.latency
     print(f"provider latency {args.latency * 1000:.0f} ms, {args.repeat} runs each, medians")

@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import CONFIG, REPO, free_port  # the bench folder is on sys.path when a script runs
-
-from testkit.llm_server import LLMServerControl
+from common import CONFIG, REPO, child_pids, free_port, llm_server  # the bench folder is on sys.path when a script runs
 
 
 def _rss_mb(pid: int) -> float:
@@ -32,11 +30,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _workers(master: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
-    return [int(pid) for pid in out.stdout.split()]
 
 
 def _drive(url: str, clients: int, duration: float, counter: itertools.count[int]) -> tuple[list[float], int]:
@@ -78,12 +71,10 @@ def main() -> None:
     parser.add_argument("--server-log", type=Path, default=None, help="write the backend's log here")
     args = parser.parse_args()
 
-    llm_port, port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        llm = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(llm_port),
-                                "--latency", str(args.latency)], cwd=REPO, stdout=subprocess.DEVNULL)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, llm_server(args.latency) as llm:
         env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LLM_MODEL": "openai/bench",
-               "LLM_API_BASE": f"http://127.0.0.1:{llm_port}/v1", "LLM_API_KEY": "sk-bench",
+               "LLM_API_BASE": llm.base_url, "LLM_API_KEY": "sk-bench",
                "WORKERS": "1", "THREADS": str(args.clients), "LLM_CONCURRENCY": str(args.clients), "CACHE_DIR": tmp,
                "PROMPTS_DIR": str(Path(tmp) / "prompts"),  # the shipped templates, not a user's edits
                "LOG_LEVEL": "INFO" if args.server_log else "WARNING", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -91,7 +82,6 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, "-m", "llm_backend", "serve"], cwd=REPO, env=env,
                                   stdout=log, stderr=log)
         try:
-            LLMServerControl(f"http://127.0.0.1:{llm_port}").wait_ready()
             url = f"http://127.0.0.1:{port}"
             for _ in range(300):
                 try:
@@ -101,7 +91,7 @@ def main() -> None:
                     time.sleep(0.1)
             counter = itertools.count()
             _drive(url, args.clients, args.warm_up, counter)
-            [worker] = _workers(server.pid)
+            [worker] = child_pids(server.pid)
             rss_start = _rss_mb(worker)
             samples: list[float] = []
             sampling = threading.Event()
@@ -121,8 +111,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
-            llm.terminate()
-            llm.wait()
 
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]

@@ -21,14 +21,12 @@ import argparse
 import math
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import REPO, free_port  # the bench folder is on sys.path when a script runs
+from common import llm_server  # the bench folder is on sys.path when a script runs
 
 from llm_backend.core.config import parse_label_config
 from llm_backend.engine.outcome import TaskOutcome
@@ -125,14 +123,8 @@ def main() -> None:
 
     text, planted = planted_document(args.seed, args.chars, args.entities)
     truth = _truth(planted)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "testkit.llm_server", "--port", str(port), "--latency",
-                               str(args.latency), "--context-tokens", str(args.context)], cwd=REPO,
-                              stdout=subprocess.DEVNULL)
-    control = LLMServerControl(f"http://127.0.0.1:{port}")
     rows: list[Row] = []
-    try:
-        control.wait_ready()
+    with llm_server(args.latency, "--context-tokens", str(args.context)) as control:
         control.set_gazetteer(gazetteer_for(planted, cut_edges=True))
         load_litellm()
         warm_text, warm_planted = planted_document(args.seed + 1, 60_000, 30)
@@ -155,10 +147,6 @@ def main() -> None:
         flat = re.sub(r"[.!?。\n]", " ", text)  # no sentence to cut at: parts end at spaces, inside names too
         flat_truth = {(s, e, label) for s, e, label in gazetteer_for(planted).occurrences(flat)}
         rows.append(_run("no sentence boundaries (cuts inside names)", args, control, flat, flat_truth, None))
-    finally:
-        control.close()
-        server.terminate()
-        server.wait()
 
     print(f"{len(text):,} characters, {len(planted)} planted entities ({len({p.text for p in planted})} distinct), "
           f"context {args.context:,} tokens, provider latency {args.latency * 1000:.0f} ms, "

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import subprocess
-import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import REPO, free_port, time_predict  # the bench folder is on sys.path when a script runs
+from common import llm_server, time_predict  # the bench folder is on sys.path when a script runs
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
@@ -51,17 +50,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    processes, servers = [], []
-    for _ in range(2):
-        port = free_port()
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "testkit.llm_server", "--port", str(port), "--latency", str(args.latency),
-             "--max-concurrent", str(args.max_concurrent)], cwd=REPO, stdout=subprocess.DEVNULL))
-        servers.append(LLMServerControl(f"http://127.0.0.1:{port}"))
     rows: list[dict[str, Any]] = []
-    try:
-        for server in servers:
-            server.wait_ready()
+    with ExitStack() as stack:
+        servers = [stack.enter_context(llm_server(args.latency, "--max-concurrent", str(args.max_concurrent)))
+                   for _ in range(2)]
         load_litellm()
         with tempfile.TemporaryDirectory() as tmp:
             setups = [
@@ -80,10 +72,6 @@ def main() -> None:
                 ideal = math.ceil(args.tasks / min(args.concurrency, count * args.max_concurrent)) * args.latency
                 rows.append({"label": label, "median": statistics.median(times), "min": min(times),
                              "max": max(times), "ideal": ideal, "share": shares[-1]})
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait()
 
     one = rows[0]["median"]
     print(f"N={args.tasks} tasks, LLM_CONCURRENCY={args.concurrency}, each deployment {args.latency * 1000:.0f} ms "
