@@ -79,8 +79,8 @@ def test_the_ledger_moves_a_task_only_from_the_expected_state_and_owner(store: J
     job = JobInfo("7:v1", "7", "v1", CHOICES_CONFIG, created=1.0)
     store.put_job(job)
     queued = TaskRecord(5, "queued", submitted=1.0)
-    assert store.add_task(job.id, queued, {"id": 5, "data": {"text": "a"}})
-    assert not store.add_task(job.id, queued, {"id": 5, "data": {"text": "b"}})  # one record per task
+    assert store.add_tasks(job.id, [(queued, {"id": 5, "data": {"text": "a"}})]) == {5}
+    assert store.add_tasks(job.id, [(queued, {"id": 5, "data": {"text": "b"}})]) == set()  # one record per task
     assert store.task_data(job.id, 5) == {"id": 5, "data": {"text": "a"}}
 
     first, second = queued.moved("running", owner="c1"), queued.moved("running", owner="c2")

@@ -267,7 +267,7 @@ def test_a_crash_between_import_and_ledger_update_posts_only_what_label_studio_l
                         "value": {"choices": ["Positive"]}}], "model_version": "crash-v1"}
     for task_id in task_ids:
         record = TaskRecord(task_id, "posting", owner="dead-host-9-abc", item=item, status="ok", finished=time.time())
-        assert services.job_store.add_task(job.id, record, {"id": task_id, "data": {}})
+        assert services.job_store.add_tasks(job.id, [(record, {"id": task_id, "data": {}})]) == {task_id}
     # The import that went through just before the crash: the first four.
     label_studio.request("POST", f"/api/projects/{project}/import/predictions",
                          json=[{"task": task_id, **item} for task_id in task_ids[:4]])

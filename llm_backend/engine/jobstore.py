@@ -95,7 +95,6 @@ class JobStore(Protocol):
     def put_job(self, job: JobInfo) -> None: ...
     def get_job(self, job_id: str) -> JobInfo | None: ...
     def jobs(self) -> list[JobInfo]: ...
-    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool: ...
     def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]: ...
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None: ...
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None: ...
@@ -130,9 +129,6 @@ class SQLiteJobStore(SQLiteFile):
 
     def jobs(self) -> list[JobInfo]:
         return [JobInfo.from_json(row[0]) for row in self._connect().execute("SELECT body FROM jobs ORDER BY id")]
-
-    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
-        return bool(self.add_tasks(job_id, [(record, task)]))
 
     def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
         """Add the records not there yet (with their task data), in one transaction; the ids added."""
@@ -282,9 +278,6 @@ class RedisJobStore:
     def jobs(self) -> list[JobInfo]:
         found = [JobInfo.from_json(raw) for raw in self._redis.hgetall(f"{self._prefix}index").values()]
         return sorted(found, key=lambda job: job.id)
-
-    def add_task(self, job_id: str, record: TaskRecord, task: dict[str, Any]) -> bool:
-        return bool(self.add_tasks(job_id, [(record, task)]))
 
     def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
         added = set()
