@@ -28,7 +28,7 @@ $(SERVE_STAMP): pyproject.toml
 
 $(TEST_STAMP): $(SERVE_STAMP)
 	@echo "Installing the test tools into $(VENV)"
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,lab]'
 	touch $@
 
 # Installs Label Studio and migrates its database on a first run, with progress; a no-op later.

@@ -52,6 +52,16 @@ class Disagreement:
     controls: dict[str, tuple[str, str]]  # control -> (annotated, predicted), only where they differ
 
 
+@dataclass(frozen=True)
+class TaskScore:
+    """One task's share of a control's headline (see ControlReport.parts) and both sides as shown."""
+
+    num: float
+    den: float
+    annotated: str
+    predicted: str
+
+
 @dataclass
 class EvalReport:
     tasks: int  # tasks with an annotation, i.e. evaluated
@@ -62,6 +72,7 @@ class EvalReport:
     usage: Usage | None = None
     model_version: str | None = None
     cascade: list[dict[str, Any]] = field(default_factory=list)  # per cascade step (see offline/cascade_report.py)
+    per_task: dict[str, dict[str, TaskScore]] = field(default_factory=dict, repr=False)  # control -> task key -> score
 
     @property
     def accuracy(self) -> float | None:
@@ -116,6 +127,7 @@ def evaluate(
     """Score `predictions_by_task` (task_key -> result regions, None when the prediction failed)
     against each task's newest non-cancelled annotation. Tasks without one are skipped."""
     reports = {control.name: spec_for(control.kind).report(control) for control in config.controls}
+    per_task: dict[str, dict[str, TaskScore]] = {control.name: {} for control in config.controls}
     evaluated = skipped = failed = 0
     disagreements: list[tuple[float, int, Disagreement]] = []
     for index, task in enumerate(tasks_with_annotations):
@@ -130,9 +142,13 @@ def evaluate(
         agreements: list[float] = []
         differences: dict[str, tuple[str, str]] = {}
         for control in config.controls:
-            agreement, shown = reports[control.name].add(
+            report = reports[control.name]
+            before = report.parts
+            agreement, shown = report.add(
                 control_values(gold, control), None if predicted is None else control_values(predicted, control),
                 object_text(config, control, task))
+            after = report.parts
+            per_task[control.name][key] = TaskScore(after[0] - before[0], after[1] - before[1], *shown)
             if agreement is None:
                 continue
             agreements.append(agreement)
@@ -153,4 +169,5 @@ def evaluate(
         worst=[item[2] for item in disagreements[:worst]],
         usage=usage,
         model_version=model_version,
+        per_task=per_task,
     )

@@ -40,6 +40,11 @@ class Scores:
         # 2TP / (predicted + gold): equal to 2PR/(P+R), and defined when only one side is.
         return ratio(2 * self.tp, self.predicted + self.gold)
 
+    @property
+    def f1_parts(self) -> tuple[float, float]:
+        """F1 as numerator and denominator, which add up over tasks."""
+        return 2.0 * self.tp, float(self.predicted + self.gold)
+
     def add(self, matched: int, gold: int, predicted: int) -> None:
         self.tp += matched
         self.gold += gold
@@ -71,6 +76,12 @@ class ControlReport:
 
     @property
     def headline(self) -> float | None:
+        raise NotImplementedError
+
+    @property
+    def parts(self) -> tuple[float, float]:
+        """The headline so far as (numerator, denominator) sums, so a paired bootstrap can resample tasks
+        (core/paired.py): the difference of `parts` before and after `add` is one task's share."""
         raise NotImplementedError
 
     def add(self, gold: list[Value], predicted: list[Value] | None, text: str) -> tuple[float | None, tuple[str, str]]:

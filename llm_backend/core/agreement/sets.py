@@ -39,6 +39,10 @@ class SetReport(ControlReport):
     def headline(self) -> float | None:
         return self.accuracy
 
+    @property
+    def parts(self) -> tuple[float, float]:
+        return float(self.correct), float(self.tasks)
+
     def _set(self, values: list[Value] | None) -> frozenset[str]:
         return frozenset(label for value in values or [] for label in self.labels_of(value))
 

@@ -50,6 +50,10 @@ class ShapeReport(ControlReport):
     def headline(self) -> float | None:
         return self.matched.f1
 
+    @property
+    def parts(self) -> tuple[float, float]:
+        return self.matched.f1_parts
+
     def _shapes(self, values: list[Value] | None) -> list[Shape]:
         shapes = []
         for value in values or []:

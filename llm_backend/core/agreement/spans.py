@@ -71,6 +71,10 @@ class SpanReport(ControlReport):
     def headline(self) -> float | None:
         return self.exact.f1
 
+    @property
+    def parts(self) -> tuple[float, float]:
+        return self.exact.f1_parts
+
     def add(self, gold: list[Value], predicted: list[Value] | None, text: str) -> tuple[float | None, tuple[str, str]]:
         want, got = labelled_ranges(gold), labelled_ranges(predicted)
         self.tasks += 1

@@ -41,6 +41,10 @@ class TextReport(ControlReport):
     def headline(self) -> float | None:
         return self.similarity
 
+    @property
+    def parts(self) -> tuple[float, float]:
+        return self.similarity_sum, float(self.tasks)
+
     def add(self, gold: list[Value], predicted: list[Value] | None, text: str) -> tuple[float | None, tuple[str, str]]:
         want, got = joined_text(gold), joined_text(predicted)
         if not want and not got:
@@ -82,6 +86,10 @@ class NumberReport(ControlReport):
     @property
     def headline(self) -> float | None:
         return self.accuracy
+
+    @property
+    def parts(self) -> tuple[float, float]:
+        return float(self.correct), float(self.tasks)
 
     def _number(self, values: list[Value] | None) -> float | None:
         for value in values or []:
@@ -126,6 +134,10 @@ class ExactReport(ControlReport):
     @property
     def headline(self) -> float | None:
         return self.accuracy
+
+    @property
+    def parts(self) -> tuple[float, float]:
+        return float(self.correct), float(self.tasks)
 
     def _value(self, values: list[Value] | None) -> str | None:
         for value in values or []:
