@@ -71,6 +71,7 @@ from typing import Any
 from .gazetteer import Gazetteer
 from .llm_batches import ROUTES as BATCH_ROUTES
 from .llm_batches import BatchAPI
+from .noisy_model import NoisyModel
 from .reply_styles import Shaped, check_style, shape
 
 __all__ = [
@@ -125,6 +126,7 @@ class Reply:
     finish_reason: str | None = None
     refusal: str | None = None
     reasoning_content: str | None = None
+    more_choices: list[dict[str, Any]] | None = None  # choices after the first ({"content", "logprobs"}): `n`
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reply:
@@ -681,6 +683,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest(str(exc)) from exc
         self._send_json(200, {"ok": True})
 
+    def _control_noisy(self, path: str) -> None:
+        data = self._read_json()
+        try:
+            self.server.fake.noisy = None if data is None else NoisyModel.from_dict(data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        self._send_json(200, {"ok": True})
+
     def _control_stats(self, path: str) -> None:
         self._send_json(200, self.server.fake.stats())
 
@@ -710,6 +720,7 @@ _ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
     ("POST", "/_control/context"): _Handler._control_context,
     ("POST", "/_control/gazetteer"): _Handler._control_gazetteer,
     ("GET", "/_control/stats"): _Handler._control_stats,
+    ("POST", "/_control/noisy"): _Handler._control_noisy,
     ("POST", "/_control/batches"): _Handler._control_batches,
 }
 
@@ -776,7 +787,10 @@ def _completion(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
                 "message": message,
                 "finish_reason": shaped.finish_reason,
                 "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
-            }
+            },
+            *({"index": i, "message": {"role": "assistant", "content": c["content"]}, "finish_reason": "stop",
+               "logprobs": {"content": c["logprobs"]} if c.get("logprobs") else None}
+              for i, c in enumerate(reply.more_choices or (), start=1)),
         ],
         "usage": _usage(body, (shaped.content or "") + (shaped.reasoning_content or shaped.reasoning or ""), reply),
     }
@@ -869,6 +883,7 @@ class FakeLLMServer:
         self.host = host
         self.context_tokens = _optional_positive_int(context_tokens, "context_tokens")
         self._gazetteer: Gazetteer | None = None
+        self.noisy: NoisyModel | None = None  # unscripted requests naming its tasks (testkit/noisy_model.py)
         self.port = port
         self.latency = _non_negative_float(latency, "latency")
         self._max_concurrent = _optional_positive_int(max_concurrent, "max_concurrent")
@@ -997,6 +1012,7 @@ class FakeLLMServer:
             self._rules.clear()
             self._default = None
             self._gazetteer = None
+            self.noisy = None
             self._failures = _Failures()
             self._rng = random.Random(0)
             self.requests.clear()
@@ -1119,6 +1135,10 @@ class FakeLLMServer:
                     return rule.take()
             default = self._default
             gazetteer = self._gazetteer
+            noisy = self.noisy
+        choices = noisy.choices(body) if noisy is not None else None
+        if choices:
+            return Reply(content=choices[0]["content"], logprobs=choices[0].get("logprobs"), more_choices=choices[1:])
         if default is None and gazetteer is not None:
             content = gazetteer.answer(text, default_content(body))
             return Reply() if content is None else Reply(content=content)
@@ -1232,6 +1252,10 @@ class LLMServerControl:
 
     def set_gazetteer(self, gazetteer: Gazetteer | None) -> None:
         self._post("gazetteer", None if gazetteer is None else gazetteer.to_dict())
+
+    def set_noisy(self, model: Mapping[str, Any] | None) -> None:
+        """The noisy-model mode (testkit/noisy_model.py, `NoisyModel.from_dict`'s shape); None: off."""
+        self._post("noisy", model)
 
     def stats(self) -> dict[str, Any]:
         response = self._session.get(f"{self.url}/_control/stats", timeout=self.timeout)
