@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     ner_passes: int = Field(1, ge=1, le=5)
     long_text_strategy: Literal["combine", "head_tail"] = "combine"
 
-    # Routing (see llm_backend/router.py and cascade.py)
+    # Routing (see models/router.py and engine/cascade.py)
     llm_router_config: Path | None = None  # LiteLLM Router YAML: model_list, router_settings
     llm_cascade: str = ""  # comma-separated model names, cheapest first; empty: no cascade
     cascade_min_score: float | None = Field(None, ge=0, le=1)

@@ -4,12 +4,13 @@ few-shot answer and evaluation, and a round trip through all of them holds for e
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import pytest
 
-from llm_backend.core.config import ControlKind, parse_label_config
+from llm_backend.core.config import parse_label_config
 from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
 from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
@@ -19,52 +20,80 @@ from llm_backend.engine.examples import result_to_answer
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 
 TEXT = "Ada Lovelace met Charles Babbage in London on 5 June 1833."
+TEXT_OBJECT = '<Text name="t" value="$text"/>'
+IMAGE_OBJECT = '<Image name="i" value="$image"/>'
 
-# One config per kind, and an annotation of it as Label Studio stores it.
-CASES: dict[ControlKind, tuple[str, list[dict[str, Any]]]] = {
-    ControlKind.CHOICES: (
+
+@dataclass(frozen=True)
+class Case:
+    """One control "c" as a config uses it, an annotation of it as Label Studio stores it, and the
+    regions the demo model's answer becomes (LLM_MODEL=demo)."""
+
+    control: str
+    regions: list[dict[str, Any]]
+    demo: list[dict[str, Any]]
+    objects: str = TEXT_OBJECT
+    to_name: str = "t"
+
+
+# One case per kind: a new control adds its case here, and every test below runs on it.
+CASES: dict[str, Case] = {
+    "choices": Case(
         '<Choices name="c" toName="t"><Choice value="Yes" alias="Y"/><Choice value="No"/></Choices>',
-        [{"value": {"choices": ["Y"]}}]),
-    ControlKind.LABELS: (
+        [{"value": {"choices": ["Y"]}}],
+        [{"choices": ["No"]}]),  # neither option is named in TEXT: chosen by the text's hash
+    "labels": Case(
         '<Labels name="c" toName="t"><Label value="Person"/><Label value="City"/></Labels>',
         [{"value": {"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["Person"]}},
-         {"value": {"start": 36, "end": 42, "text": "London", "labels": ["City"]}}]),
-    ControlKind.TEXTAREA: ('<TextArea name="c" toName="t"/>', [{"value": {"text": ["Two people met."]}}]),
-    ControlKind.RATING: ('<Rating name="c" toName="t" maxRating="5"/>', [{"value": {"rating": 4}}]),
-    ControlKind.NUMBER: ('<Number name="c" toName="t" min="0" max="3000"/>', [{"value": {"number": 1833}}]),
-    ControlKind.DATETIME: ('<DateTime name="c" toName="t" only="date"/>', [{"value": {"datetime": "1833-06-05"}}]),
-    ControlKind.TAXONOMY: (
+         {"value": {"start": 36, "end": 42, "text": "London", "labels": ["City"]}}],
+        [{"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["Person"]},
+         {"start": 17, "end": 32, "text": "Charles Babbage", "labels": ["Person"]},
+         {"start": 36, "end": 42, "text": "London", "labels": ["City"]},
+         {"start": 48, "end": 52, "text": "June", "labels": ["City"]}]),  # capitalised phrases
+    "textarea": Case('<TextArea name="c" toName="t"/>', [{"value": {"text": ["Two people met."]}}], [{"text": [TEXT]}]),
+    "rating": Case('<Rating name="c" toName="t" maxRating="5"/>', [{"value": {"rating": 4}}],
+                   [{"rating": 5}]),  # the first number in TEXT within 1..5
+    "number": Case('<Number name="c" toName="t" min="0" max="3000"/>', [{"value": {"number": 1833}}],
+                   [{"number": 5}]),
+    "datetime": Case('<DateTime name="c" toName="t" only="date"/>', [{"value": {"datetime": "1833-06-05"}}],
+                     [{"datetime": "2024-01-01"}]),  # TEXT has no ISO date
+    "taxonomy": Case(
         '<Taxonomy name="c" toName="t"><Choice value="People"><Choice value="Scientists"/></Choice></Taxonomy>',
-        [{"value": {"taxonomy": [["People", "Scientists"]]}}]),
-    ControlKind.RECTANGLES: (
+        [{"value": {"taxonomy": [["People", "Scientists"]]}}],
+        [{"taxonomy": [["People", "Scientists"]]}]),
+    "rectanglelabels": Case(
         '<RectangleLabels name="c" toName="i"><Label value="Face"/></RectangleLabels>',
         [{"original_width": 200, "original_height": 100,
-          "value": {"x": 10, "y": 20, "width": 25, "height": 50, "rotation": 0, "rectanglelabels": ["Face"]}}]),
-    ControlKind.KEYPOINTS: (
+          "value": {"x": 10, "y": 20, "width": 25, "height": 50, "rotation": 0, "rectanglelabels": ["Face"]}}],
+        [{"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0, "rectanglelabels": ["Face"]}],
+        IMAGE_OBJECT, "i"),
+    "keypointlabels": Case(
         '<KeyPointLabels name="c" toName="i"><Label value="Eye"/></KeyPointLabels>',
         [{"original_width": 200, "original_height": 100,
-          "value": {"x": 50, "y": 40, "width": 0.5, "keypointlabels": ["Eye"]}}]),
+          "value": {"x": 50, "y": 40, "width": 0.5, "keypointlabels": ["Eye"]}}],
+        [{"x": 25.0, "y": 25.0, "width": 0.5, "keypointlabels": ["Eye"]}],
+        IMAGE_OBJECT, "i"),
 }
+KINDS = list(CASES)
+DATA = {"text": TEXT, "image": "x.png"}
+INPUTS = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
 
 
-def config_for(kind: ControlKind) -> Any:
-    control, _ = CASES[kind]
-    image = kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS)
-    obj = '<Image name="i" value="$image"/>' if image else '<Text name="t" value="$text"/>'
-    return parse_label_config(f"<View>{obj}{control}</View>")
+def config_for(kind: str) -> Any:
+    case = CASES[kind]
+    return parse_label_config(f"<View>{case.objects}{case.control}</View>")
 
 
-def annotation(kind: ControlKind) -> list[dict[str, Any]]:
-    to_name = "i" if kind in (ControlKind.RECTANGLES, ControlKind.KEYPOINTS) else "t"
-    return [{"from_name": "c", "to_name": to_name, "type": kind.value, **region} for region in CASES[kind][1]]
+def annotation(kind: str) -> list[dict[str, Any]]:
+    case = CASES[kind]
+    return [{"from_name": "c", "to_name": case.to_name, "type": kind, **region} for region in case.regions]
 
 
 def test_every_kind_has_exactly_one_spec_and_a_template() -> None:
-    assert set(SPECS) == set(ControlKind)
-    for kind in ControlKind:
-        assert kind in spec_for(kind).kinds
-        assert (DEFAULT_PROMPTS_DIR / "controls" / f"{kind.value}.j2").is_file(), kind
-    assert set(CASES) == set(ControlKind)  # this file covers every kind too
+    for kind, spec in SPECS.items():
+        assert spec.kind == kind == spec.tag.lower() and spec_for(kind) is spec
+        assert (DEFAULT_PROMPTS_DIR / "controls" / f"{kind}.j2").is_file(), kind
+    assert set(CASES) == set(SPECS)  # this file covers every kind too
 
 
 def test_an_unknown_kind_is_an_error_not_a_guess() -> None:
@@ -72,8 +101,8 @@ def test_an_unknown_kind_is_an_error_not_a_guess() -> None:
         spec_for("polygonlabels")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
-def test_an_annotation_round_trips_through_every_part_of_the_spec(kind: ControlKind) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_annotation_round_trips_through_every_part_of_the_spec(kind: str) -> None:
     config = config_for(kind)
     gold = annotation(kind)
     # Few-shot: the annotation as the answer the model would give, which the schema and validation accept.
@@ -83,19 +112,18 @@ def test_an_annotation_round_trips_through_every_part_of_the_spec(kind: ControlK
     values, dropped = validate_answer(config, answer)
     assert dropped == []
     # Regions from that answer are the annotation again, and evaluation calls them identical.
-    inputs = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
-    regions = build_regions(config, values, inputs).regions
-    assert [r["value"] for r in regions] == [{**g["value"], **({"rotation": 0} if kind is ControlKind.RECTANGLES
+    regions = build_regions(config, values, INPUTS).regions
+    assert [r["value"] for r in regions] == [{**g["value"], **({"rotation": 0} if kind == "rectanglelabels"
                                                                 else {})} for g in gold]
-    task = {"id": 1, "data": {"text": TEXT, "image": "x.png"}, "annotations": [{"result": gold}]}
+    task = {"id": 1, "data": DATA, "annotations": [{"result": gold}]}
     report = evaluate(config, [task], {"1": regions})
     [control_report] = report.controls
-    assert control_report.kind == kind.value and control_report.headline == 1.0
+    assert control_report.kind == kind and control_report.headline == 1.0
     assert report.worst == []
 
 
-@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
-def test_the_typical_answer_used_to_plan_answer_tokens_is_a_valid_answer(kind: ControlKind) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_typical_answer_used_to_plan_answer_tokens_is_a_valid_answer(kind: str) -> None:
     config = config_for(kind)
     [control] = config.controls
     answer = {"c": spec_for(kind).typical_answer(control, TEXT * 10)}
@@ -106,31 +134,31 @@ def test_the_typical_answer_used_to_plan_answer_tokens_is_a_valid_answer(kind: C
 
 def test_datetime_annotations_become_valid_few_shot_answers() -> None:
     # Was: {"c": []}, which validate_answer rejects, so DateTime projects got invalid examples.
-    config = config_for(ControlKind.DATETIME)
-    answer = result_to_answer(config, annotation(ControlKind.DATETIME))
+    config = config_for("datetime")
+    answer = result_to_answer(config, annotation("datetime"))
     assert answer == {"c": "1833-06-05"}
     assert validate_answer(config, answer)[0] == {"c": "1833-06-05"}
 
 
-@pytest.mark.parametrize("kind", [ControlKind.RECTANGLES, ControlKind.KEYPOINTS], ids=lambda kind: kind.value)
-def test_shape_annotations_become_pixel_answers(kind: ControlKind) -> None:
+@pytest.mark.parametrize("kind", ["rectanglelabels", "keypointlabels"])
+def test_shape_annotations_become_pixel_answers(kind: str) -> None:
     answer = result_to_answer(config_for(kind), annotation(kind))
     expected = ({"label": "Face", "x_min": 20.0, "y_min": 20.0, "x_max": 70.0, "y_max": 70.0}
-                if kind is ControlKind.RECTANGLES else {"label": "Eye", "x": 100.0, "y": 40.0})
+                if kind == "rectanglelabels" else {"label": "Eye", "x": 100.0, "y": 40.0})
     assert answer == {"c": [expected]}
 
 
 def test_an_annotation_that_cannot_be_an_answer_is_not_an_example() -> None:
-    empty_single_choice = result_to_answer(config_for(ControlKind.CHOICES), [])
-    no_size = [{**annotation(ControlKind.RECTANGLES)[0], "original_width": None}]
-    assert empty_single_choice is None and result_to_answer(config_for(ControlKind.RECTANGLES), no_size) is None
-    assert spec_for(ControlKind.RATING).answer_from_values(config_for(ControlKind.RATING).controls[0], []) is MISSING
+    empty_single_choice = result_to_answer(config_for("choices"), [])
+    no_size = [{**annotation("rectanglelabels")[0], "original_width": None}]
+    assert empty_single_choice is None and result_to_answer(config_for("rectanglelabels"), no_size) is None
+    assert spec_for("rating").answer_from_values(config_for("rating").controls[0], []) is MISSING
 
 
 def test_a_wrong_datetime_is_scored_as_wrong() -> None:
     # Was: DateTime scored as a Number report, whose headline stayed None ("nothing to compare").
-    config = config_for(ControlKind.DATETIME)
-    task = {"id": 1, "data": {"text": TEXT}, "annotations": [{"result": annotation(ControlKind.DATETIME)}]}
+    config = config_for("datetime")
+    task = {"id": 1, "data": {"text": TEXT}, "annotations": [{"result": annotation("datetime")}]}
     wrong = [{"from_name": "c", "to_name": "t", "type": "datetime", "value": {"datetime": "1834-01-01"}}]
     report = evaluate(config, [task], {"1": wrong})
     [datetime] = report.controls
@@ -138,36 +166,19 @@ def test_a_wrong_datetime_is_scored_as_wrong() -> None:
     assert report.accuracy == 0.0 and report.worst[0].controls == {"c": ("1833-06-05", "1834-01-01")}
 
 
-DEMO_EXPECTED: dict[ControlKind, list[dict[str, Any]]] = {
-    ControlKind.CHOICES: [{"choices": ["No"]}],  # neither option is named in TEXT: chosen by the text's hash
-    ControlKind.LABELS: [{"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["Person"]},
-                         {"start": 17, "end": 32, "text": "Charles Babbage", "labels": ["Person"]},
-                         {"start": 36, "end": 42, "text": "London", "labels": ["City"]},
-                         {"start": 48, "end": 52, "text": "June", "labels": ["City"]}],  # capitalised phrases
-    ControlKind.TEXTAREA: [{"text": [TEXT]}],
-    ControlKind.RATING: [{"rating": 5}],  # the first number in TEXT within 1..5
-    ControlKind.NUMBER: [{"number": 5}],
-    ControlKind.DATETIME: [{"datetime": "2024-01-01"}],  # TEXT has no ISO date
-    ControlKind.TAXONOMY: [{"taxonomy": [["People", "Scientists"]]}],
-    ControlKind.RECTANGLES: [{"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0, "rotation": 0,
-                              "rectanglelabels": ["Face"]}],
-    ControlKind.KEYPOINTS: [{"x": 25.0, "y": 25.0, "width": 0.5, "keypointlabels": ["Eye"]}],
-}
-
-
-@pytest.mark.parametrize("kind", list(ControlKind), ids=lambda kind: kind.value)
-def test_the_demo_model_answers_every_kind_validly_and_deterministically(kind: ControlKind) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_demo_model_answers_every_kind_validly_and_deterministically(kind: str) -> None:
     """LLM_MODEL=demo: a spec's demo answer passes its schema and validation and gives regions. A new kind
-    fails here (DEMO_EXPECTED has no entry) until its demo answer is valid too."""
+    fails here until its case's `demo` regions are what its demo answer gives."""
     config = config_for(kind)
-    inputs = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
+    inputs = INPUTS
     reply = demo_reply(config, inputs)
     answer = json.loads(reply)
     jsonschema.validate(answer, json_schema(config))
     values, dropped = validate_answer(config, answer)
     assert dropped == []
     regions = build_regions(config, values, inputs).regions
-    assert [region["value"] for region in regions] == DEMO_EXPECTED[kind]
+    assert [region["value"] for region in regions] == CASES[kind].demo
     assert demo_reply(config, inputs) == reply
 
 

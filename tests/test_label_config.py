@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_backend.core.config import ControlKind, parse_label_config, taxonomy_paths
+from llm_backend.core.config import parse_label_config, taxonomy_paths
 from llm_backend.errors import LabelConfigError
 from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
 
@@ -10,7 +10,7 @@ from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, fixture_json
 def test_real_setup_body_config_parses() -> None:
     config = parse_label_config(fixture_json("setup.json")["schema"])
     assert [(c.name, c.kind) for c in config.controls] == [
-        ("sentiment", ControlKind.CHOICES), ("ner", ControlKind.LABELS), ("summary", ControlKind.TEXTAREA),
+        ("sentiment", "choices"), ("ner", "labels"), ("summary", "textarea"),
     ]
     assert config.objects["text"].data_key == "text"
     assert config.controls[0].multiple is False
@@ -21,9 +21,9 @@ def test_all_controls() -> None:
     config = parse_label_config(ALL_CONTROLS_CONFIG)
     kinds = {c.name: c.kind for c in config.controls}
     assert kinds == {
-        "sentiment": ControlKind.CHOICES, "topics": ControlKind.CHOICES, "ner": ControlKind.LABELS,
-        "summary": ControlKind.TEXTAREA, "quality": ControlKind.RATING, "year": ControlKind.NUMBER,
-        "category": ControlKind.TAXONOMY,
+        "sentiment": "choices", "topics": "choices", "ner": "labels",
+        "summary": "textarea", "quality": "rating", "year": "number",
+        "category": "taxonomy",
     }
     topics = config.control("topics")
     assert topics is not None and topics.multiple

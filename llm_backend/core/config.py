@@ -7,154 +7,24 @@ predict are listed in `LabelConfig.skipped` with the reason instead of failing t
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
-from xml.etree.ElementTree import Element, canonicalize
+from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from ..errors import LabelConfigError
+from .config_types import Control, LabelConfig, ObjectTag, Option, SkippedControl, canonical_xml, taxonomy_paths
+from .controls.registry import SPECS
+from .objects import OBJECT_TAGS
+
+__all__ = ["Control", "LabelConfig", "ObjectTag", "Option", "SkippedControl", "canonical_xml", "parse_label_config",
+           "taxonomy_paths"]
 
 MAX_CONFIG_CHARS = 1_000_000
 MAX_DEPTH = 64
 MAX_ATTRIBUTE_CHARS = 10_000
-
-TEXT_OBJECTS = {"text", "hypertext", "paragraphs"}
-KNOWN_OBJECTS = TEXT_OBJECTS | {"image", "audio", "video", "timeseries", "table", "pdf", "list", "ranker"}
-
-
-class ControlKind(str, enum.Enum):
-    CHOICES = "choices"
-    LABELS = "labels"
-    TEXTAREA = "textarea"
-    RATING = "rating"
-    NUMBER = "number"
-    TAXONOMY = "taxonomy"
-    DATETIME = "datetime"
-    RECTANGLES = "rectanglelabels"
-    KEYPOINTS = "keypointlabels"
-
-    @property
-    def tag(self) -> str:
-        """The tag as Label Studio's docs write it (the parser takes any case)."""
-        return _TAG_SPELLING.get(self.value, self.value.capitalize())
-
-
-_TAG_SPELLING = {"textarea": "TextArea", "datetime": "DateTime", "rectanglelabels": "RectangleLabels",
-                 "keypointlabels": "KeyPointLabels"}
-
-
-# Which controls each kind of object can carry here.
-TEXT_KINDS = frozenset({ControlKind.CHOICES, ControlKind.LABELS, ControlKind.TEXTAREA, ControlKind.RATING,
-                        ControlKind.NUMBER, ControlKind.TAXONOMY, ControlKind.DATETIME})
-IMAGE_KINDS = frozenset({ControlKind.CHOICES, ControlKind.TEXTAREA, ControlKind.RECTANGLES, ControlKind.KEYPOINTS})
-
-
-# Tags we know of but do not predict (yet): reported, never crashed on.
-KNOWN_UNSUPPORTED_CONTROLS = {
-    "rectangle", "keypoint", "polygonlabels", "polygon",
-    "brushlabels", "brush", "ellipselabels", "ellipse", "hypertextlabels", "paragraphlabels",
-    "timeserieslabels", "relations", "relation", "pairwise", "ranker", "magicwand",
-    "videorectangle", "timelinelabels", "bitmasklabels", "vectorlabels",
-}
-
-
-@dataclass(frozen=True)
-class ObjectTag:
-    """A data tag such as <Text name="text" value="$text"/>."""
-
-    name: str
-    tag: str  # lower-case tag name: "text", "hypertext", "paragraphs", "image", ...
-    value: str  # the raw value attribute, e.g. "$text"
-    value_type: str | None = None
-
-    @property
-    def data_key(self) -> str | None:
-        """The task.data key this object reads, or None for a literal value."""
-        return self.value[1:] if self.value.startswith("$") and len(self.value) > 1 else None
-
-    @property
-    def is_text(self) -> bool:
-        return self.tag in TEXT_OBJECTS
-
-    @property
-    def is_image(self) -> bool:
-        return self.tag == "image"
-
-
-@dataclass(frozen=True)
-class Option:
-    """A <Choice> or <Label>; Taxonomy options nest through `children`."""
-
-    value: str
-    alias: str | None = None
-    hint: str | None = None
-    children: tuple[Option, ...] = ()
-
-    @property
-    def result_value(self) -> str:
-        """What Label Studio stores in results: the alias when one is set."""
-        return self.alias or self.value
-
-
-@dataclass(frozen=True)
-class Control:
-    name: str
-    kind: ControlKind
-    to_name: tuple[str, ...]
-    options: tuple[Option, ...] = ()
-    multiple: bool = False
-    attrs: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def hint(self) -> str | None:
-        return self.attrs.get("hint") or self.attrs.get("placeholder") or None
-
-    @property
-    def result_type(self) -> str:
-        return self.kind.value
-
-
-@dataclass(frozen=True)
-class SkippedControl:
-    name: str
-    tag: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    xml: str
-    objects: dict[str, ObjectTag] = field(hash=False, compare=False)
-    controls: tuple[Control, ...]
-    skipped: tuple[SkippedControl, ...] = ()
-
-    @property
-    def fingerprint(self) -> str:
-        """A hash of the config's canonical XML: Label Studio strips a trailing newline and editors
-        re-indent, neither of which changes the config, so neither may change `model_version`."""
-        return hashlib.sha256(canonical_xml(self.xml).encode("utf-8")).hexdigest()
-
-    def object_for(self, control: Control) -> ObjectTag:
-        return self.objects[control.to_name[0]]
-
-    def control(self, name: str) -> Control | None:
-        return next((c for c in self.controls if c.name == name), None)
-
-    @property
-    def needs_vision(self) -> bool:
-        return any(self.object_for(control).is_image for control in self.controls)
-
-
-@lru_cache(maxsize=256)
-def canonical_xml(xml: str) -> str:
-    """C14N 2.0 with whitespace-only text dropped and attributes sorted; call only on XML that
-    `parse_label_config` accepted (it refuses DTDs and entities first)."""
-    return canonicalize(xml, strip_text=True)
 
 
 def _attr(element: Element, name: str, default: str | None = None) -> str | None:
@@ -201,44 +71,22 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
         return SkippedControl(name, tag, "perRegion controls describe regions; not predicted")
     if _attr(element, "visibleWhen"):
         return SkippedControl(name, tag, "visibleWhen-conditional controls are not predicted")
-    if tag == "choices":
-        if (_attr(element, "value") or "").startswith("$"):
-            return SkippedControl(name, tag, "choices taken from task data ($value) are not supported")
-        options = _options(element, "choice")
+    spec = SPECS.get(tag)
+    if spec is None:
+        return SkippedControl(name, tag, "this control type is not supported yet")
+    reason = spec.skip_reason(attrs)
+    if reason is not None:
+        return SkippedControl(name, tag, reason)
+    options: tuple[Option, ...] = ()
+    if spec.option_tag is not None:
+        options = _options(element, spec.option_tag.lower())
         if not options:
-            raise LabelConfigError(f"<Choices name=\"{name}\"> has no <Choice> values")
-        multiple = (_attr(element, "choice") or "single").lower() == "multiple"
-        return Control(name, ControlKind.CHOICES, to_name, options, multiple, attrs)
-    if tag == "labels":
-        options = _options(element, "label")
-        if not options:
-            raise LabelConfigError(f"<Labels name=\"{name}\"> has no <Label> values")
-        return Control(name, ControlKind.LABELS, to_name, options, True, attrs)
-    if tag == "textarea":
-        return Control(name, ControlKind.TEXTAREA, to_name, (), False, attrs)
-    if tag == "rating":
-        return Control(name, ControlKind.RATING, to_name, (), False, attrs)
-    if tag == "number":
-        return Control(name, ControlKind.NUMBER, to_name, (), False, attrs)
-    if tag == "datetime":
-        return Control(name, ControlKind.DATETIME, to_name, (), False, attrs)
-    if tag in ("rectanglelabels", "keypointlabels"):
-        options = _options(element, "label")
-        if not options:
-            raise LabelConfigError(f"<{element.tag} name=\"{name}\"> has no <Label> values")
-        kind = ControlKind.RECTANGLES if tag == "rectanglelabels" else ControlKind.KEYPOINTS
-        return Control(name, kind, to_name, options, True, attrs)
-    if tag == "taxonomy":
-        options = _options(element, "choice")
-        if not options:
-            raise LabelConfigError(f"<Taxonomy name=\"{name}\"> has no <Choice> values")
-        return Control(name, ControlKind.TAXONOMY, to_name, options, True, attrs)
-    return SkippedControl(name, tag, "this control type is not supported yet")
+            raise LabelConfigError(f"<{element.tag} name=\"{name}\"> has no <{spec.option_tag}> values")
+    return Control(name, spec.kind, to_name, options, spec.multiple(attrs), attrs)
 
 
 def _check_duplicates(control: Control) -> None:
-    # Taxonomy may repeat a value under different parents ("Other"); flat lists may not.
-    if control.kind is ControlKind.TAXONOMY:
+    if SPECS[control.kind].repeats_allowed:
         return
     seen: set[str] = set()
     for value in _flat_values(control.options):
@@ -271,10 +119,11 @@ def parse_label_config(xml: str) -> LabelConfig:
                 raise LabelConfigError(f"attribute {key} of <{element.tag}> is longer than {MAX_ATTRIBUTE_CHARS}")
         tag = element.tag.lower()
         name = _attr(element, "name")
-        if tag in KNOWN_OBJECTS and name and _attr(element, "value") is not None:
+        if tag in OBJECT_TAGS and name and _attr(element, "value") is not None:
             if name in objects:
                 raise LabelConfigError(f"two object tags are named \"{name}\"")
-            objects[name] = ObjectTag(name, tag, _attr(element, "value") or "", _attr(element, "valueType"))
+            objects[name] = ObjectTag(name, tag, _attr(element, "value") or "", _attr(element, "valueType"),
+                                      dict(element.attrib))
         elif name and _attr(element, "toName") is not None:
             pending.append((element, tag, name))
 
@@ -295,8 +144,7 @@ def parse_label_config(xml: str) -> LabelConfig:
         parsed = _parse_control(element, tag, name, to_name)
         if isinstance(parsed, Control):
             target = objects[to_name[0]]
-            supported = TEXT_KINDS if target.is_text else IMAGE_KINDS if target.is_image else frozenset()
-            if parsed.kind not in supported:
+            if not SPECS[parsed.kind].accepts(target):
                 skipped.append(SkippedControl(name, tag, f"<{element.tag}> on <{target.tag}> is not supported"))
                 continue
             if target.data_key is None:
@@ -310,18 +158,3 @@ def parse_label_config(xml: str) -> LabelConfig:
         raise LabelConfigError("label config has no control tags (Choices, Labels, TextArea, ...)")
     return LabelConfig(xml=xml, objects=objects, controls=tuple(controls), skipped=tuple(skipped))
 
-
-def taxonomy_paths(
-    options: tuple[Option, ...], leafs_only: bool, prefix: tuple[str, ...] = ()
-) -> list[tuple[str, ...]]:
-    """Every selectable path from the root, e.g. ("Europe", "France")."""
-    paths: list[tuple[str, ...]] = []
-    for option in options:
-        path = (*prefix, option.value)
-        if option.children:
-            if not leafs_only:
-                paths.append(path)
-            paths.extend(taxonomy_paths(option.children, leafs_only, path))
-        else:
-            paths.append(path)
-    return paths

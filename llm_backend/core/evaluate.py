@@ -4,7 +4,7 @@
 
 The one evaluator: `llm-backend eval`, the cascade report and the "Train" button all score with
 it, so the same metric has the same name everywhere. Each control is measured by the report its
-spec chooses (see agreement.py for what each one counts). A task whose prediction failed counts
+spec chooses (see core/agreement/ for what each one counts). A task whose prediction failed counts
 as a prediction with no regions: an evaluation must not look better because the model errored.
 """
 

@@ -3,59 +3,14 @@
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 
 from ..core.config import LabelConfig, ObjectTag
+from ..core.objects import object_kind
 from ..errors import TaskError
 from .fetch import MediaFetcher, is_reference
-
-
-class _TextExtractor(HTMLParser):
-    _BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def readable_html(markup: str) -> str:
-    parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return html.unescape("\n".join(line for line in lines if line))
-
-
-def _paragraphs(value: Any, obj: ObjectTag) -> str:
-    if not isinstance(value, list):
-        raise TaskError(f"<Paragraphs name=\"{obj.name}\"> expects a list of utterances in data.{obj.data_key}")
-    name_key = "author"
-    lines = []
-    for item in value:
-        if isinstance(item, dict):
-            lines.append(f"{item.get(name_key, '')}: {item.get('text', '')}".strip(": "))
-        else:
-            lines.append(str(item))
-    return "\n".join(lines)
 
 
 def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | None = None) -> str:
@@ -73,23 +28,23 @@ def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | No
             f"reads it; fields present: {present})"
         )
     value = data[key]
-    if obj.tag == "paragraphs":
-        return _paragraphs(value, obj)
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise TaskError(f"task data field \"{key}\" must be text, got {type(value).__name__}")
-    text = str(value)
-    if (obj.value_type or "").lower() == "url" or is_reference(text):
+    if isinstance(value, str) and ((obj.value_type or "").lower() == "url" or is_reference(value)):
         if fetcher is None:
-            raise TaskError(f"data.{key} is a URL ({text[:200]}) and media fetching is not configured")
-        text = fetcher.fetch_text(text, task.get("id"))
-    if obj.tag == "hypertext":
-        return readable_html(text)
-    return text
+            raise TaskError(f"data.{key} is a URL ({value[:200]}) and media fetching is not configured")
+        value = fetcher.fetch_text(value, task.get("id"))
+    read = object_kind(obj.tag).read
+    if read is None:
+        raise TaskError(f"<{obj.tag}> is not read as text by this backend")
+    try:
+        return read(value, obj.attrs)
+    except ValueError as exc:
+        raise TaskError(f"task data field \"{key}\" (read by <{object_kind(obj.tag).tag} name=\"{obj.name}\">) "
+                        f"{exc}") from None
 
 
 def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, str]:
     """{object name: text} for every text object a supported control points to."""
-    used = {control.to_name[0] for control in config.controls}
+    used = {name for control in config.controls for name in control.to_name}
     return {name: object_text(task, obj, fetcher) for name, obj in config.objects.items()
             if name in used and obj.is_text}
 
@@ -144,6 +99,6 @@ def object_image(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | N
 def task_images(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None,
                 pass_url: bool = False) -> dict[str, ImageInput]:
     """{object name: image} for every image object a supported control points to."""
-    used = {control.to_name[0] for control in config.controls}
+    used = {name for control in config.controls for name in control.to_name}
     return {name: object_image(task, obj, fetcher, pass_url) for name, obj in config.objects.items()
             if name in used and obj.is_image}

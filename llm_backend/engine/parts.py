@@ -157,7 +157,8 @@ def _found(answers: list[PartAnswer], obj: str, lengths: dict[str, int]
                 geometry.append(chunk)
                 index = len(geometry) - 1
             value = region["value"]
-            item = Found(value["start"], value["end"], value["labels"][0], region["from_name"], index,
+            # A span region's labels sit under its own type: "labels", "hypertextlabels".
+            item = Found(value["start"], value["end"], value[region["type"]][0], region["from_name"], index,
                          float(region.get("score", 1.0)))
             payload[id(item)] = region
             found.setdefault(target, []).append(item)

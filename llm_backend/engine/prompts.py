@@ -45,19 +45,8 @@ class Message:
 
 
 def control_context(control: Control) -> dict[str, Any]:
-    """The variables a control exposes to templates (documented in the README)."""
-    context: dict[str, Any] = {
-        "name": control.name,
-        "kind": control.kind.value,
-        "to_name": control.to_name[0],
-        "multiple": control.multiple,
-        "hint": control.hint,
-        "options": [{"value": o.value, "alias": o.alias, "hint": o.hint} for o in control.options],
-        "attrs": dict(control.attrs),
-        "min": None, "max": None, "step": None, "paths": [], "format": None,
-    }
-    context.update(spec_for(control.kind).prompt_vars(control))
-    return context
+    """The variables a control exposes to templates (documented in the README); its spec says which."""
+    return spec_for(control.kind).template_vars(control)
 
 
 def _template_location(exc: BaseException, roots: list[Path]) -> str:

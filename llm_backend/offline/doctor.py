@@ -16,9 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from ..core.config import IMAGE_KINDS, TEXT_KINDS, parse_label_config
+from ..core.config import ObjectTag, parse_label_config
 from ..core.controls import SPECS
 from ..core.demo import is_demo
+from ..core.objects import OBJECT_TAGS
 from ..errors import LLMBackendError, SettingsError
 from ..label_studio import LabelStudioClient
 from ..models.client import CompletionClient, LiteLLMClient, LLMRequest, load_litellm
@@ -182,9 +183,16 @@ def label_studio_hint(url: str, failure: Unreachable, in_container: bool) -> str
 
 def predictable_controls() -> str:
     """What the control registry predicts, by object: the list grows with it."""
-    text = ", ".join(kind.tag for kind in SPECS if kind in TEXT_KINDS)
-    image = ", ".join(kind.tag for kind in SPECS if kind in IMAGE_KINDS)
-    return f"on <Text>, <HyperText> or <Paragraphs>: {text}; on <Image>: {image}"
+    groups: dict[str, list[str]] = {}
+    for kind in OBJECT_TAGS.values():
+        tags = ", ".join(spec.tag for spec in SPECS.values() if spec.accepts(ObjectTag(kind.name, kind.name, "$x")))
+        if tags:
+            groups.setdefault(tags, []).append(f"<{kind.tag}>")
+    return "; ".join(f"on {_either(objects)}: {tags}" for tags, objects in groups.items())
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def check_config(path: Path | None, settings: Settings | None = None) -> Iterator[Check]:
@@ -197,13 +205,15 @@ def check_config(path: Path | None, settings: Settings | None = None) -> Iterato
         yield Check("label config", "fail", f"{path}: {getattr(exc, 'message', exc)}",
                     "fix the XML; it must be the project's Labeling Interface code")
         return
-    controls = ", ".join(f"{c.name} <{c.kind.value}> -> {c.to_name[0]} "
+    controls = ", ".join(f"{c.name} <{c.kind}> -> {c.to_name[0]} "
                          f"(data.{config.objects[c.to_name[0]].data_key})" for c in config.controls)
     yield Check("label config", "pass" if config.controls else "fail",
                 f"predicts: {controls or 'nothing'}",
                 "" if config.controls else f"add a control this backend predicts: {predictable_controls()}")
     for skipped in config.skipped:
         yield Check(f"control {skipped.name}", "warn", f"<{skipped.tag}> skipped: {skipped.reason}")
+    for warning in config.warnings:
+        yield Check("label config", "warn", warning)
     if settings is not None and config.needs_vision:
         support = vision_support(settings.llm_model, settings.llm_vision)
         status = {True: "pass", False: "fail", None: "warn"}[support]

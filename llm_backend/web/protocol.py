@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ..core.config import LabelConfig, parse_label_config
+from ..core.controls import SPECS
 from ..engine.outcome import TaskOutcome
 from ..engine.predictor import PredictionJob
 from ..engine.projects import ProjectState, project_id, update
@@ -57,14 +58,14 @@ def check_vision(config: LabelConfig, model: str, mode: str, routing: Routing | 
 
 
 def instruction(params: object) -> str | None:
-    """Label Studio's interactive mode: TextArea text the annotator typed becomes an instruction."""
+    """Label Studio's interactive mode: text the annotator typed (a TextArea) becomes an instruction."""
     if not isinstance(params, dict) or not isinstance(params.get("context"), dict):
         return None
     texts: list[str] = []
     for region in params["context"].get("result") or []:
-        if isinstance(region, dict) and region.get("type") == "textarea":
-            value = region.get("value") or {}
-            texts.extend(str(t) for t in value.get("text") or [] if str(t).strip())
+        spec = SPECS.get(str(region.get("type"))) if isinstance(region, dict) else None
+        if spec is not None and isinstance(region.get("value"), dict):
+            texts.extend(spec.typed_text(region["value"]))
     return "\n".join(texts)[:4000] or None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..config import Control
+from ..config_types import Control
 
 NONE_LABEL = "(none)"
 Value = dict[str, Any]  # a region's "value" object

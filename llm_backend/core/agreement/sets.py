@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Control
+from ..config_types import Control
 from .base import NONE_LABEL, ControlReport, Scores, Table, Value, ratio, show
 
 

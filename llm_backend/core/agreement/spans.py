@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..config import Control
+from ..config_types import Control
 from .base import NONE_LABEL, ControlReport, Scores, Table, Value, show
 
 LabelledRange = tuple[int, int, str]  # (start, end, label) of an entity
@@ -38,13 +38,15 @@ def match_exact(gold: list[LabelledRange], predicted: list[LabelledRange]) -> in
     return matched
 
 
-def labelled_ranges(values: list[Value] | None) -> list[LabelledRange]:
+def labelled_ranges(values: list[Value] | None, key: str = "labels") -> list[LabelledRange]:
+    """(start, end, label) of each span; `key` is where its labels sit ("labels", "hypertextlabels").
+    HyperText regions place spans by XPath; their character offsets are in "globalOffsets"."""
     ranges = []
     for value in values or []:
-        start, end = value.get("start"), value.get("end")
-        # HyperText regions carry XPath offsets instead; they cannot be compared by character.
+        offsets = value.get("globalOffsets") if isinstance(value.get("globalOffsets"), dict) else value
+        start, end = offsets.get("start"), offsets.get("end")
         if isinstance(start, int) and isinstance(end, int) and end > start:
-            ranges.extend((start, end, str(label)) for label in value.get("labels") or [])
+            ranges.extend((start, end, str(label)) for label in value.get(key) or [])
     return ranges
 
 
@@ -60,6 +62,7 @@ class SpanReport(ControlReport):
     exact: Scores = field(default_factory=Scores)
     overlap: Scores = field(default_factory=Scores)
     per_label: dict[str, tuple[Scores, Scores]] = field(default_factory=dict)  # label -> (exact, overlap)
+    key: str = "labels"  # the value key that holds a span's labels
 
     headline_name: ClassVar[str] = "exact F1"
 
@@ -76,7 +79,7 @@ class SpanReport(ControlReport):
         return self.exact.f1_parts
 
     def add(self, gold: list[Value], predicted: list[Value] | None, text: str) -> tuple[float | None, tuple[str, str]]:
-        want, got = labelled_ranges(gold), labelled_ranges(predicted)
+        want, got = labelled_ranges(gold, self.key), labelled_ranges(predicted, self.key)
         self.tasks += 1
         self.exact.add(match_exact(want, got), len(want), len(got))
         overlaps = match_overlap(want, got)

@@ -7,37 +7,20 @@
     taxonomy.py   Taxonomy
     shapes.py     RectangleLabels, KeyPointLabels (on images)
 
-`spec_for(kind)` is the only lookup; a kind without a spec is an error here, never a guess
-elsewhere. To add a control: a `ControlKind` in `config.py`, a spec in a module here listed in
-`SPECS`, a template `prompts/controls/<kind>.j2`, and their tests.
+`registry.py` lists them; `spec_for(kind)` is the only lookup, and a kind without a spec is an
+error there, never a guess elsewhere. To add a control: a spec module here (its `tag`, the objects
+it reads, schema, validation, regions), its line in `registry.py`, a template
+`prompts/controls/<kind>.j2`, and its case in tests/test_controls.py.
 """
 
 from __future__ import annotations
 
-from ..config import ControlKind
 from .base import MISSING, ControlSpec, Dropped, RegionInputs, RegionReport
-from .choices import ChoicesSpec
-from .labels import EntityAnswer, LabelsSpec
-from .scalar import DateTimeSpec, NumberSpec, RatingSpec
-from .shapes import BoxAnswer, KeyPointsSpec, PointAnswer, RectanglesSpec
-from .taxonomy import TaxonomySpec
-from .text import TextAreaSpec
+from .labels import EntityAnswer
+from .registry import SPECS, spec_for
+from .shapes import BoxAnswer, PointAnswer
 
 __all__ = [
     "MISSING", "SPECS", "BoxAnswer", "ControlSpec", "Dropped", "EntityAnswer", "PointAnswer", "RegionInputs",
     "RegionReport", "spec_for",
 ]
-
-SPECS: dict[ControlKind, ControlSpec] = {
-    kind: spec
-    for spec in (ChoicesSpec(), LabelsSpec(), TextAreaSpec(), RatingSpec(), NumberSpec(), DateTimeSpec(),
-                 TaxonomySpec(), RectanglesSpec(), KeyPointsSpec())
-    for kind in spec.kinds
-}
-
-
-def spec_for(kind: ControlKind) -> ControlSpec:
-    try:
-        return SPECS[kind]
-    except KeyError:
-        raise LookupError(f"no ControlSpec for {kind!r}: add one in llm_backend/core/controls/") from None

@@ -4,7 +4,8 @@ A `ControlSpec` owns everything about one family of Label Studio controls: the f
 answer's JSON schema the model is asked for, how an answer value is validated, the variables its
 prompt template sees, the result regions built from a validated value, the answer value an
 annotation corresponds to (for few-shot examples) and the report that measures agreement with
-annotations. `registry.py` maps every `ControlKind` to its spec; nothing else branches on kinds.
+annotations. It also says how its tag is parsed (`tag`, `option_tag`, the objects it reads).
+`registry.py` lists every spec; nothing outside `core/controls/` branches on a control's kind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from ..align import AlignOptions, Span
-from ..config import Control, ControlKind, Option
+from ..config_types import Control, ObjectTag, Option
+from ..objects import TEXT
 from .combine import MAJORITY, Combined, majority
 from .demo_rules import schema_answer
 
@@ -84,6 +86,11 @@ def middle_option(control: Control) -> str:
     return values[len(values) // 2] if values else ""
 
 
+def attr(attrs: dict[str, str], name: str, default: str = "") -> str:
+    """An attribute of the control's tag; Label Studio matches attribute names case-insensitively."""
+    return next((value for key, value in attrs.items() if key.lower() == name.lower()), default)
+
+
 def is_true(control: Control, attribute: str) -> bool:
     return control.attrs.get(attribute, "false").strip().lower() == "true"
 
@@ -134,12 +141,36 @@ def item_score(scores: list[float | None], index: int) -> float | None:
 class ControlSpec:
     """The base of every family; subclasses override what their controls need.
 
+    The class attributes say how the config parser reads the tag: `tag` as Label Studio's docs
+    spell it (its lower case is the control's kind and its result "type"), `option_tag` the child
+    tag of its options when it has some, `objects` what it can label (media of `objects.py` such
+    as TEXT or IMAGE, or object tags such as "hypertext").
+
     `score_style` tells `scores.py` where a decision sits in the raw reply: "value" (the value
     itself), "items" (each list item's "label") or "text" (free text: mean per-token confidence).
     """
 
-    kinds: ClassVar[tuple[ControlKind, ...]] = ()
+    tag: ClassVar[str] = ""
+    option_tag: ClassVar[str | None] = None
+    objects: ClassVar[frozenset[str]] = frozenset({TEXT})
+    repeats_allowed: ClassVar[bool] = False  # an option value may appear twice (under different parents)
     score_style: ClassVar[str] = "value"
+
+    @property
+    def kind(self) -> str:
+        return self.tag.lower()
+
+    def multiple(self, attrs: dict[str, str]) -> bool:
+        """Whether a control with these attributes takes several values."""
+        return False
+
+    def skip_reason(self, attrs: dict[str, str]) -> str | None:
+        """Why a control with these attributes is not predicted, or None when it is."""
+        return None
+
+    def accepts(self, obj: ObjectTag) -> bool:
+        """Whether this control can label that object here (by its medium or its tag)."""
+        return obj.medium in self.objects or obj.tag in self.objects
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         raise NotImplementedError
@@ -147,6 +178,27 @@ class ControlSpec:
     def validator(self, control: Control) -> Validator:
         """A function (value, dropped) -> the validated value; raises ValueError with a message for the model."""
         raise NotImplementedError
+
+    def template_vars(self, control: Control) -> dict[str, Any]:
+        """Every variable `controls/<kind>.j2` sees: the common ones, then this family's (`prompt_vars`).
+        The common ones are set for every control, so one edited template may serve several kinds."""
+        context: dict[str, Any] = {
+            "name": control.name,
+            "kind": control.kind,
+            "to_name": control.to_name[0],
+            "multiple": control.multiple,
+            "hint": control.hint,
+            "options": [{"value": o.value, "alias": o.alias, "hint": o.hint} for o in control.options],
+            "attrs": dict(control.attrs),
+            "min": None, "max": None, "step": None, "paths": [], "format": None,
+        }
+        context.update(self.prompt_vars(control))
+        return context
+
+    def typed_text(self, value: Value) -> list[str]:
+        """Text an annotator typed into a region of this control (Label Studio's interactive mode sends
+        it as context): free-text controls return it, and it becomes an instruction for the model."""
+        return []
 
     def prompt_vars(self, control: Control) -> dict[str, Any]:
         """Variables for `controls/<kind>.j2` beyond the common ones (name, options, hint...)."""
@@ -175,7 +227,7 @@ class ControlSpec:
         raise NotImplementedError
 
     def report(self, control: Control) -> Any:
-        """A fresh agreement report (see agreement.py) for evaluating this control."""
+        """A fresh agreement report (see core/agreement/) for evaluating this control."""
         raise NotImplementedError
 
     def demo_answer(self, control: Control, inputs: RegionInputs) -> Any:

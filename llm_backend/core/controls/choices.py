@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..agreement import SetReport
-from ..config import Control, ControlKind
+from ..config_types import Control
+from ..objects import IMAGE, TEXT
 from .base import (
     MISSING,
     ControlSpec,
@@ -14,6 +15,7 @@ from .base import (
     Value,
     allowed_values,
     as_list,
+    attr,
     drop,
     middle_option,
     option_key,
@@ -23,7 +25,17 @@ from .combine import MAJORITY, UNION, Combined, majority, union
 
 
 class ChoicesSpec(ControlSpec):
-    kinds = (ControlKind.CHOICES,)
+    tag = "Choices"
+    option_tag = "Choice"
+    objects = frozenset({TEXT, IMAGE})
+
+    def multiple(self, attrs: dict[str, str]) -> bool:
+        return attr(attrs, "choice", "single").lower() == "multiple"
+
+    def skip_reason(self, attrs: dict[str, str]) -> str | None:
+        if attr(attrs, "value", "").startswith("$"):
+            return "choices taken from task data ($value) are not supported"
+        return None
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         item = {"type": "string", "enum": [option.value for option in control.options]}
@@ -73,5 +85,5 @@ class ChoicesSpec(ControlSpec):
         return union(answers) if control.multiple else majority(answers)
 
     def report(self, control: Control) -> SetReport:
-        return SetReport(control.name, control.kind.value, labels_of=lambda value: map(str, value.get("choices") or []),
+        return SetReport(control.name, control.kind, labels_of=lambda value: map(str, value.get("choices") or []),
                          multiple=control.multiple)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..agreement import SpanReport
 from ..align import Entity, align
-from ..config import Control, ControlKind
+from ..config_types import Control
 from .base import (
     ControlSpec,
     Dropped,
@@ -38,7 +38,11 @@ class EntityAnswer:
 
 
 class LabelsSpec(ControlSpec):
-    kinds = (ControlKind.LABELS,)
+    tag = "Labels"
+    option_tag = "Label"
+
+    def multiple(self, attrs: dict[str, str]) -> bool:
+        return True
     score_style = "items"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
@@ -113,7 +117,7 @@ class LabelsSpec(ControlSpec):
         raise NotImplementedError("Labels answers are merged as spans, see core/chunks.merge_found")
 
     def report(self, control: Control) -> SpanReport:
-        return SpanReport(control.name, control.kind.value)
+        return SpanReport(control.name, control.kind, key=control.kind)
 
     def demo_answer(self, control: Control, inputs: RegionInputs) -> list[dict[str, str]]:
         # Quotes must be in the text, which the schema cannot say: capitalised phrases are.

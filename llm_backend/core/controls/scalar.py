@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from ..agreement import ExactReport, NumberReport
-from ..config import Control, ControlKind
+from ..config_types import Control
 from .base import MISSING, ControlSpec, Dropped, RegionInputs, Validator, Value
 from .combine import MEDIAN, Combined, median
 from .demo_rules import first_date
@@ -34,7 +34,7 @@ def _first(values: list[Value], key: str) -> Any:
 
 
 class RatingSpec(ControlSpec):
-    kinds = (ControlKind.RATING,)
+    tag = "Rating"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         low, high = rating_bounds(control)
@@ -74,11 +74,11 @@ class RatingSpec(ControlSpec):
         return median(answers)
 
     def report(self, control: Control) -> NumberReport:
-        return NumberReport(control.name, control.kind.value, key="rating")
+        return NumberReport(control.name, control.kind, key="rating")
 
 
 class NumberSpec(ControlSpec):
-    kinds = (ControlKind.NUMBER,)
+    tag = "Number"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "number"}
@@ -133,7 +133,7 @@ class NumberSpec(ControlSpec):
         return median(answers)
 
     def report(self, control: Control) -> NumberReport:
-        return NumberReport(control.name, control.kind.value, key="number")
+        return NumberReport(control.name, control.kind, key="number")
 
 
 DATETIME_FORMATS = {
@@ -153,7 +153,7 @@ def datetime_format(control: Control) -> tuple[str, str]:
 
 
 class DateTimeSpec(ControlSpec):
-    kinds = (ControlKind.DATETIME,)
+    tag = "DateTime"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         return {"type": "string", "description": f"written {datetime_format(control)[1]}"}
@@ -188,7 +188,7 @@ class DateTimeSpec(ControlSpec):
         return dt.datetime(2024, 3, 5, 14, 30).strftime(datetime_format(control)[0])
 
     def report(self, control: Control) -> ExactReport:
-        return ExactReport(control.name, control.kind.value, key="datetime")
+        return ExactReport(control.name, control.kind, key="datetime")
 
     def demo_answer(self, control: Control, inputs: RegionInputs) -> str:
         # The format lives in the control's `only` attribute, not in the schema.

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..agreement import ShapeReport
-from ..config import Control, ControlKind
+from ..config_types import Control
+from ..objects import IMAGE
 from .base import (
     MISSING,
     ControlSpec,
@@ -85,7 +86,12 @@ def _coordinates(item: dict[str, Any], names: tuple[str, ...]) -> tuple[float, .
 
 class _ShapesSpec(ControlSpec):
     score_style = "items"
+    option_tag = "Label"
+    objects = frozenset({IMAGE})
     names: tuple[str, ...] = ()
+
+    def multiple(self, attrs: dict[str, str]) -> bool:
+        return True
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         return {
@@ -164,13 +170,13 @@ class _ShapesSpec(ControlSpec):
                 coordinates = self.pixels(value, width, height)
             except (TypeError, ValueError):
                 return MISSING
-            for label in (value.get(control.kind.value) or [])[:1]:
+            for label in (value.get(control.kind) or [])[:1]:
                 answer.append({"label": to_value.get(label, label), **coordinates})
         return answer
 
 
 class RectanglesSpec(_ShapesSpec):
-    kinds = (ControlKind.RECTANGLES,)
+    tag = "RectangleLabels"
     names = BOX
 
     def shape(self, label: str, coordinates: tuple[float, ...], index: int) -> BoxAnswer:
@@ -186,11 +192,11 @@ class RectanglesSpec(_ShapesSpec):
                 "y_max": round(y + float(value["height"]) * height / 100, 1)}
 
     def report(self, control: Control) -> ShapeReport:
-        return ShapeReport(control.name, control.kind.value, key="rectanglelabels")
+        return ShapeReport(control.name, control.kind, key="rectanglelabels")
 
 
 class KeyPointsSpec(_ShapesSpec):
-    kinds = (ControlKind.KEYPOINTS,)
+    tag = "KeyPointLabels"
     names = POINT
 
     def shape(self, label: str, coordinates: tuple[float, ...], index: int) -> PointAnswer:
@@ -204,4 +210,4 @@ class KeyPointsSpec(_ShapesSpec):
         return {"x": round(float(value["x"]) * width / 100, 1), "y": round(float(value["y"]) * height / 100, 1)}
 
     def report(self, control: Control) -> ShapeReport:
-        return ShapeReport(control.name, control.kind.value, key="keypointlabels", points=True)
+        return ShapeReport(control.name, control.kind, key="keypointlabels", points=True)

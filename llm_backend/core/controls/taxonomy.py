@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..agreement import SetReport
-from ..config import Control, ControlKind, taxonomy_paths
+from ..config_types import Control, taxonomy_paths
 from .base import ControlSpec, Dropped, Validator, Value, as_list, drop, is_true, option_key
 from .combine import UNION, Combined, union
 
@@ -21,7 +21,12 @@ def _path_label(value: Value) -> list[str]:
 
 
 class TaxonomySpec(ControlSpec):
-    kinds = (ControlKind.TAXONOMY,)
+    tag = "Taxonomy"
+    option_tag = "Choice"
+    repeats_allowed = True  # the same value under different parents ("Other")
+
+    def multiple(self, attrs: dict[str, str]) -> bool:
+        return True
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         paths = [SEPARATOR.join(path) for path in selectable_paths(control)]
@@ -64,4 +69,4 @@ class TaxonomySpec(ControlSpec):
         return union(answers)
 
     def report(self, control: Control) -> SetReport:
-        return SetReport(control.name, control.kind.value, labels_of=_path_label, multiple=True)
+        return SetReport(control.name, control.kind, labels_of=_path_label, multiple=True)

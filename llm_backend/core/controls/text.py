@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..agreement import TextReport
-from ..config import Control, ControlKind
+from ..config_types import Control
+from ..objects import IMAGE, TEXT
 from .base import ControlSpec, Dropped, Validator, Value, as_list
 from .combine import SUMMARY, Combined, union
 
 
 class TextAreaSpec(ControlSpec):
-    kinds = (ControlKind.TEXTAREA,)
+    tag = "TextArea"
+    objects = frozenset({TEXT, IMAGE})
     score_style = "text"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
@@ -29,6 +31,9 @@ class TextAreaSpec(ControlSpec):
     def region_values(self, control: Control, answer: list[str]) -> list[Value]:
         return [{"text": answer}] if answer else []
 
+    def typed_text(self, value: Value) -> list[str]:
+        return [str(text) for text in value.get("text") or [] if str(text).strip()]
+
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         return [str(t) for v in values for t in v.get("text") or []]
 
@@ -44,4 +49,4 @@ class TextAreaSpec(ControlSpec):
         return union(answers)
 
     def report(self, control: Control) -> TextReport:
-        return TextReport(control.name, control.kind.value)
+        return TextReport(control.name, control.kind)

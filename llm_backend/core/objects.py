@@ -1,0 +1,86 @@
+"""Every Label Studio object tag, and how this backend reads each one for the model.
+
+An object tag (<Text>, <Image>, <Paragraphs>...) shows task data; controls point at it by name.
+`OBJECT_TAGS` is the one table of them: the parser records every object Label Studio knows (so a
+control on <Audio> is skipped as "not read by this backend", never refused as pointing nowhere),
+the engine asks `read` for the text a text object shows, and the prompt shows an object as text or
+as an attached image by its `medium`. To read a new object as text: a reader here and a row below.
+
+A reader is pure: (the task's data value, the tag's attributes) -> the text the model reads; it
+raises ValueError with a message naming the expected shape when the value is not one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .html_text import readable_html
+
+Reader = Callable[[Any, Mapping[str, str]], str]
+
+TEXT, IMAGE = "text", "image"
+
+
+def _attr(attrs: Mapping[str, str], name: str, default: str) -> str:
+    # Label Studio matches attribute names case-insensitively (nameKey, namekey).
+    return next((value for key, value in attrs.items() if key.lower() == name.lower()), default)
+
+
+def _scalar(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"must be text, got {type(value).__name__}")
+    return str(value)
+
+
+def read_text(value: Any, attrs: Mapping[str, str]) -> str:
+    return _scalar(value)
+
+
+def read_hypertext(value: Any, attrs: Mapping[str, str]) -> str:
+    """The text a reader of the page sees (no markup, scripts or styles)."""
+    return readable_html(_scalar(value))
+
+
+def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
+    """One "author: text" line per utterance (nameKey/textKey say which fields hold them)."""
+    if not isinstance(value, list):
+        raise ValueError("expects a list of utterances")
+    name_key, text_key = _attr(attrs, "nameKey", "author"), _attr(attrs, "textKey", "text")
+    lines = []
+    for item in value:
+        if isinstance(item, dict):
+            lines.append(f"{item.get(name_key, '')}: {item.get(text_key, '')}".strip(": "))
+        else:
+            lines.append(str(item))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ObjectKind:
+    """One object tag: how Label Studio's docs spell it, and how it is read here."""
+
+    tag: str
+    medium: str | None = None  # TEXT, IMAGE, or None: Label Studio shows it, this backend does not read it
+    read: Reader | None = None  # for TEXT: the task's data value -> the text the model reads
+
+    @property
+    def name(self) -> str:
+        return self.tag.lower()
+
+
+OBJECT_TAGS: dict[str, ObjectKind] = {kind.name: kind for kind in (
+    ObjectKind("Text", TEXT, read_text),
+    ObjectKind("HyperText", TEXT, read_hypertext),
+    ObjectKind("Paragraphs", TEXT, read_paragraphs),
+    ObjectKind("Image", IMAGE),
+    # Known to Label Studio, not read here: controls on them are skipped with that reason.
+    ObjectKind("Audio"), ObjectKind("AudioPlus"), ObjectKind("Video"), ObjectKind("TimeSeries"),
+    ObjectKind("Table"), ObjectKind("PDF"), ObjectKind("List"), ObjectKind("Chat"), ObjectKind("MultiChannel"),
+)}
+
+
+def object_kind(tag: str) -> ObjectKind:
+    """The row for a lower-case object tag; unknown tags are not objects (the parser never makes one)."""
+    return OBJECT_TAGS[tag]
