@@ -1,5 +1,6 @@
-"""The order in which entities are placed: every entity's verbatim hits first, then
-fuzzy matches for the quotes found nowhere, then (on request) extra occurrences."""
+"""The order in which entities are placed: every listing's verbatim place, chosen for the whole
+answer at once (placement.py), then fuzzy matches for the quotes found nowhere, then (on request)
+extra occurrences."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .candidate import Candidate
 from .exact import ExactMatcher
 from .fuzzy import FuzzyMatcher
 from .options import DEFAULT_OPTIONS, AlignOptions
+from .placement import Listing, place
 from .quotes import Quote, prepare
 from .spans import Entity, MatchKind, Span
 from .taken import FREE, TakenSpans
@@ -28,7 +30,7 @@ class Aligner:
         self.options = options
         self.forms = TextForms(text)
         self.taken = TakenSpans()
-        self.exact = ExactMatcher(self.forms, options, self.taken)
+        self.exact = ExactMatcher(self.forms, options)
         self.fuzzy = FuzzyMatcher(self.forms, options, self.taken)
 
     def take(self, candidate: Candidate, quote: Quote) -> None:
@@ -65,32 +67,25 @@ def align(text: str, entities: Sequence[Entity], options: AlignOptions = DEFAULT
     occurrence, ordered by start.
     """
     aligner = Aligner(text, options)
-    quotes = [
-        (index, quote)
+    listings = [
+        Listing(index, quote, None if entity.position is None else min(max(entity.position, 0), len(text)))
         for index, entity in enumerate(entities)
         if entity.text and (quote := prepare(entity.text)) is not None
     ]
-    hints = [None if entity.position is None else min(max(entity.position, 0), len(text)) for entity in entities]
-    chosen: list[Candidate | None] = [None] * len(entities)
-    needs_fuzzy: list[tuple[int, Quote]] = []
-    # Verbatim hits are placed for every entity before any fuzzy search, so a
-    # typo'd quote can never take the occurrence an exact quote needs.
-    for index, quote in quotes:
-        candidate, found = aligner.exact.best(quote, hints[index])
-        if candidate is not None:
-            chosen[index] = candidate
-            aligner.take(candidate, quote)
-        elif not found:
-            needs_fuzzy.append((index, quote))
-    for index, quote in needs_fuzzy:
-        chosen[index] = candidate = aligner.fuzzy.match(quote, hints[index])
-        if candidate is not None:
-            aligner.take(candidate, quote)
+    # Verbatim places are chosen for the whole answer before any fuzzy search, so a typo'd quote
+    # can never take the occurrence an exact quote needs.
+    placed, found = place(listings, aligner.exact, aligner.taken)
+    chosen: list[Candidate | None] = [placed.get(index) for index in range(len(entities))]
+    for listing in listings:
+        if listing.index not in found:
+            chosen[listing.index] = candidate = aligner.fuzzy.match(listing.quote, listing.hint)
+            if candidate is not None:
+                aligner.take(candidate, listing.quote)
     # Extra occurrences only after every entity has its own span.
     extra: list[list[Candidate]] = [[] for _ in entities]
-    for index, quote in quotes if options.all_occurrences else ():
-        if (candidate := chosen[index]) is not None:
-            extra[index] = aligner.expand(candidate, quote)
+    for listing in listings if options.all_occurrences else ():
+        if (candidate := chosen[listing.index]) is not None:
+            extra[listing.index] = aligner.expand(candidate, listing.quote)
 
     spans: list[Span] = []
     for entity, candidate, more in zip(entities, chosen, extra, strict=True):

@@ -13,10 +13,11 @@ from .options import AlignOptions
 from .quotes import Quote
 from .spans import MatchKind
 from .taken import FORBIDDEN, FREE, NESTS, TakenSpans
-from .textforms import NormMap, TextForms, is_boundary
+from .textforms import NormMap, TextForms, is_boundary, is_cluster_boundary
 
 LONG_QUOTE = 64  # quotes longer than this are costly to re-scan and often contain other entities
 _PIECEWISE, _PIECE = 160, 48  # longer quotes are searched for by pieces of this length
+_PIECES = 3  # head, middle and tail
 _TOP_WINDOWS = 8  # best windows refined per search
 
 # (score, segment start, segment end, window start, window end), normalised offsets
@@ -45,7 +46,9 @@ class FuzzyMatcher:
         self.forms = forms
         self.options = options
         self.taken = taken
-        self.exhausted: set[str] = set()  # cores already searched for in vain
+        # (core, hint) searched for in vain. Spans are only ever added, so the same search fails again;
+        # a different hint searches other stretches first, so it is another search.
+        self.exhausted: set[tuple[str, int | None]] = set()
 
     @property
     def norm(self) -> NormMap:
@@ -53,12 +56,17 @@ class FuzzyMatcher:
 
     def match(self, quote: Quote, hint: int | None) -> Candidate | None:
         core, size = quote.core, len(self.norm.text)
-        if len(core) < self.options.min_fuzzy_length or not size or core in self.exhausted:
+        if len(core) < self.options.min_fuzzy_length or not size or (core, hint) in self.exhausted:
             return None
         candidate = self._match(core, size, hint)
         if candidate is None:
-            self.exhausted.add(core)  # spans are only ever added: a repeat of this quote fails too
+            self.exhausted.add((core, hint))
         return candidate
+
+    def _may_share(self, candidate: Candidate, core: str) -> bool:
+        """Whether the candidate may overlap the spans it overlaps: only those of quotes that nest
+        in this one or hold it (a long quote of a passage holds the names in it)."""
+        return all(other in core or core in other for other in self.taken.overlapping(candidate.start, candidate.end))
 
     def _match(self, core: str, size: int, hint: int | None) -> Candidate | None:
         if hint is not None:
@@ -87,7 +95,7 @@ class FuzzyMatcher:
             free = self._search(core, self._free_stretches(0, size))
             if free is not None and self.taken.conflict(free.start, free.end, core) == FREE:
                 return free
-        return candidate if conflict < FORBIDDEN else None
+        return candidate if conflict < FORBIDDEN and self._may_share(candidate, core) else None
 
     def _first_free_copy(self, candidate: Candidate) -> Candidate | None:
         norm_map = self.norm
@@ -96,6 +104,9 @@ class FuzzyMatcher:
             end = index + len(needle)
             if is_boundary(norm_map.text, index) and is_boundary(norm_map.text, end):
                 orig_start, orig_end = norm_map.orig_start(index), norm_map.orig_end(end)
+                text = self.forms.text
+                if not (is_cluster_boundary(text, orig_start) and is_cluster_boundary(text, orig_end)):
+                    continue
                 if self.taken.conflict(orig_start, orig_end, "") == FREE:
                     return Candidate(orig_start, orig_end, candidate.kind, candidate.score, True, False)
         return None
@@ -147,7 +158,7 @@ class FuzzyMatcher:
         length, segment = len(core), self.norm.text[seg_start:seg_end]
         # (implied quote start, piece offset in the quote, piece start, piece end, score)
         hits: list[tuple[int, int, int, int, float]] = []
-        for offset in (0, (length - _PIECE) // 2, length - _PIECE):
+        for offset in (0, (length - _PIECE) // 2, length - _PIECE):  # _PIECES of them
             alignment = fuzz.partial_ratio_alignment(
                 core[offset : offset + _PIECE], segment, score_cutoff=self.options.fuzzy_threshold
             )
@@ -166,7 +177,11 @@ class FuzzyMatcher:
             head, tail = min(group, key=lambda hit: hit[1]), max(group, key=lambda hit: hit[1])
             # The head piece fixes the start and the tail piece the end.
             window_start, window_end = head[2] - head[1], tail[3] + (length - tail[1] - _PIECE)
-            windows.append((sum(hit[4] for hit in group) / 3, seg_start, seg_end, window_start, window_end))
+            # The mean over all three pieces, a piece that landed elsewhere or nowhere counting 0: a
+            # window where one piece matched perfectly ranks below one where all three agree well.
+            # The rank only orders the windows refined (at most three per stretch, _TOP_WINDOWS in
+            # all); the final choice is by the refined span's own fuzz.ratio.
+            windows.append((sum(hit[4] for hit in group) / _PIECES, seg_start, seg_end, window_start, window_end))
         return windows
 
     def _refine(self, core: str, seg_start: int, seg_end: int, window_start: int, window_end: int) -> Candidate | None:
@@ -214,6 +229,7 @@ class FuzzyMatcher:
         if best is None:
             return None
         norm_map = self.norm
-        return Candidate(
-            norm_map.orig_start(best[2]), norm_map.orig_end(best[3]), MatchKind.FUZZY, best[0], True, False
-        )
+        start, end = norm_map.orig_start(best[2]), norm_map.orig_end(best[3])
+        if not (is_cluster_boundary(self.forms.text, start) and is_cluster_boundary(self.forms.text, end)):
+            return None  # would cut an emoji sequence (its joiners are not in the normalised text)
+        return Candidate(start, end, MatchKind.FUZZY, best[0], True, False)

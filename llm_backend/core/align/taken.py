@@ -23,6 +23,12 @@ class TakenSpans:
         insort(self.spans, (start, end, key))
         self._max_length = max(self._max_length, end - start)
 
+    def overlapping(self, start: int, end: int) -> list[str]:
+        """The quote cores of the taken spans that share a character with [start, end)."""
+        low = bisect_right(self.spans, (start - self._max_length, 1 << 62, ""))
+        high = bisect_left(self.spans, (end, -1, ""))
+        return [key for taken_start, taken_end, key in self.spans[low:high] if taken_end > start]
+
     def conflict(self, start: int, end: int, key: str) -> int:
         """The worst relation (FREE .. FORBIDDEN) of [start, end) for quote ``key`` to a taken span."""
         # No span starting before start - _max_length can reach start.

@@ -8,6 +8,8 @@ import re
 import unicodedata
 from bisect import bisect_right
 
+import regex
+
 _WHITESPACE_TABLE = {codepoint: " " for codepoint in range(0x3001) if chr(codepoint).isspace()}
 _PUNCTUATION_TABLE = {
     **{ord(char): "'" for char in "\u2018\u2019\u201a\u201b\u2032\u00b4"},
@@ -61,13 +63,49 @@ def _written_without_spaces(char: str) -> bool:
     return codepoint >= 0x0E00 and any(low <= codepoint <= high for low, high in _NO_SPACE_RANGES)
 
 
-def is_boundary(string: str, index: int) -> bool:
-    """Whether a word may begin or end at ``index``; never between a character and its marks."""
+_CLUSTER = regex.compile(r"\X")  # an extended grapheme cluster (UAX #29)
+_CLUSTER_REACH = 64  # code points looked back for a cluster start: longer emoji sequences are not written
+
+
+def is_cluster_boundary(string: str, index: int) -> bool:
+    """Whether ``index`` falls between two grapheme clusters (never inside "e" + U+0301, an emoji
+    ZWJ sequence, a skin-tone modifier, a flag or CR LF)."""
     if index <= 0 or index >= len(string):
         return True
     before, after = string[index - 1], string[index]
-    if is_mark(after):
+    if before < "\x80" and after < "\x80":
+        return not (before == "\r" and after == "\n")
+    # A printable ASCII character starts a cluster (only a rare Prepend mark could glue it to the
+    # one before): segment from the nearest one back, which is cheap and exact where it matters.
+    low = index - 1
+    while low > 0 and index - low < _CLUSTER_REACH and not (" " <= string[low] < "\x7f"):
+        low -= 1
+    for match in _CLUSTER.finditer(string, low, min(len(string), index + _CLUSTER_REACH)):
+        if match.end() >= index:
+            return match.end() == index
+    return True
+
+
+def _cluster_base(string: str, index: int) -> str:
+    """The first character of the grapheme cluster that ends at ``index``."""
+    low = index - 1
+    while low > 0 and not is_cluster_boundary(string, low):
+        low -= 1
+    return string[low]
+
+
+def is_boundary(string: str, index: int) -> bool:
+    """Whether a word may begin or end at ``index``: on a grapheme cluster boundary, and not between
+    two word clusters unless one is of a script written without spaces."""
+    if index <= 0 or index >= len(string):
+        return True
+    before, after = string[index - 1], string[index]
+    if before < "\x80" and after < "\x80":  # the common case, ASCII on both sides
+        return not (_is_word_char(before) and _is_word_char(after)) and not (before == "\r" and after == "\n")
+    if is_mark(after) or not is_cluster_boundary(string, index):
         return False
+    if before >= "\u0300" and not before.isalnum():
+        before = _cluster_base(string, index)  # a mark, joiner or modifier ends the cluster: its base decides
     return (
         not (_is_word_char(before) and _is_word_char(after))
         or _written_without_spaces(before)
@@ -168,6 +206,8 @@ class NormMap:
 
     def orig_end(self, pos: int) -> int:
         """Original end offset of a normalised slice ending (exclusively) at ``pos``."""
+        if pos <= 0:
+            return 0  # an empty slice at the start; bisect would give -1, i.e. the last segment
         i = bisect_right(self._norm_starts, pos - 1) - 1
         if self._linear[i]:
             return self._orig_starts[i] + (pos - self._norm_starts[i])
