@@ -240,7 +240,7 @@ def test_unusable_inputs_are_clear_errors(llm: FakeLLMServer, tmp_path: Path) ->
         (["--tasks", str(write(tmp_path, "none.json", unannotated))],
          "none.json: no task has an annotation that was not cancelled"),
         (["--tasks", str(write(tmp_path, "broken.json", '[{"data": {"text": "x"}, "annotations": [}]'))],
-         "broken.json line 1: Expecting value (column 42)"),
+         "broken.json line 1: not JSON (Expecting value, column 42)"),
         (["--tasks", str(SENTIMENT), "--predictions", str(write(tmp_path, "two.json", two_versions))],
          "two.json holds predictions of 2 model versions (sentiment-v1, v2); choose one with --model-version"),
         (["--tasks", str(SENTIMENT), "--predictions", str(SENTIMENT), "--model-version", "v9"],

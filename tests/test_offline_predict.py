@@ -144,7 +144,7 @@ def test_failed_tasks_are_listed_and_only_they_are_retried(llm: FakeLLMServer, t
     assert [choices_of(task) for task in json.loads(out.read_text())] == [["Positive"], None, ["Neutral"]]
     assert "2 predicted (0 from the cache), 1 failed" in first.output
     assert "This request is not allowed" in first.output and "(tasks 7)" in first.output
-    assert "1 of 3 tasks failed; run the same command again" in first.stderr
+    assert "1 of 3 tasks failed; running the command again will not help until the cause above is fixed" in first.stderr
     calls = llm.calls
 
     llm.reset()

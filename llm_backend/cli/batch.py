@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..core.causes import Cause
 from ..core.config import LabelConfig, parse_label_config
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..engine.outcome import BatchSummary
@@ -24,7 +25,7 @@ from ..offline.prediction_files import choose, fetch_listed, ids_only, snapshot_
 from ..offline.project_labeler import ProjectLabeler
 from ..offline.provider_batch import ProviderBatchRun
 from ..offline.report import render_text, write_html
-from ..offline.runs import Progress, error_lines, evaluate_tasks, predict_tasks, summary_lines
+from ..offline.runs import Progress, error_lines, evaluate_tasks, failed_advice, predict_tasks, summary_lines
 from ..redact import redact
 from ..services import Services, build_services
 from ..settings import Settings, load_settings
@@ -99,8 +100,8 @@ def _common(function: F) -> F:
     return function
 
 
-def _echo_summary(summary: BatchSummary, errors: dict[str, list[Any]]) -> None:
-    for line in summary_lines(summary, errors):
+def _echo_summary(summary: BatchSummary, errors: dict[str, list[Any]], causes: dict[str, Cause]) -> None:
+    for line in summary_lines(summary, errors, causes):
         click.echo(line)
 
 
@@ -177,7 +178,7 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
             except LLMBackendError as exc:
                 raise InputError(exc.message) from None
     click.echo(f"model_version {run.model_version}")
-    _echo_summary(run.summary, run.errors)
+    _echo_summary(run.summary, run.errors, run.causes)
     for line in batch.report.lines() if batch is not None else []:
         click.echo(line)
     if run.interrupted:
@@ -191,8 +192,7 @@ def predict(config_path: Path, tasks_path: Path, out_path: Path, project: str | 
     predicted = sum(outcome is not None and outcome.regions is not None for outcome in run.outcomes)
     click.echo(f"wrote {out_path}: {len(tasks)} tasks, {predicted} with a prediction")
     if predicted < len(tasks):
-        click.echo(f"{len(tasks) - predicted} of {len(tasks)} tasks failed; run the same command again to retry them",
-                   err=True)
+        click.echo(failed_advice(len(tasks) - predicted, len(tasks), list(run.causes.values())), err=True)
         raise SystemExit(1)
 
 
@@ -253,7 +253,7 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
         click.echo(f"queued {result.submitted} tasks in job {result.job}; `llm-backend serve` or `llm-backend worker` "
                    "on the same queue works it (progress on the status page, GET / or /jobs)")
         return
-    _echo_summary(result.summary, result.errors)
+    _echo_summary(result.summary, result.errors, result.causes)
     for line in batch.report.lines() if batch is not None else []:
         click.echo(line)
     click.echo(f"imported {result.posted} predictions into Label Studio")
@@ -261,8 +261,7 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
         click.echo("interrupted: run the same command to continue", err=True)
         raise SystemExit(INTERRUPTED)
     if result.failed:
-        click.echo(f"{result.failed} of {len(result.outcomes)} tasks failed and have no prediction; run the same "
-                   "command again to retry them", err=True)
+        click.echo(failed_advice(result.failed, len(result.outcomes), list(result.causes.values())), err=True)
         raise SystemExit(1)
 
 
@@ -340,6 +339,7 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     annotated = [task_key(task, index) for index, task in enumerate(tasks) if gold_result(task) is not None]
     if not annotated:
         raise InputError(f"{tasks_path}: no task has an annotation that was not cancelled")
+    _check_controls_annotated(config_path, config, tasks_path, tasks)
     if predictions_path is not None:
         predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
         report = evaluate(config, tasks, predictions, model_version=version, worst=worst)
@@ -356,7 +356,7 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
             raise SystemExit(INTERRUPTED)
         if run.errors:
             click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
-            for line in error_lines(run.errors):
+            for line in error_lines(run.errors, run.causes):
                 click.echo(line, err=True)
     click.echo(render_text(report))
     if out_path is not None:
@@ -366,6 +366,18 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
         write_json(json_path, report.to_dict())
         click.echo(f"wrote {json_path}")
     _gate(report, min_accuracy)
+
+
+def _check_controls_annotated(config_path: Path, config: LabelConfig, tasks_path: Path,
+                              tasks: list[dict[str, Any]]) -> None:
+    """No control of the config is in any annotation: a wrong config or file, which would score nothing and pass
+    any --min-accuracy gate."""
+    annotated = {str(region.get("from_name")) for task in tasks for region in gold_result(task) or []}
+    if not annotated & {control.name for control in config.controls}:
+        controls = ", ".join(sorted(control.name for control in config.controls))
+        raise InputError(f"no control of {config_path} ({controls}) is in the annotations of {tasks_path} (they "
+                         f"use: {', '.join(sorted(annotated)) or 'nothing'}); is it the project's label config? "
+                         "Each control's name= must match the annotations' from_name")
 
 
 def _gate(report: EvalReport, min_accuracy: float | None) -> None:

@@ -144,8 +144,26 @@ def prompts_init(config_path: Path, project: str | None, force: bool) -> None:
             click.echo(f"wrote {path}")
         if not written:
             click.echo(f"{library.project_dir(project)} already has every template (use --force to overwrite)")
-    sample = {"id": 0, "data": {obj.data_key: f"<{obj.data_key}>" for obj in config.objects.values() if obj.data_key}}
+    sample = example_task(config)
+    click.echo(f"--- the prompt for an example task ({json.dumps(sample['data'], ensure_ascii=False)}); "
+               "`llm-backend prompts show --task FILE` shows one of yours")
     _print_prompt(settings, library, config, project, sample)
+
+
+EXAMPLE_TEXT = "The new phone from Acme arrived in Berlin on Monday, and I love how light it is."
+
+
+def example_task(config: Any) -> dict[str, Any]:
+    """A task to preview the prompt with: a sentence for text fields, an example URL for images and audio."""
+    data: dict[str, Any] = {}
+    for obj in config.objects.values():
+        if not obj.data_key:
+            continue
+        if obj.tag == "paragraphs":
+            data[obj.data_key] = [{"author": "Ana", "text": EXAMPLE_TEXT}, {"author": "Ben", "text": "Me too."}]
+        else:
+            data[obj.data_key] = EXAMPLE_TEXT if obj.is_text else f"https://example.com/{obj.data_key}.jpg"
+    return {"id": 0, "data": data}
 
 
 @prompts.command("show")

@@ -13,6 +13,7 @@ from ..label_studio import LabelStudioClient
 from ..models.router import load_routing
 from ..offline.plan import ModelPlan, Plan, Planner, TimedClient
 from ..offline.project_labeler import ProjectLabeler
+from ..redact import redact
 from ..services import build_services, model_client
 from .batch import InputError, _config, _logging, _settings, _tasks
 
@@ -28,6 +29,8 @@ def duration(seconds: float | None) -> str:
 
 
 def _usd(value: float | None) -> str:
+    if value == 0:
+        return "$0"
     return "unknown" if value is None else f"${value:.4f}" if value < 100 else f"${value:,.0f}"
 
 
@@ -63,6 +66,26 @@ def model_lines(plan: Plan, model: ModelPlan) -> list[str]:
     return lines
 
 
+def sample_lines(sample: dict[str, Any]) -> list[str]:
+    """The sample run: what it cost and measured, and first of all whether its tasks failed."""
+    cost = "an unknown cost" if sample["usage"]["cost"] is None else _usd(sample["usage"]["cost"])
+    failed = sample["failed"]
+    if failed == sample["tasks"]:
+        lines = [f"sample run FAILED: all {failed} sample tasks failed, so nothing was measured (no accuracy, no "
+                 "answer tokens, no latency); the run would fail the same way:"]
+    else:
+        accuracy = f"; accuracy {sample['accuracy']:.3f}" if sample["accuracy"] is not None else ""
+        lines = [f"sample run: {sample['tasks']} tasks ({sample['annotated']} annotated) predicted for {cost}"
+                 f"{accuracy}; their answers are cached, the run will not pay for them again"]
+        if failed:
+            lines.append(f"sample run: {failed} of {sample['tasks']} tasks FAILED (counted as wrong in the accuracy):")
+    for error in sample.get("errors", []):
+        ids = ", ".join(map(str, error["tasks"][:5])) + (", ..." if len(error["tasks"]) > 5 else "")
+        lines.append(f"  {len(error['tasks'])} x {redact(error['message'])[:300]} (tasks {ids})")
+        lines.append(f"      fix: {error['fix']}")
+    return lines
+
+
 def render_plan(plan: Plan) -> str:
     rendered = "all" if plan.rendered == plan.tasks else f"a seeded sample of {plan.rendered}"
     lines = [f"plan for {plan.tasks} tasks (prompts of {rendered} rendered and counted), "
@@ -70,11 +93,7 @@ def render_plan(plan: Plan) -> str:
     for reason, count in plan.skipped.items():
         lines.append(f"  {count} tasks cannot be predicted: {reason}")
     if plan.sample:
-        sample = plan.sample
-        cost = "an unknown cost" if sample["usage"]["cost"] is None else f"${sample['usage']['cost']:.4f}"
-        accuracy = f"; accuracy {sample['accuracy']:.3f}" if sample["accuracy"] is not None else ""
-        lines.append(f"sample run: {sample['tasks']} tasks ({sample['annotated']} annotated) predicted for {cost}"
-                     f"{accuracy}; their answers are cached, the run will not pay for them again")
+        lines += sample_lines(plan.sample)
     elif plan.annotated:
         lines.append(f"{plan.annotated} tasks are annotated: --sample {min(plan.annotated, 50)} measures each model's "
                      "accuracy on them (free for the tasks `eval` already answered: they are cached)")
@@ -126,7 +145,7 @@ def plan_command(config_path: Path | None, tasks_path: Path | None, project_id: 
     LiteLLM's counter, leaves out what the response cache already holds, and prices the rest with
     LiteLLM's cost map or the routing file's prices, at the regular and at the batch-API price.
 
-    Exit codes: 0 done, 2 unusable input, 130 interrupted.
+    Exit codes: 0 done, 1 some --sample task failed, 2 unusable input, 130 interrupted.
     """
     if (project_id is None) == (tasks_path is None) or (tasks_path is not None and config_path is None):
         raise InputError("give either --config and --tasks, or --project")
@@ -148,3 +167,5 @@ def plan_command(config_path: Path | None, tasks_path: Path | None, project_id: 
     except LLMBackendError as exc:
         raise InputError(exc.message) from None
     click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else render_plan(plan))
+    if plan.sample and plan.sample["failed"]:
+        raise SystemExit(1)

@@ -44,6 +44,8 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def cost_text(self, digits: int = 6) -> str:
+        if self.cost == 0:
+            return "$0"  # nothing was paid (cached answers, the demo model): not a price rounded down
         return "unknown" if self.cost is None else f"${self.cost:.{digits}f}"
 
     def to_dict(self) -> dict[str, Any]:

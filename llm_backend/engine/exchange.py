@@ -101,8 +101,9 @@ class DemoClient:
     inputs: RegionInputs
 
     def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
+        # attempts=0: no model was called, so none counts among the "model calls" anywhere (Usage.calls).
         return Completion(content=demo_reply(self.config, self.inputs), model=DEMO_MODEL, cost=0.0,
-                          finish_reason="stop")
+                          finish_reason="stop", attempts=0)
 
 
 class Exchanger:

@@ -31,14 +31,13 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base
 
 from ..core.usage import Usage
 from ..errors import LLMError, PermanentLLMError, TransientLLMError
-from .failures import ParamRefusedError, classify, parse_retry_after, refused_param
+from .failures import NO_KEY, ParamRefusedError, classify, needs_no_key, parse_retry_after, refused_param, setup_failure
 from .retries import StopAtDeadline, WaitRetryAfter, gave_up
 
 __all__ = [
@@ -121,19 +120,6 @@ class CompletionClient(Protocol):
         """One answer to `request`; transient failures are retried until `deadline` (a time.monotonic()
         value) when one is given, else a fixed number of times."""
         ...
-
-
-# Sent to an OpenAI-compatible server of your own that needs no key (vLLM, llama.cpp, LM Studio
-# without --api-key): the OpenAI SDK refuses to send a request without one.
-NO_KEY = "no-key-required"
-
-
-def needs_no_key(model: str, api_base: str | None) -> bool:
-    """`openai/<name>` at a base URL of your own, with no OPENAI_API_KEY to send, needs no key from you."""
-    if not api_base or not model.startswith("openai/") or os.environ.get("OPENAI_API_KEY"):
-        return False
-    host = (urlsplit(api_base).hostname or "").lower()
-    return not (host == "openai.com" or host.endswith(".openai.com"))
 
 
 def litellm_version() -> str:
@@ -250,7 +236,9 @@ class LiteLLMClient:
             # Through the process's event loop (models/aio.py), not litellm.completion from this thread.
             response = LOOP.run(litellm.acompletion(**kwargs), timeout=self.timeout + 30)
         except Exception as exc:  # mapped to our tree right here, at the boundary
-            raise (self._refusal_of(exc, kwargs) or classify(exc, request.api_base)) from exc
+            error = (self._refusal_of(exc, kwargs) or setup_failure(litellm, exc, request.model, request.api_base)
+                     or classify(exc, request.api_base))
+            raise error from exc
         return self._completion(litellm, response)
 
     @staticmethod

@@ -10,12 +10,16 @@ on instead of failing every task.
 from __future__ import annotations
 
 import email.utils
+import os
 import re
 import socket
 import time
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
+from ..core.causes import missing_key_message, unknown_provider_message
 from ..errors import ContextWindowError, LLMConnectionError, LLMError, PermanentLLMError, TransientLLMError
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -32,6 +36,51 @@ _PERMANENT_NAMES = {
     "NotFoundError", "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
     "InvalidRequestError",
 }
+
+
+# Sent to an OpenAI-compatible server of your own that needs no key (vLLM, llama.cpp, LM Studio
+# without --api-key): the OpenAI SDK refuses to send a request without one.
+NO_KEY = "no-key-required"
+
+
+def needs_no_key(model: str, api_base: str | None) -> bool:
+    """`openai/<name>` at a base URL of your own, with no OPENAI_API_KEY to send, needs no key from you."""
+    if not api_base or not model.startswith("openai/") or os.environ.get("OPENAI_API_KEY"):
+        return False
+    host = (urlsplit(api_base).hostname or "").lower()
+    return not (host == "openai.com" or host.endswith(".openai.com"))
+
+
+def setup_problem(litellm: ModuleType, where: str, model: str, api_key: str | None, api_base: str | None,
+                  key_fix: str = "set LLM_API_KEY") -> tuple[str, str] | None:
+    """("provider" | "api_key", message with its fix) when `model` cannot be called as set up, else None.
+
+    The one wording of both, for serve's startup checks (before any call) and for a call that failed
+    for either reason (`setup_failure`): LiteLLM's own are "LLM Provider NOT provided" and a 500
+    "Missing credentials", which name neither the setting nor its fix."""
+    try:
+        litellm.get_llm_provider(model)
+    except Exception:  # LiteLLM raises its BadRequestError; any failure means it cannot route the name
+        return "provider", unknown_provider_message(where, model)
+    if api_key or needs_no_key(model, api_base):
+        return None
+    found = litellm.validate_environment(model=model, api_base=api_base)
+    # A base URL set here stands in for the provider's *_API_BASE variable.
+    missing = [name for name in found.get("missing_keys") or []
+               if not (api_base and name.endswith(("_API_BASE", "_BASE_URL")))]
+    return ("api_key", missing_key_message(where, missing, key_fix)) if missing else None
+
+
+def setup_failure(litellm: ModuleType, exc: BaseException, model: str, api_base: str | None) -> LLMError | None:
+    """A failed call whose cause is the setup (an unroutable model name, a key not set), worded as at startup."""
+    text = str(exc)
+    if "LLM Provider NOT provided" not in text and "missing credentials" not in text.lower():
+        return None
+    try:
+        problem = setup_problem(litellm, f"LLM_MODEL={model}", model, None, api_base)
+    except Exception:  # LiteLLM's checks themselves failed: keep its own message
+        return None
+    return PermanentLLMError(problem[1]) if problem else None
 
 
 def parse_retry_after(headers: Any) -> float | None:

@@ -25,7 +25,7 @@ from types import ModuleType
 from ..core.demo import is_demo
 from ..netcheck import is_local, unreachable
 from ..settings import Settings
-from .client import needs_no_key
+from .failures import setup_problem
 from .router import Routing
 
 log = logging.getLogger(__name__)
@@ -96,26 +96,12 @@ def base_problems(targets: list[ModelTarget], timeout: float) -> list[Problem]:
 
 
 def key_problems(litellm: ModuleType, targets: list[ModelTarget]) -> list[Problem]:
+    """A model name LiteLLM cannot route, a key it needs and has not got (worded in models/failures.py)."""
     problems = []
     for target in targets:
-        try:
-            litellm.get_llm_provider(target.model)
-        except Exception:  # LiteLLM raises its BadRequestError; any failure means it cannot route the name
-            problems.append(Problem("provider", (
-                f"{target.where}: LiteLLM knows no provider for {target.model!r}; write it as provider/model, e.g. "
-                f"openai/gpt-4o-mini, hosted_vllm/<served name>, ollama_chat/<model> "
-                f"(https://docs.litellm.ai/docs/providers); {EVERY_PREDICTION_FAILS}")))
-            continue
-        if target.api_key or needs_no_key(target.model, target.api_base):
-            continue
-        found = litellm.validate_environment(model=target.model, api_base=target.api_base)
-        # A base URL set here stands in for the provider's *_API_BASE variable.
-        missing = [name for name in found.get("missing_keys") or []
-                   if not (target.api_base and name.endswith(("_API_BASE", "_BASE_URL")))]
-        if missing:
-            problems.append(Problem("api_key", (
-                f"{target.where} needs {' and '.join(missing)}, which is not set: {target.key_fix} or export "
-                f"{missing[0]}; {EVERY_PREDICTION_FAILS}")))
+        found = setup_problem(litellm, target.where, target.model, target.api_key, target.api_base, target.key_fix)
+        if found:
+            problems.append(Problem(found[0], f"{found[1]}; {EVERY_PREDICTION_FAILS}"))
     return problems
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from ..core.causes import classify_failure
 from ..core.config import ObjectTag, parse_label_config
 from ..core.controls import SPECS
 from ..core.demo import is_demo
@@ -80,8 +81,8 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
     try:
         client.complete(ping)
     except LLMBackendError as exc:
-        yield Check("model reachable", "fail", f"{where}: {exc.message}",
-                    "check LLM_MODEL, LLM_API_BASE (reachable from where the backend runs) and LLM_API_KEY")
+        cause = classify_failure(exc.code, exc.message)  # the fix `predict`, `plan` and the status page give too
+        yield Check("model reachable", "fail", f"{where}: {exc.message}", cause.fix)
         return
     yield Check("model reachable", "pass", f"{where} answered in {time.monotonic() - started:.2f} s")
     yield from check_output_modes(settings, list(probe_modes(quick, client, routing.routes)))

@@ -20,8 +20,12 @@ class TaskFileError(BadRequestError):
     code = "invalid_task_file"
 
 
+ACCEPTED = ("accepted: a JSON list of tasks (a Label Studio JSON export, or plain {\"text\": ...} objects), "
+            "one task object, or JSONL (.jsonl, one task per line); CSV and TSV are not read: save it as JSON")
+
+
 def _json_error(name: str, exc: json.JSONDecodeError, line: int | None = None) -> TaskFileError:
-    return TaskFileError(f"{name} line {line or exc.lineno}: {exc.msg} (column {exc.colno})")
+    return TaskFileError(f"{name} line {line or exc.lineno}: not JSON ({exc.msg}, column {exc.colno}); {ACCEPTED}")
 
 
 def _as_task(item: object, where: str) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
         if isinstance(body, dict) and "data" in body:
             body = [body]  # one task on its own
         if not isinstance(body, list):
-            raise TaskFileError(f"{name}: expected a JSON list of tasks, got {type(body).__name__}")
+            raise TaskFileError(f"{name}: expected a JSON list of tasks, got {type(body).__name__}; {ACCEPTED}")
         tasks = [_as_task(item, f"{name} item {index + 1}") for index, item in enumerate(body)]
     if not tasks:
         raise TaskFileError(f"{name}: holds no tasks")

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.config import LabelConfig
+from ..core.demo import is_demo
 from ..core.estimate import run_seconds, scaled_total, typical_answer
 from ..core.evaluate import evaluate, gold_result, task_key
 from ..core.usage import Usage
@@ -204,6 +205,11 @@ class Planner:
                     reach: float | None, measured: Measured) -> ModelPlan:
         pricing, settings = self.services.pricing, self.services.settings
         valid = [row for row in rows if row is not None]
+        if is_demo(model):  # answers from rules in this process: no call, no token, no bill, no wait
+            cached = float(sum(row.cached is not None for row in valid))
+            return ModelPlan(model, step, float(population), cached, 0.0, 0.0, 0.0, "demo model", 0.0, 0.0,
+                             "the demo model calls nothing", 0.0, "the demo model answers in this process",
+                             None, None, measured=measured)
         seen: set[str] = set()
         to_send: list[float] = []  # per rendered task: the prompt tokens it adds to the bill
         for row in rows:
@@ -263,7 +269,9 @@ class Planner:
         summary = run.summary
         return measured, {"tasks": len(chosen), "annotated": len(annotated), "interrupted": run.interrupted,
                           "usage": summary.usage.to_dict(), "accuracy": report.accuracy if report else None,
-                          "failed": summary.failed + summary.timeout}
+                          "failed": summary.failed + summary.timeout,
+                          "errors": [{"message": message, "tasks": ids, "cause": run.causes[message].key,
+                                      "fix": run.causes[message].fix} for message, ids in run.errors.items()]}
 
     def _measure(self, outcomes: list[TaskOutcome | None], annotated: list[tuple[int, dict[str, Any]]],
                  accuracy: float | None, steps: list[dict[str, Any]]) -> dict[str, Measured]:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.causes import BY_KEY, INTERNAL, Cause
 from ..core.config import LabelConfig, parse_label_config
 from ..core.usage import Usage
 from ..engine.jobstore import DELIVERED, JobInfo, TaskRecord
@@ -58,6 +59,7 @@ class LabelProjectResult:
     posted: int = 0  # predictions this run's job imported into Label Studio
     outcomes: list[TaskOutcome] = field(default_factory=list)
     errors: dict[str, list[Any]] = field(default_factory=dict)
+    causes: dict[str, Cause] = field(default_factory=dict)  # error message -> its cause
     interrupted: bool = False
     waited: bool = True
     seconds: float = 0.0
@@ -193,6 +195,7 @@ class ProjectLabeler:
         result.outcomes += run.finished
         for message, ids in run.errors.items():
             result.errors.setdefault(message, []).extend(ids)
+        result.causes.update(run.causes)
 
     def post(self, items: list[dict[str, Any]]) -> int:
         """Import predictions, skipping tasks that already hold one of this version (idempotent)."""
@@ -217,6 +220,7 @@ class ProjectLabeler:
             result.outcomes.append(_outcome(record))
             if record.state == "failed":
                 result.errors.setdefault(record.error or "failed", []).append(record.task_id)
+                result.causes.setdefault(record.error or "failed", BY_KEY.get(record.cause or "", INTERNAL))
 
 
 def _usage(records: list[TaskRecord]) -> Usage:

@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..core.causes import Cause, classify_failure
 from ..core.config import LabelConfig
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..core.usage import Usage
@@ -72,6 +73,7 @@ class PredictionRun:
     summary: BatchSummary
     interrupted: bool = False
     errors: dict[str, list[Any]] = field(default_factory=dict)  # error message -> task ids
+    causes: dict[str, Cause] = field(default_factory=dict)  # error message -> its cause
 
     @property
     def finished(self) -> list[TaskOutcome]:
@@ -98,6 +100,7 @@ def predict_tasks(
     version = services.predictor.model_version(config, project)
     outcomes: list[TaskOutcome | None] = [None] * len(tasks)
     errors: dict[str, list[Any]] = {}
+    causes: dict[str, Cause] = {}
     interrupted = False
     jobs = [PredictionJob(config, project, task) for task in tasks]
     try:
@@ -105,7 +108,9 @@ def predict_tasks(
             for index, outcome in finished:
                 outcomes[index] = outcome
                 if outcome.regions is None:
-                    errors.setdefault(outcome.error or outcome.status, []).append(tasks[index].get("id", index))
+                    message = outcome.error or outcome.status
+                    errors.setdefault(message, []).append(tasks[index].get("id", index))
+                    causes.setdefault(message, classify_failure(outcome.error_code, outcome.error))
                 if progress is not None:
                     progress.add(outcome)
                 if on_outcome is not None:
@@ -116,7 +121,8 @@ def predict_tasks(
         # cache. Exiting under them would make LiteLLM fail at interpreter shutdown and retry.
         runner.shutdown()
     done = [outcome for outcome in outcomes if outcome is not None]
-    return PredictionRun(version, outcomes, BatchSummary.of(done, time.monotonic() - started), interrupted, errors)
+    return PredictionRun(version, outcomes, BatchSummary.of(done, time.monotonic() - started), interrupted, errors,
+                         causes)
 
 
 def evaluate_tasks(
@@ -143,18 +149,31 @@ def evaluate_tasks(
     return report, run
 
 
-def error_lines(errors: dict[str, list[Any]], *, shown: int = 5) -> list[str]:
-    """The most frequent errors, each with how many tasks had it and a few of their ids."""
+def error_lines(errors: dict[str, list[Any]], causes: dict[str, Cause] | None = None, *, shown: int = 5
+                ) -> list[str]:
+    """The most frequent errors, each with how many tasks had it, a few of their ids, and its cause's fix."""
     lines = []
     for message, ids in sorted(errors.items(), key=lambda item: -len(item[1]))[:shown]:
         examples = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
         lines.append(f"  {len(ids)} x {redact(message)[:300]} (tasks {examples})")
+        cause = (causes or {}).get(message)
+        if cause is not None:
+            lines.append(f"      cause: {cause.title}; fix: {cause.fix}")
     if len(errors) > shown:
         lines.append(f"  ... and {len(errors) - shown} other errors")
     return lines
 
 
-def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]]) -> list[str]:
+def failed_advice(failed: int, total: int, causes: list[Cause]) -> str:
+    """The last line after failed tasks: a re-run alone helps only when every cause may pass by itself."""
+    head = f"{failed} of {total} tasks failed"
+    if causes and all(cause.transient for cause in causes):
+        return f"{head}; run the same command again to retry them (finished tasks come from the cache)"
+    return f"{head}; running the command again will not help until the cause above is fixed"
+
+
+def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]], causes: dict[str, Cause] | None = None
+                  ) -> list[str]:
     """A human summary of a run: totals, then the most frequent errors."""
     usage = summary.usage
     cost = usage.cost_text() if usage.cost is not None else "unknown (no price for this model)"
@@ -169,4 +188,4 @@ def summary_lines(summary: BatchSummary, errors: dict[str, list[Any]]) -> list[s
     if summary.partial:
         lines.append(f"{summary.partial} tasks predicted in part: a control still invalid after the repair round was "
                      "left out (the server log names it)")
-    return lines + error_lines(errors)
+    return lines + error_lines(errors, causes)

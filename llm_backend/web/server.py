@@ -7,12 +7,15 @@ cross a fork, and the port should be open (and /health answering) at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from ..errors import SettingsError
 from ..models.limiter import SharedSlots
 from ..settings import Settings
 from .app import create_app, services_of
@@ -111,5 +114,22 @@ class _Application(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail with the setting to change when the port is taken (gunicorn itself retries, then says "Can't connect")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            why = "is in use by another program" if exc.errno == errno.EADDRINUSE else "needs privileges to bind"
+            raise SettingsError(
+                f"port {port} on {host} {why}: stop that program, or set PORT to a free port (e.g. PORT={port + 1} "
+                f"llm-backend serve, or --port {port + 1}) and connect Label Studio to that port") from None
+
+
 def run_gunicorn(settings: Settings) -> None:
+    check_port_free(settings.host, settings.port)
     _Application(settings).run()
