@@ -16,6 +16,7 @@ from ..core.usage import Usage
 from .jobstore import DELIVERED, JobInfo, TaskRecord
 
 RATE_WINDOW = 60.0  # seconds of finished tasks the rate is measured over
+TASKS_LISTED = 20  # failed task ids shown per cause: enough to open a few, not a page of numbers
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ErrorGroup:
     tasks: int
     last_error: str
     last_at: float
+    task_ids: list[int] = field(default_factory=list)  # the first TASKS_LISTED failed tasks, by id
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def _errors(records: list[TaskRecord], shown: int) -> list[ErrorGroup]:
     for key, failed in groups.items():
         cause = BY_KEY.get(key, INTERNAL)
         last = max(failed, key=lambda r: r.finished or 0.0)
+        ids = sorted(record.task_id for record in failed)[:TASKS_LISTED]
         result.append(ErrorGroup(cause.key, cause.title, cause.fix, len(failed), (last.error or "")[:300],
-                                 last.finished or 0.0))
+                                 last.finished or 0.0, ids))
     return sorted(result, key=lambda group: -group.last_at)[:shown]
 
 

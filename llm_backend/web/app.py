@@ -24,7 +24,7 @@ from ..settings import Settings
 from .auth import OPEN_PATHS, basic_auth_refusal, webhook_refusal
 from .openapi import openapi_spec
 from .protocol import ProtocolHandler
-from .status import render_status, status_data
+from .status import FAVICON, ProjectTitles, render_status, status_data
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,19 @@ def create_app(
         metrics.requests.labels(request.url_rule.rule if request.url_rule else "other", str(response.status_code)).inc()
         return response
 
+    titles = ProjectTitles(services.label_studio)
+
     @app.get("/")
     def status_page() -> Response:
-        return Response(render_status(services), mimetype="text/html")
+        return Response(render_status(services, titles=titles), mimetype="text/html")
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/jobs")
     def jobs() -> Response:
-        return jsonify(status_data(services))
+        return jsonify(status_data(services, titles=titles))
 
     @app.get("/health")
     def health() -> Response:

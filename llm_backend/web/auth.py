@@ -12,7 +12,7 @@ from ..settings import Settings
 
 # Probes from container runtimes and load balancers carry no credentials. The status page (/) is not one:
 # it shows what the backend is doing, so it is behind basic auth like the protocol.
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/favicon.ico")  # the icon tells nothing, and a browser asks for it without credentials
 
 
 def _same(given: str, expected: str) -> bool:

@@ -10,6 +10,8 @@ names and error texts, which name causes, never a task's text.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,19 +20,59 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
 from ..engine.jobstatus import JobStatus, job_status
+from ..errors import LLMBackendError
+from ..label_studio import LabelStudioClient
 from ..redact import redact
 from ..services import Services
+
+log = logging.getLogger(__name__)
 
 _TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=True,
                          lstrip_blocks=True)
 
 
+class ProjectTitles:
+    """Project titles read from Label Studio (the page shows them beside the ids), each asked at most once per
+    `ttl` seconds: the page refreshes every few seconds and must not wait on Label Studio each time."""
+
+    def __init__(self, client: LabelStudioClient | None, ttl: float = 300.0, timeout: float = 2.0) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.timeout = timeout
+        self._known: dict[str, tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def title(self, project: str, now: float) -> str | None:
+        if self.client is None or not project.isdigit():
+            return None
+        with self._lock:
+            known = self._known.get(project)
+        if known is not None and now - known[1] < self.ttl:
+            return known[0]
+        try:
+            title = self.client.json("GET", f"/api/projects/{project}", timeout=self.timeout).get("title")
+        except (LLMBackendError, ValueError, AttributeError) as exc:
+            log.debug("no title for project %s: %s", project, exc)
+            title = None  # asked again after ttl; the page shows the id meanwhile
+        with self._lock:
+            self._known[project] = (title if isinstance(title, str) and title else None, now)
+        return self._known[project][0]
+
+
+def task_link(label_studio_url: str | None, project: str, task_id: int) -> str | None:
+    """Where the task opens in Label Studio's Data Manager, or None without LABEL_STUDIO_URL."""
+    if not label_studio_url or not project.isdigit():
+        return None
+    return f"{label_studio_url.rstrip('/')}/projects/{project}/data?task={task_id}"
+
+
 def _project_key(project: str) -> tuple[int, str]:
     return (int(project), "") if project.isdigit() else (1 << 62, project)
 
 
-def status_data(services: Services, now: float | None = None) -> dict[str, Any]:
+def status_data(services: Services, now: float | None = None, titles: ProjectTitles | None = None
+                ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready values (the `/jobs` answer)."""
     now = time.time() if now is None else now
     settings = services.settings
@@ -44,11 +86,12 @@ def status_data(services: Services, now: float | None = None) -> dict[str, Any]:
         jobs = sorted(statuses.get(project, []), key=lambda status: -status.created)
         projects.append({
             "project": project,
+            "title": titles.title(project, now) if titles is not None else None,
             "model": (state.choice.model if state and state.choice.model else None) or settings.llm_model,
             "model_version": state.model_version if state else (jobs[0].model_version if jobs else None),
             "evaluation": f"/evaluation?project={project}" if state and state.evaluation else None,
             "evaluation_summary": (state.evaluation or {}).get("summary") if state else None,
-            "jobs": [_redacted(status.to_dict()) for status in jobs],
+            "jobs": [_with_links(_redacted(status.to_dict()), settings.ls_url, project) for status in jobs],
         })
     live = services.consumers.live() if settings.jobs_enabled else set()
     return {
@@ -90,6 +133,13 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _with_links(data: dict[str, Any], label_studio_url: str | None, project: str) -> dict[str, Any]:
+    for group in data["errors"]:
+        group["tasks_failed"] = [{"id": task_id, "link": task_link(label_studio_url, project, task_id)}
+                                 for task_id in group["task_ids"]]
+    return data
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -116,5 +166,12 @@ def _when(timestamp: float) -> str:
 _TEMPLATES.filters.update(duration=_duration, cost=_cost, percent=_percent, when=_when)
 
 
-def render_status(services: Services, refresh: int = 5) -> str:
-    return _TEMPLATES.get_template("status.html.j2").render(data=status_data(services), refresh=refresh)
+def render_status(services: Services, refresh: int = 5, titles: ProjectTitles | None = None) -> str:
+    return _TEMPLATES.get_template("status.html.j2").render(data=status_data(services, titles=titles),
+                                                            refresh=refresh)
+
+
+# The page's icon: a bar of done (blue) and failed (red) work, as on the page. Browsers ask for /favicon.ico.
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#e7eaf0"/><rect x="2" y="6" width="8" height="4" fill="#2f6fde"/><rect x="10" y="6" width="4" '
+           'height="4" fill="#a40e26"/></svg>')
