@@ -19,6 +19,7 @@ from .engine.batch import BatchRunner
 from .engine.batch_store import BatchStore, open_batch_store
 from .engine.cache import Cache, open_cache
 from .engine.cascade import Cascade
+from .engine.confidence import Confidence
 from .engine.consumers import Consumers
 from .engine.events import EventHandler
 from .engine.examples import ExampleStore, open_example_store
@@ -131,7 +132,9 @@ def build_services(
     windows = ContextWindows.from_model_list(settings.llm_context_tokens,
                                              routing.config.model_list if routing.config else ())
     pricing = Pricing(settings, routing)
-    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes, windows, pricing)
+    confidence = Confidence(settings, client, cache, projects)
+    plain = Predictor(settings, prompts, client, cache, metrics, fetcher, examples, routing.routes, windows, pricing,
+                      confidence)
     predictor: TaskPredictor = (Cascade(plain, settings.cascade_models, settings.cascade_min_score)
                                 if settings.cascade_models else plain)
     runner = BatchRunner(predictor, settings.llm_concurrency)

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # schema in the prompt; prompt: plain text with the schema in the prompt, parsed tolerantly.
     llm_output_mode: Literal["schema", "json", "prompt"] = "schema"
     llm_logprobs: Literal["auto", "on", "off"] = "auto"  # token log-probabilities for scores
+    # Where a prediction's confidence comes from (engine/confidence.py): auto = log-probabilities when the reply
+    # has them, else samples when CONFIDENCE_SAMPLES is set, else none.
+    confidence: Literal["auto", "logprobs", "samples", "off"] = "auto"
+    confidence_samples: int = Field(0, ge=0, le=20)  # k samples at CONFIDENCE_TEMPERATURE (0: unset; samples: 5)
+    confidence_temperature: float = Field(1.0, gt=0, le=2)
     llm_vision: Literal["auto", "on", "off"] = "auto"  # whether LLM_MODEL can read images (auto: look it up)
     image_url_passthrough: bool = False  # send task image URLs to the model instead of the image bytes
     llm_concurrency: int = Field(8, ge=1, le=512)

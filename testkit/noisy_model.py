@@ -59,13 +59,12 @@ class NoisyModel:
     seed: int = 0
     logprobs: bool = True
     n: bool = True
-    _rng: random.Random = field(init=False, repr=False)
+    _asked: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # sampling calls per task
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.labels) < 2 or any(item.truth not in self.labels for item in self.items.values()):
             raise ValueError("noisy model: at least two labels, and every task's truth among them")
-        self._rng = random.Random(self.seed)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NoisyModel:
@@ -112,9 +111,11 @@ class NoisyModel:
         if temperature <= 0:
             return [self._choice(item, self._label(item, _unit(self.seed, key, "t0"), _unit(self.seed, key, "w")))]
         count = int(body.get("n") or 1) if self.n else 1
-        with self._lock:
-            draws = [(self._rng.random(), self._rng.random()) for _ in range(count)]
-        return [self._choice(item, self._label(item, draw, other)) for draw, other in draws]
+        with self._lock:  # draws keyed by the task and its call number: the same whatever order calls come in
+            call = self._asked[key] = self._asked.get(key, 0) + 1
+        return [self._choice(item, self._label(item, _unit(self.seed, key, call, i, "s"),
+                                               _unit(self.seed, key, call, i, "o")))
+                for i in range(count)]
 
 
 def make_items(count: int, labels: list[str], seed: int, start: int = 0) -> dict[str, Item]:

@@ -190,8 +190,9 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
 def _register_batch_commands() -> None:
     from .batch import commands
     from .plan import plan_command
+    from .trust import commands as trust_commands
 
-    for command in [*commands, plan_command]:
+    for command in [*commands, plan_command, *trust_commands]:
         main.add_command(command)
 
 

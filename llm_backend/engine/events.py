@@ -1,6 +1,7 @@
 """Label Studio events, handled in the background (webhooks get 1 s and must be answered at once).
 
-ANNOTATION_CREATED / ANNOTATION_UPDATED store the annotated task as a few-shot example,
+ANNOTATION_CREATED / ANNOTATION_UPDATED (and ANNOTATIONS_CREATED, in bulk) store the annotated task as a
+few-shot example, unless the annotation was made from a prediction (`parent_prediction`),
 ANNOTATIONS_DELETED removes it, START_TRAINING (the "Train" button) freezes the examples into a
 snapshot (a new model_version) and evaluates the prompts with and without them.
 """
@@ -59,6 +60,8 @@ class EventHandler:
         try:
             if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
                 self._annotation(body)
+            elif action == "ANNOTATIONS_CREATED":  # in bulk: an import, or "Create Annotations From Predictions"
+                self._annotations(body)
             elif action == "ANNOTATIONS_DELETED":
                 self._deleted(body)
             elif action == "START_TRAINING":
@@ -74,6 +77,11 @@ class EventHandler:
             return
         if annotation.get("was_cancelled"):
             self.store.delete_annotation(project, str(annotation.get("id")))
+            return
+        if annotation.get("parent_prediction") is not None:
+            # Made from a prediction (`accept --apply`, or a prediction submitted as it was): the model's own output.
+            log.info("annotation %s of task %s comes from a prediction: not used as an example", annotation.get("id"),
+                     task.get("id"))
             return
         try:
             config = parse_label_config(xml)
@@ -96,6 +104,13 @@ class EventHandler:
                 snapshot = self.store.take_snapshot(project)
                 log.info("project %s: snapshot %s after %d new annotations", project, snapshot.id,
                          self.snapshot_every)
+
+    def _annotations(self, body: dict[str, Any]) -> None:
+        tasks = {task.get("id"): task for task in body.get("task") or [] if isinstance(task, dict)}
+        annotations = body.get("annotation") or []
+        for annotation in annotations if isinstance(annotations, list) else []:
+            if isinstance(annotation, dict):
+                self._annotation({**body, "annotation": annotation, "task": tasks.get(annotation.get("task")) or {}})
 
     def _deleted(self, body: dict[str, Any]) -> None:
         project, _xml = _project(body)

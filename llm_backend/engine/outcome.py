@@ -66,6 +66,7 @@ class TaskOutcome:
     cascade: list[CascadeStep] = field(default_factory=list)  # every step asked, when a cascade answered
     project: str | None = None  # the Label Studio project the task belongs to, for per-project metrics
     long_text: LongTextReport | None = None  # set when the text was split to fit the model's context
+    signal: str | None = None  # where the scores came from: logprobs | samples | off (engine/confidence.py)
 
     def to_result(self, model_version: str) -> dict[str, Any]:
         """The item Label Studio expects; failures carry no `result` so LS asks again later.

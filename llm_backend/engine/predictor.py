@@ -15,7 +15,6 @@ from ..core.config import LabelConfig
 from ..core.demo import is_demo
 from ..core.regions import RegionInputs, build_regions
 from ..core.schema import json_schema
-from ..core.scores import control_scores
 from ..core.usage import Usage
 from ..errors import ContextWindowError, LLMBackendError, TaskError
 from ..models.client import Completion, CompletionClient, LLMRequest
@@ -25,6 +24,7 @@ from ..models.router import load_routing
 from ..redact import redact
 from ..settings import Settings
 from .cache import Cache
+from .confidence import Confidence, calibrate_task
 from .examples import ExampleStore, Snapshot, select_examples
 from .exchange import DemoClient, Exchanger, problem_error, reply_problem
 from .fetch import MediaFetcher
@@ -63,15 +63,17 @@ class PreparedTask:
 
 def log_answer(task_id: object, outcome: TaskOutcome) -> None:
     """The task's own log line when its answer took more than one clean reply: repairs, a partial answer."""
-    notes = []
+    notes = [f"confidence: {outcome.signal}"] if outcome.signal and outcome.signal != "off" else []
     if outcome.repairs:
         notes.append("reply read with repairs: " + ", ".join(outcome.repairs))
     if outcome.usage.repairs:
         notes.append("valid after a repair round")
     if outcome.invalid_controls:
         log.warning("task %s answered in part: %s%s", task_id, outcome.error, "".join(f"; {n}" for n in notes))
-    elif notes:
+    elif len(notes) > 1 or (notes and not outcome.signal):
         log.info("task %s answered: %s", task_id, "; ".join(notes))
+    elif notes:
+        log.debug("task %s answered: %s", task_id, notes[0])
 
 
 class Predictor:
@@ -87,6 +89,7 @@ class Predictor:
         routes: dict[str, tuple[str, ...]] | None = None,
         windows: ContextWindows | None = None,
         pricing: Pricing | None = None,
+        confidence: Confidence | None = None,
     ) -> None:
         self.settings = settings
         self.fetcher = fetcher
@@ -95,6 +98,8 @@ class Predictor:
         self.client = client
         self.cache = cache
         self.metrics = metrics
+        # Scores: the confidence signal, and the project's calibration (engine/confidence.py).
+        self.confidence = confidence or Confidence(settings, client, cache)
         # Router model name -> its deployments' LiteLLM models (from LLM_ROUTER_CONFIG).
         self.routes: dict[str, tuple[str, ...]] = routes or {}
         self.exchanger = Exchanger(client, prompts, cache, metrics)
@@ -205,6 +210,8 @@ class Predictor:
 
     def predict(self, job: PredictionJob) -> TaskOutcome:
         outcome = self.attempt(job)
+        calibrate_task(self.confidence, job.project, outcome,
+                       lambda: self.model_version(job.config, job.project, job.model, job.extra or None))
         count_outcome(self.metrics, outcome)
         return outcome
 
@@ -248,7 +255,7 @@ class Predictor:
         if problem is not None:
             raise problem_error(problem, completion, prepared.request, None)
         answer = parse_answer(job.config, completion.content, completion.reasoning, partial=partial)
-        outcome = self._outcome(status, job, prepared.inputs, answer, completion, usage)
+        outcome = self._outcome(status, job, prepared.inputs, answer, completion, usage, prepared.request)
         outcome.model, outcome.project = job.model or self.settings.llm_model, job.project
         return outcome
 
@@ -266,7 +273,8 @@ class Predictor:
             outcome = self.long_texts.predict(job, inputs.texts, plan)
             outcome.usage = exc.usage + outcome.usage
             return outcome
-        return self._outcome(answered.status, job, inputs, answered.answer, answered.completion, answered.usage)
+        return self._outcome(answered.status, job, inputs, answered.answer, answered.completion, answered.usage,
+                             request)
 
     def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
         """The validated answer to one request: from the cache, from an identical request in flight, or paid for
@@ -301,20 +309,20 @@ class Predictor:
         return Answered("cached", completion, answer, Usage())
 
     def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
-                 completion: Completion, usage: Usage | None = None) -> TaskOutcome:
-        # Token scores only where the object's place in the content is known (not inside a repaired text).
-        scores = (control_scores(job.config, completion.content, completion.logprobs, answer.start)
-                  if answer.start is not None else {})
+                 completion: Completion, usage: Usage | None = None, request: LLMRequest | None = None) -> TaskOutcome:
+        scores, signal, sampled = self.confidence.scores(job.config, request, answer, completion, job.deadline,
+                                                         demo=is_demo(job.model or self.settings.llm_model))
         report = build_regions(job.config, answer.values, inputs, scores)
         region_scores = [r["score"] for r in report.regions if r.get("score") is not None]
         return TaskOutcome(
             status,
             regions=report.regions,
             score=min(region_scores) if region_scores else None,
-            usage=usage or Usage(),
+            usage=(usage or Usage()) + sampled,
             dropped=len(answer.dropped),
             unaligned=len(report.unaligned),
             error=answer.invalid_text() or None,
             invalid_controls=len(answer.invalid),
             repairs=answer.repairs,
+            signal=signal,
         )

@@ -36,6 +36,7 @@ class ProjectState:
     model_version: str | None = None
     evaluation: dict[str, Any] | None = None
     updated: float = 0.0
+    calibration: dict[str, Any] | None = None  # `llm-backend calibrate`'s maps (core/calibration.Calibration)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

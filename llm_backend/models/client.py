@@ -65,6 +65,7 @@ class LLMRequest:
     max_tokens: int | None = None
     api_base: str | None = None
     logprobs: bool = False
+    n: int = 1  # answers asked for in one call (confidence samples); servers without `n` answer one
 
     @functools.cached_property  # a long text's part is ~100 KB of JSON: hashed once, not at every lookup
     def cache_key(self) -> str:
@@ -73,6 +74,7 @@ class LLMRequest:
                 "model": self.model, "api_base": self.api_base, "messages": self.messages,
                 "response_format": self.response_format, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "logprobs": self.logprobs,
+                **({"n": self.n} if self.n != 1 else {}),  # absent for one answer: earlier keys stay valid
             },
             sort_keys=True, ensure_ascii=False, separators=(",", ":"),
         )
@@ -94,6 +96,7 @@ class Completion:
     finish_reason: str | None = None  # "stop", "length" (cut off at the token limit), "content_filter", ...
     refusal: str | None = None  # OpenAI's structured-output refusal text
     reasoning: str | None = None  # reasoning_content (LM Studio, llama.cpp, DeepSeek) or vLLM's `reasoning`
+    alternatives: tuple[str, ...] = ()  # the other choices' contents, when `n` asked for several
 
     @property
     def usage(self) -> Usage:
@@ -106,13 +109,16 @@ class Completion:
                 "completion_tokens": self.completion_tokens, "cost": self.cost, "logprobs": self.logprobs}
         if self.reasoning and not self.content.strip():
             data["reasoning"] = self.reasoning  # the answer was read from it: a re-run must read it again
+        if self.alternatives:
+            data["alternatives"] = list(self.alternatives)
         return data
 
     @classmethod
     def from_cache(cls, data: dict[str, Any]) -> Completion:
         return cls(content=data["content"], model=data.get("model", ""), prompt_tokens=data.get("prompt_tokens", 0),
                    completion_tokens=data.get("completion_tokens", 0), cost=data.get("cost"),
-                   attempts=0, logprobs=data.get("logprobs"), finish_reason="stop", reasoning=data.get("reasoning"))
+                   attempts=0, logprobs=data.get("logprobs"), finish_reason="stop", reasoning=data.get("reasoning"),
+                   alternatives=tuple(data.get("alternatives") or ()))
 
 
 class CompletionClient(Protocol):
@@ -197,6 +203,8 @@ class LiteLLMClient:
             kwargs["max_tokens"] = request.max_tokens
         if request.logprobs:
             kwargs["logprobs"] = True
+        if request.n != 1:
+            kwargs["n"] = request.n
         for param, instead in self._refused.get(request.model, {}).items():
             value = kwargs.pop(param, None)
             if instead is not None and value is not None:
@@ -279,6 +287,7 @@ class LiteLLMClient:
             finish_reason=getattr(choice, "finish_reason", None),
             refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
             reasoning=_reasoning_of(message),
+            alternatives=tuple(getattr(other.message, "content", None) or "" for other in response.choices[1:]),
         )
 
     def _attempt(self, request: LLMRequest) -> tuple[Completion, int]:
