@@ -169,10 +169,22 @@ def _centrality(found: Found, part: Chunk) -> int:
     return min(found.start - part.start, part.end - found.end)
 
 
+def _clash(one: Found, other: Found) -> bool:
+    """Whether two spans of one control from different parts cannot both stay. The aligner's rule
+    (core/align) across parts: one label's overlapping spans are one entity read twice; spans of
+    different labels may nest ("Bank of America" / "America") but not cross or share a place."""
+    if not (one.start < other.end and other.start < one.end):
+        return False
+    if one.label == other.label or (one.start, one.end) == (other.start, other.end):
+        return True
+    return not ((one.start <= other.start and other.end <= one.end) or
+                (other.start <= one.start and one.end <= other.end))
+
+
 def merge_found(found: list[Found], parts: list[Chunk], length: int) -> Merged:
     """One pass's spans: duplicates from overlaps kept once, pieces of entities cut by a part's edge
-    dropped when another part read the whole place, and of two overlapping spans of one label from
-    different parts the better (alignment score, then distance from its part's edges) kept.
+    dropped when another part read the whole place, and of two spans from different parts that
+    `_clash` the better (alignment score, then distance from its part's edges) kept.
     Spans of the same part never displace each other: the aligner already decided between them."""
     merged = Merged([])
     order = sorted(range(len(found)), key=lambda i: (-found[i].score, -_centrality(found[i], parts[found[i].part]),
@@ -190,9 +202,8 @@ def merge_found(found: list[Found], parts: list[Chunk], length: int) -> Merged:
                 j != item.part and _inside(item, other, length) for j, other in enumerate(parts)):
             merged.cut_off += 1
             continue
-        rivals = accepted.setdefault((item.group, item.label), [])
-        if any(found[j].part != item.part and found[j].start < item.end and item.start < found[j].end
-               for j in rivals):
+        rivals = accepted.setdefault(item.group, [])
+        if any(found[j].part != item.part and _clash(found[j], item) for j in rivals):
             merged.conflicts += 1
             continue
         seen.add(key)

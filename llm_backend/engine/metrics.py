@@ -20,6 +20,9 @@ class Metrics:
         self.tokens = Counter("llm_backend_llm_tokens", "Tokens billed", ["kind"], registry=r)
         self.cost = Counter("llm_backend_llm_cost_usd", "Cost in USD where LiteLLM knows the price", registry=r)
         self.dropped = Counter("llm_backend_dropped", "Answer items dropped", ["reason"], registry=r)
+        self.aligned_spans = Counter("llm_backend_aligned_spans",
+                                     "Entity spans placed in the text, by how the quote matched it "
+                                     "(exact, case_insensitive, normalised, fuzzy)", ["kind"], registry=r)
         self.long_texts = Counter("llm_backend_long_texts", "Tasks whose text was split to fit the context window",
                                   registry=r)
         self.long_text_parts = Counter("llm_backend_long_text_parts", "Requests over parts of split texts",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.align import ALIGNMENT_META
 from ..core.usage import Usage
 from .metrics import Metrics
 
@@ -91,6 +92,9 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
         metrics.dropped.labels("invalid_value").inc(outcome.dropped)
     if outcome.unaligned:
         metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+    for region in outcome.regions or ():
+        if kind := (region.get("meta") or {}).get(ALIGNMENT_META):
+            metrics.aligned_spans.labels(kind).inc()
     if outcome.long_text is not None:
         metrics.long_texts.inc()
         metrics.long_text_parts.inc(outcome.long_text.parts)

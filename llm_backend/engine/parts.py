@@ -189,5 +189,7 @@ def merge_regions(answers: list[PartAnswer], obj: str, texts: dict[str, str], co
         region = payload[id(item)]
         spans = merged.regions[control.name]
         spans.append(make_region(control, len(spans), region["value"], region.get("score")))
+        if "meta" in region:
+            spans[-1]["meta"] = region["meta"]
     merged.seconds = time.perf_counter() - started
     return merged

@@ -59,6 +59,6 @@ a bounded refinement, so the cost is linear in the text length.
 # (the order of the steps).
 from .aligner import align
 from .options import AlignOptions
-from .spans import Entity, MatchKind, Span, aligned_spans
+from .spans import ALIGNMENT_META, Entity, MatchKind, Span, aligned_spans
 
-__all__ = ["AlignOptions", "Entity", "MatchKind", "Span", "align", "aligned_spans"]
+__all__ = ["ALIGNMENT_META", "AlignOptions", "Entity", "MatchKind", "Span", "align", "aligned_spans"]

@@ -22,6 +22,11 @@ class Entity:
     position: int | None = None  # approximate char offset claimed by the model
 
 
+# The key of a Label Studio region's `meta` that says how its quote was found (its own `text` key
+# is the region's note in the labeling UI, so it is left alone).
+ALIGNMENT_META = "alignment"
+
+
 @dataclass(frozen=True)
 class Span:
     entity: Entity
@@ -34,6 +39,10 @@ class Span:
     @property
     def aligned(self) -> bool:
         return self.kind is not MatchKind.UNALIGNED
+
+    def meta(self) -> dict[str, object]:
+        """How the span was found, for a region's `meta`: a reviewer can filter the fuzzy ones."""
+        return {ALIGNMENT_META: self.kind.value, "alignment_score": round(self.score / 100, 4)}
 
 
 def aligned_spans(spans: Iterable[Span]) -> list[Span]:

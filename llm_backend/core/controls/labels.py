@@ -96,7 +96,9 @@ class LabelsSpec(ControlSpec):
             if score is None:
                 # No token scores: the alignment's quality is the evidence we have (exact 1.0, fuzzy its ratio).
                 score = round(span.score / 100, 4)
-            report.regions.append(make_region(control, index, value, score))
+            region = make_region(control, index, value, score)
+            region["meta"] = span.meta()  # exact / case_insensitive / normalised / fuzzy, and its score
+            report.regions.append(region)
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         to_value = {o.result_value: o.value for o in control.options}
