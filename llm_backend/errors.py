@@ -92,6 +92,12 @@ class TaskError(LLMBackendError):
         clone.usage = usage
         return clone
 
+    def restated(self: _E, message: str, usage: Usage) -> _E:
+        """The same kind of error (its code decides a cascade's escalation), saying where, billing `usage`."""
+        clone = self.with_usage(usage)
+        clone.message, clone.args = message, (message,)
+        return clone
+
 
 class AnswerError(TaskError):
     code = "invalid_answer"
@@ -135,10 +141,14 @@ class PermanentLLMError(LLMError):
 
 class ContextWindowError(PermanentLLMError):
     """The prompt is longer than the model's context window. Not retried as it is: the long-text
-    planner splits the text instead (`window`: the size the provider named, when it named one)."""
+    planner splits the text instead (`window`: the size the provider named, when it named one;
+    `prompt_tokens`: its count of the messages, `requested_tokens`: of messages and answer, when stated)."""
 
     code = "context_window_exceeded"
 
-    def __init__(self, message: str, *, window: int | None = None, usage: Usage | None = None) -> None:
+    def __init__(self, message: str, *, window: int | None = None, usage: Usage | None = None,
+                 prompt_tokens: int | None = None, requested_tokens: int | None = None) -> None:
         super().__init__(message, usage=usage)
         self.window = window
+        self.prompt_tokens = prompt_tokens
+        self.requested_tokens = requested_tokens

@@ -72,6 +72,7 @@ from .gazetteer import Gazetteer
 from .llm_batches import ROUTES as BATCH_ROUTES
 from .llm_batches import BatchAPI
 from .noisy_model import NoisyModel
+from .provider_tokens import char_refusal, char_usage
 from .reply_styles import Shaped, check_style, shape
 
 __all__ = [
@@ -569,6 +570,11 @@ class _Handler(BaseHTTPRequestHandler):
         # What a keyless server sees of the client's credentials (tests of "no key needed" read it).
         record["_authorization"] = self.headers.get("Authorization")
         limit = fake.context_tokens
+        refused = char_refusal(body, limit, fake.chars_per_token) if limit and fake.chars_per_token else None
+        if refused is not None:  # a provider with its own tokenizer (testkit/provider_tokens.py)
+            fake._finish(record, 400)
+            self._send_json(400, refused)
+            return
         if limit is not None and (asked := requested_tokens(body)) > limit:
             fake._finish(record, 400)
             self._send_json(400, context_error(limit, asked))
@@ -588,6 +594,8 @@ class _Handler(BaseHTTPRequestHandler):
                     payload, content_type = _stream_payload(body, reply), "text/event-stream"
                 else:
                     completion = _completion(body, reply)
+                    if fake.chars_per_token:
+                        completion["usage"] = char_usage(completion["usage"], body, fake.chars_per_token)
                     record["_usage"] = completion["usage"]
                     payload = json.dumps(completion).encode()
                 # Recorded before writing: a client that already holds its answer must see it counted.
@@ -879,9 +887,11 @@ class FakeLLMServer:
         latency: float = 0.0,
         max_concurrent: int | None = None,
         context_tokens: int | None = None,
+        chars_per_token: float | None = None,
     ) -> None:
         self.host = host
         self.context_tokens = _optional_positive_int(context_tokens, "context_tokens")
+        self.chars_per_token = chars_per_token  # count tokens as characters / this (testkit/provider_tokens.py)
         self._gazetteer: Gazetteer | None = None
         self.noisy: NoisyModel | None = None  # unscripted requests naming its tasks (testkit/noisy_model.py)
         self.port = port
@@ -1291,6 +1301,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=None, help="requests processed at once; the rest queue")
     parser.add_argument("--context-tokens", type=int, default=None,
                         help="refuse longer prompts with HTTP 400 context_length_exceeded, as OpenAI does")
+    parser.add_argument("--chars-per-token", type=float, default=None,
+                        help="count (and bill) prompt tokens as characters / this, not as OpenAI's tokenizer does")
     parser.add_argument("--style", default=None,
                         help="dress unscripted answers like a real model, e.g. think+fence (testkit/reply_styles.py)")
     parser.add_argument("--log-level", default="WARNING")
@@ -1298,7 +1310,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
     server = FakeLLMServer(args.host, args.port, latency=args.latency, max_concurrent=args.max_concurrent,
-                           context_tokens=args.context_tokens)
+                           context_tokens=args.context_tokens, chars_per_token=args.chars_per_token)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -92,9 +92,11 @@ def llm(llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
     llm_server.reset()
     llm_server.latency = 0.0
     llm_server.context_tokens = None
+    llm_server.chars_per_token = None
     yield llm_server
     llm_server.reset()
     llm_server.context_tokens = None
+    llm_server.chars_per_token = None
 
 
 @pytest.fixture

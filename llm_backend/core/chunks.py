@@ -108,13 +108,15 @@ def _fit(text: str, start: int, stop: int, measure: Measure, budget: int, guess:
 
 
 def split_text(text: str, measure: Measure, budget: int, overlap: int, start: int = 0,
-               stop: int | None = None) -> Iterator[Chunk]:
-    """The parts of text[start:stop], in order, lazily (so asking the first parts can start at once)."""
+               stop: int | None = None, fresh: int | None = None) -> Iterator[Chunk]:
+    """The parts of text[start:stop], in order, lazily (so asking the first parts can start at once);
+    `fresh`: where the first part's new text begins, when it re-reads the end of a part cut before."""
     stop = len(text) if stop is None else stop
     if budget < 1:
         raise ValueError("budget must be at least one token")
     overlap = max(0, min(overlap, budget // 4))
-    fresh = part_start = start
+    part_start = start
+    fresh = start if fresh is None else fresh
     guess = budget * 4
     while True:
         high = max(_fit(text, part_start, stop, measure, budget, guess), part_start + 1)
@@ -134,6 +136,18 @@ def split_text(text: str, measure: Measure, budget: int, overlap: int, start: in
         low_back, high_back = max(part_start + 1, int(cut - 1.5 * span)), int(cut - 0.5 * span)
         part_start = choose_cut(text, low_back, high_back) if overlap and low_back < high_back else cut
         fresh = cut
+
+
+def split_after(text: str, measure: Measure, budget: int, overlap: int, after: Chunk, chars_per_token: float
+                ) -> Iterator[Chunk]:
+    """The parts that follow `after`, a part cut already (with another budget, perhaps): the first re-reads
+    about `overlap` tokens before its end, cut on a boundary as split_text cuts its overlaps."""
+    if after.end >= len(text):
+        return iter(())
+    span = overlap * chars_per_token
+    low, high = max(after.start + 1, int(after.end - 1.5 * span)), int(after.end - 0.5 * span)
+    start = choose_cut(text, low, high) if overlap and low < high else after.end
+    return split_text(text, measure, budget, overlap, start=start, fresh=after.end)
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,28 @@ or with LONG_TEXT_STRATEGY=head_tail asked once about the beginning and end of t
 saying how much was left out. NER_PASSES > 1 reads the text again in smaller parts (2/3 the size,
 then 1/2, ...), so that part edges fall elsewhere, and adds the entities that overlap none found.
 
-A part the provider refuses as too long is split in two and asked again (three times at most); a
-window a provider's error names is remembered for the tasks that follow.
+A part the provider refuses as too long is cut again, smaller by what its error says (engine/
+fitter.py). Until a model has answered a part cut by our count, a task sends its first part alone
+and cuts the rest after it: a refusal costs one call, not one per part in flight. A part that still
+fails leaves the others' answers: the task names the characters no part read (core/gaps.py), its
+score lowered by that share; it fails only when no part was answered.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.align import AlignOptions
-from ..core.chunks import MIN_FILL, Chunk, choose_cut, split_text
+from ..core.chunks import MIN_FILL, Chunk, choose_cut, split_after, split_text
+from ..core.config import LabelConfig
 from ..core.controls import RegionInputs, RegionReport, spec_for
 from ..core.controls.combine import SUMMARY
+from ..core.fitting import provider_prompt, text_budget
+from ..core.gaps import gap_score
 from ..core.regions import build_regions
 from ..core.scores import control_scores
 from ..core.usage import Usage
@@ -41,6 +46,7 @@ from ..models.client import LLMRequest
 from ..models.context import ContextWindows, LiteLLMTokenizer, Window
 from ..models.pricing import Pricing
 from ..settings import Settings
+from .fitter import MAX_SPLITS, MIN_PART_TOKENS, PartFitter, Plan, unread_gaps
 from .job import Answered, PredictionJob
 from .outcome import LongTextReport, TaskOutcome
 from .parts import (
@@ -59,36 +65,12 @@ from .pools import LazyPool
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.9  # of the room left for text: LiteLLM's count and the provider's tokenizer may differ
-MIN_PART_TOKENS = 64
-MAX_SPLITS = 3  # a part refused as too long is halved at most this often
 SUMMARIES_NOTE: dict[str, Any] = {"mode": "summaries"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one task's text is split: which object, how many tokens of it a part holds."""
-
-    model: str
-    window: Window
-    obj: str
-    budget: int  # tokens of text in one part
-    overlap: int  # tokens a part re-reads before its first new character
-    reserve: int  # tokens kept for the answer
-    overhead: int  # tokens of the prompt around the text
-    tokenizer: LiteLLMTokenizer
 
 
 def _utf8_size(request: LLMRequest) -> int:
     size = sum(len(str(message.get("content", "")).encode("utf-8")) + 8 for message in request.messages)
     return size + (len(str(request.response_format).encode("utf-8")) if request.response_format else 0) + 16
-
-
-def restated(error: TaskError, message: str, usage: Usage) -> TaskError:
-    """The same kind of error (its code decides a cascade's escalation), saying where, billing `usage`."""
-    clone = copy.copy(error)
-    clone.message, clone.args, clone.usage = message, (message,), usage
-    return clone
 
 
 class LongTexts:
@@ -122,7 +104,8 @@ class LongTexts:
         window = self.windows.window(request.model)
         if window is None:
             return None
-        limit = window.tokens - self.reserve(job, window)
+        # In our tokens: the provider may count more (a ratio learned from its errors).
+        limit = int((window.tokens - self.reserve(job, window)) / (self.windows.ratio(request.model) or 1.0))
         if _utf8_size(request) <= limit:
             return None
         tokenizer = LiteLLMTokenizer(self.pricing, request.model)
@@ -141,14 +124,15 @@ class LongTexts:
         overhead = tokenizer.count_request(self.asker.build_request(bare_job, {**texts, obj: ""},
                                                                     long_text=PART_NOTE))
         examples = self.settings.fewshot_max_tokens if self.asker.examples_in_use(job) else 0
-        budget = int((window.tokens - reserve - overhead - examples) * MARGIN)
+        budget = text_budget(window.tokens, reserve, overhead, examples, self.windows.ratio(model) or 1.0)
         if budget < MIN_PART_TOKENS:
             kept = f", few-shot examples up to {examples:,}" if examples else ""
             raise ContextWindowError(
                 f"{window.describe(model)} leaves no room for the text: the prompt around it takes {overhead:,} "
                 f"tokens{kept} and the answer {reserve:,}; shorten the prompt templates, lower FEWSHOT_MAX_TOKENS "
                 "or LLM_MAX_TOKENS, or use a model with a larger window", window=window.tokens)
-        return Plan(model, window, obj, budget, min(512, max(32, budget // 12)), reserve, overhead, tokenizer)
+        return Plan(model, window, obj, budget, min(512, max(32, budget // 12)), reserve, overhead, tokenizer,
+                    examples)
 
     def after_overflow(self, job: PredictionJob, request: LLMRequest, texts: dict[str, str],
                        images: dict[str, Any], error: ContextWindowError) -> Plan:
@@ -158,16 +142,23 @@ class LongTexts:
         tokenizer = LiteLLMTokenizer(self.pricing, request.model)
         if error.window:
             window = self.windows.learn(request.model, error.window)
+            theirs = provider_prompt(error.prompt_tokens, error.requested_tokens, request.max_tokens)
+            if theirs:
+                ours = tokenizer.count_request(request)
+                ratio = self.windows.learn_ratio(request.model, theirs, ours)
+                log.info("task %s: refused whole as too long by %s (window %d tokens, it counted %d tokens where we "
+                         "count %d: %.2f of its tokens per one of ours); asking it in parts", job.task.get("id"),
+                         request.model, error.window, theirs, ours, ratio)
         else:
             refused = tokenizer.count_request(request)
             window = Window(max(refused // 2, 1), "half the prompt the provider refused; its error named no window")
         try:
             plan = self._plan(job, texts, window, tokenizer, request.model)
         except ContextWindowError as exc:
-            raise restated(exc, f"{error.message}; {exc.message}", error.usage) from None
+            raise exc.restated(f"{error.message}; {exc.message}", error.usage) from None
         text = texts[plan.obj]
         if tokenizer.fit(text, plan.budget) >= len(text):
-            raise restated(error, f"{error.message}; the text already fits {window.describe(request.model)} by "
+            raise error.restated(f"{error.message}; the text already fits {window.describe(request.model)} by "
                                   "LiteLLM's count, so splitting it cannot help: the prompt around it is too long",
                            error.usage)
         return plan
@@ -190,39 +181,83 @@ class _LongTask:
         self.failures: list[PartAnswer] = []
         self.usage = Usage()
         self.requests = 0  # part requests, re-splits included
-        self.limit = plan.window.tokens - plan.reserve
+        self.refusals = 0  # parts the provider refused as too long
+        self.fitter = PartFitter(plan, engine.windows, self.text, job.task.get("id"))
+        self.probed: PartAnswer | None = None
 
     def submit(self, part: Part) -> None:
         engine = self.engine
         self.pending.add(engine.pool().submit(ask_part, engine.asker, self.job, self.texts, self.plan.obj, part,
-                                              self.limit, self.plan.tokenizer))
+                                              self.fitter.our_limit, self.plan.tokenizer))
 
     def run(self) -> TaskOutcome:
         config = self.job.config
         head: Future[PartAnswer] | None = self.engine.pool().submit(self.ask_head_tail) if self.head_tail else None
         passes = self.engine.settings.ner_passes if any(c.to_name[0] == self.plan.obj for c in self.spans) else 1
+        first_config = only(config, self.spans if self.head_tail else config.controls)
+        if first_config.controls and not self.engine.windows.fitted(self.plan.model):
+            self.probe(first_config)
         for index in range(passes):
-            part_config = only(config, self.spans if self.head_tail or index else config.controls)
+            part_config = first_config if index == 0 else only(config, self.spans)
             if not part_config.controls:
                 continue
             # Further passes read smaller parts (2/3, 1/2, ...) so their edges fall elsewhere.
-            budget, overlap = self.plan.budget * 2 // (index + 2), self.plan.overlap * 2 // (index + 2)
-            for chunk in split_text(self.text, self.plan.tokenizer, budget, overlap):
+            budget, overlap = self.fitter.budget * 2 // (index + 2), self.plan.overlap * 2 // (index + 2)
+            for chunk in self.cut(index, budget, overlap):
                 self.submit(Part(chunk, part_config, index))
         self.collect()
         head_answer = head.result() if head is not None else None
         if head_answer is not None:
             self.usage += head_answer.usage
-            if head_answer.error is not None:
-                self.failures.append(head_answer)
-        if self.failures:
-            failed = min(self.failures, key=lambda answer: answer.part.chunk.start)
-            assert failed.error is not None
+        if not self.answers and (head_answer is None or head_answer.error is not None):
+            failed = min(self.failures or [head_answer], key=lambda answer: answer.part.chunk.start)  # type: ignore
+            assert failed is not None and failed.error is not None
             chunk = failed.part.chunk
             where = "its beginning and end" if failed is head_answer else \
-                f"the part at characters {chunk.start:,}-{chunk.end:,} of {self.plan.obj}"
-            raise restated(failed.error, f"{where}: {failed.error.message}", self.usage)
+                f"no part was answered; the part at characters {chunk.start:,}-{chunk.end:,} of {self.plan.obj}"
+            raise failed.error.restated(f"{where}: {failed.error.message}", self.usage)
         return self.outcome(head_answer)
+
+    def cut(self, index: int, budget: int, overlap: int) -> Iterator[Chunk]:
+        """A pass's parts; on the first pass, those after the probe's part when the probe asked it."""
+        probed = self.probed.part.chunk if index == 0 and self.probed is not None else None
+        if probed is None:
+            return split_text(self.text, self.plan.tokenizer, budget, overlap)
+        if budget == self.plan.budget:  # cut as a run without a probe cuts, so their answers are shared
+            return (chunk for chunk in split_text(self.text, self.plan.tokenizer, budget, overlap) if chunk != probed)
+        chars_per_token = (probed.end - probed.start) / max(self.plan.budget, 1)
+        return split_after(self.text, self.plan.tokenizer, budget, overlap, probed, chars_per_token)
+
+    def probe(self, config: LabelConfig) -> None:
+        """The first part alone, before the others are cut: while this model has not answered a part cut by
+        our count, a refusal here teaches the window and the ratio at the price of one call."""
+        chunk = next(iter(split_text(self.text, self.plan.tokenizer, self.fitter.budget, self.plan.overlap)))
+        answer = ask_part(self.engine.asker, self.job, self.texts, self.plan.obj, Part(chunk, config),
+                          self.fitter.our_limit, self.plan.tokenizer, measure=True)
+        self.usage += answer.usage
+        self.requests += 1
+        if answer.overflow:  # the whole text is cut again below, with what the refusal taught
+            self.refusals, before = self.refusals + 1, self.fitter.budget
+            learned = self.fitter.learn(answer)[0]
+            if self.fitter.budget >= before:  # the error told nothing that shrinks a part: halve them
+                self.fitter.budget = max(MIN_PART_TOKENS, before // 2)
+            log.info("task %s: the first part was refused as too long by %s (%s); the text is cut again with "
+                     "parts of up to %d tokens", self.job.task.get("id"), self.plan.model, learned, self.fitter.budget)
+            return
+        self.probed = answer
+        self.record(answer)
+        learned = self.fitter.calibrate(answer) if answer.error is None else None
+        if learned:
+            log.info("task %s: the first part fitted %s (%s); the other parts hold up to %d tokens",
+                     self.job.task.get("id"), self.plan.model, learned, self.fitter.budget)
+
+    def record(self, answer: PartAnswer) -> None:
+        if answer.error is not None:
+            self.failures.append(answer)
+            return
+        self.engine.windows.note_fit(self.plan.model)
+        place_entities(answer, self.texts, self.plan.obj, self.engine.align)
+        self.answers.append(answer)
 
     def collect(self) -> None:
         while self.pending:
@@ -231,25 +266,12 @@ class _LongTask:
                 answer = future.result()
                 self.usage += answer.usage
                 self.requests += 1
+                self.refusals += answer.overflow
                 if answer.overflow and answer.part.depth < MAX_SPLITS:
-                    self.split_again(answer)
-                elif answer.error is not None:
-                    self.failures.append(answer)
+                    for sub in self.fitter.pieces(answer):
+                        self.submit(dataclasses.replace(answer.part, chunk=sub, depth=answer.part.depth + 1))
                 else:
-                    place_entities(answer, self.texts, self.plan.obj, self.engine.align)
-                    self.answers.append(answer)
-
-    def split_again(self, answer: PartAnswer) -> None:
-        error, part = answer.error, answer.part
-        if isinstance(error, ContextWindowError) and error.window:
-            self.engine.windows.learn(self.plan.model, error.window)
-        chunk = part.chunk
-        half = max(MIN_PART_TOKENS, self.plan.tokenizer.count(self.text[chunk.start : chunk.end]) // 2)
-        log.info("part %d-%d of task %s was too long for %s; asking it in smaller parts", chunk.start, chunk.end,
-                 self.job.task.get("id"), self.plan.model)
-        for sub in split_text(self.text, self.plan.tokenizer, half, min(self.plan.overlap, half // 4),
-                              start=chunk.start, stop=chunk.end):
-            self.submit(dataclasses.replace(part, chunk=sub, depth=part.depth + 1))
+                    self.record(answer)
 
     def ask_head_tail(self) -> PartAnswer:
         """The other controls, asked once about the beginning and the end of the text."""
@@ -297,6 +319,8 @@ class _LongTask:
                 found = merged.regions[control.name]
                 report.regions.extend(found)
                 notes[control.name] = f"entities of {len(self.answers)} parts at whole-text offsets ({len(found)})"
+            elif head is not None and head.error is not None:
+                notes[control.name] = f"not answered: the beginning and end failed ({head.error.message})"
             elif head is not None:
                 report.regions.extend(r for r in head_regions if r["from_name"] == control.name)
                 notes[control.name] = f"beginning and end ({self.omitted:,} characters left out)"
@@ -311,17 +335,24 @@ class _LongTask:
                 agree = f", {combined.agreement:.0%} agree" if combined.agreement is not None else ""
                 notes[control.name] = f"{spec.long_text(control)} of {len(given)} parts{agree}"
         scores = [r["score"] for r in report.regions if r.get("score") is not None]
+        gaps = unread_gaps(self.answers, self.failures)
         long_text = LongTextReport(
             characters=len(self.text), window=self.plan.window.describe(self.plan.model), parts=self.requests,
-            passes=max((a.part.pass_index + 1 for a in self.answers), default=1), part_tokens=self.plan.budget,
+            passes=max((a.part.pass_index + 1 for a in self.answers), default=1), part_tokens=self.fitter.budget,
             controls=notes, duplicates=merged.duplicates, cut_off=merged.cut_off,
-            align_seconds=sum(a.align_seconds for a in self.answers) + merged.seconds)
+            align_seconds=sum(a.align_seconds for a in self.answers) + merged.seconds, refusals=self.refusals,
+            obj=self.plan.obj, gaps=gaps, task=str(self.job.task.get("id")))
         log.info("task %s: long text: %s", self.job.task.get("id"), long_text.describe())
         answered = [a.answered for a in self.answers if a.answered is not None]
+        missing = [gap.describe(self.plan.obj) for gap in gaps]
+        if head is not None and head.error is not None:
+            missing.append(f"{', '.join(c.name for c in self.others)} not answered: {head.error.message}")
         return TaskOutcome(
-            "ok" if self.usage.calls else "cached", regions=report.regions, score=min(scores) if scores else None,
+            "ok" if self.usage.calls else "cached", regions=report.regions,
+            score=gap_score(min(scores) if scores else None, len(self.text), gaps), error="; ".join(missing) or None,
             usage=self.usage, dropped=sum(len(a.answer.dropped) for a in answered),
-            unaligned=sum(a.unaligned for a in self.answers), long_text=long_text)
+            unaligned=sum(a.unaligned for a in self.answers), long_text=long_text,
+            invalid_controls=len(self.others) if head is not None and head.error is not None else 0)
 
     def summarize(self, control: Any, answers: list[list[str]], inputs: RegionInputs, report: RegionReport,
                   depth: int = 0) -> None:
@@ -360,6 +391,6 @@ class _LongTask:
             answered = self.engine.asker.answer(job, request, RegionInputs(texts))
         except TaskError as exc:
             self.usage += exc.usage
-            raise restated(exc, f"the summary of the parts' answers: {exc.message}", self.usage) from None
+            raise exc.restated(f"the summary of the parts' answers: {exc.message}", self.usage) from None
         self.usage += answered.usage
         return answered

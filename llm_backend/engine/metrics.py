@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import threading
+import time
+from collections import deque
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..core.gaps import Gap
 from ..core.usage import Usage
 
 NO_PROJECT = "none"  # the project label of work outside a Label Studio project (offline files)
+UNREAD_SHOWN = 20  # the latest unread ranges of long texts kept (series in /metrics, rows on the status page)
 
 
 class Metrics:
@@ -27,6 +34,18 @@ class Metrics:
                                   registry=r)
         self.long_text_parts = Counter("llm_backend_long_text_parts", "Requests over parts of split texts",
                                        registry=r)
+        self.long_text_refusals = Counter("llm_backend_long_text_refusals",
+                                          "Parts of split texts the provider refused as too long (each cut again)",
+                                          registry=r)
+        self.unread_characters = Counter("llm_backend_long_text_unread_characters",
+                                         "Characters of long texts no part read (a part failed there)", registry=r)
+        # One series per range, for the latest UNREAD_SHOWN: which task, which characters, and why.
+        self.unread_ranges = Gauge("llm_backend_long_text_unread_range",
+                                   "Characters a part of a long text failed to read (value: how many), latest "
+                                   f"{UNREAD_SHOWN}", ["project", "task", "object", "start", "end", "reason"],
+                                   registry=r)
+        self.recent_unread: deque[dict[str, Any]] = deque()
+        self._unread_lock = threading.Lock()
         self.partial_answers = Counter("llm_backend_partial_answers",
                                        "Tasks answered with some controls left out (invalid after the repair round)",
                                        registry=r)
@@ -57,6 +76,25 @@ class Metrics:
             self.project_unpriced.labels(label).inc(usage.calls)
         else:
             self.project_cost.labels(label).inc(usage.cost)
+
+    def unread(self, project: str | None, task: str | None, obj: str, gap: Gap) -> None:
+        """A range of a long text no part read: counted, and kept among the latest shown."""
+        self.unread_characters.inc(gap.end - gap.start)
+        row = {"project": project or NO_PROJECT, "task": task or "", "object": obj, "start": gap.start,
+               "end": gap.end, "reason": gap.reason, "at": time.time()}
+        labels = (row["project"], row["task"], obj, str(gap.start), str(gap.end), gap.reason[:120])
+        with self._unread_lock:
+            self.recent_unread.append({**row, "labels": labels})
+            self.unread_ranges.labels(*labels).set(gap.end - gap.start)
+            while len(self.recent_unread) > UNREAD_SHOWN:
+                old = self.recent_unread.popleft()["labels"]
+                if not any(item["labels"] == old for item in self.recent_unread):
+                    self.unread_ranges.remove(*old)
+
+    def unread_rows(self) -> list[dict[str, Any]]:
+        """The latest unread ranges, newest first (the status page)."""
+        with self._unread_lock:
+            return [{k: v for k, v in row.items() if k != "labels"} for row in reversed(self.recent_unread)]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.align import ALIGNMENT_META
+from ..core.gaps import Gap
 from ..core.usage import Usage
 from .metrics import Metrics
 
@@ -42,13 +43,18 @@ class LongTextReport:
     duplicates: int = 0  # entities two overlapping parts found, kept once
     cut_off: int = 0  # pieces of entities at a part's cut edge, dropped (the next part read them whole)
     align_seconds: float = 0.0  # aligning the parts' quotes and merging them
+    refusals: int = 0  # part requests the provider refused as too long (each was cut again)
+    obj: str = ""  # the object whose text was split
+    gaps: list[Gap] = field(default_factory=list)  # characters no part read: a part failed there
+    task: str | None = None  # the task's id, to name it where the gaps are shown
 
     def describe(self) -> str:
         controls = "; ".join(f"{name}: {how}" for name, how in self.controls.items())
+        unread = "".join(f"; {gap.describe(self.obj)}" for gap in self.gaps)
         return (f"{self.characters:,} characters over {self.window}: {self.parts} parts of up to "
-                f"{self.part_tokens:,} tokens, {self.passes} NER pass(es); {controls}; "
-                f"{self.duplicates} duplicate and {self.cut_off} cut-off entities merged, "
-                f"aligned in {self.align_seconds * 1000:.0f} ms")
+                f"{self.part_tokens:,} tokens ({self.refusals} refused as too long), {self.passes} NER pass(es); "
+                f"{controls}; {self.duplicates} duplicate and {self.cut_off} cut-off entities merged, "
+                f"aligned in {self.align_seconds * 1000:.0f} ms{unread}")
 
 
 @dataclass
@@ -98,6 +104,9 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
     if outcome.long_text is not None:
         metrics.long_texts.inc()
         metrics.long_text_parts.inc(outcome.long_text.parts)
+        metrics.long_text_refusals.inc(outcome.long_text.refusals)
+        for gap in outcome.long_text.gaps:
+            metrics.unread(outcome.project, outcome.long_text.task, outcome.long_text.obj, gap)
     if outcome.invalid_controls:
         metrics.dropped.labels("invalid_control").inc(outcome.invalid_controls)
         metrics.partial_answers.inc()
@@ -130,7 +139,7 @@ class BatchSummary:
     unaligned: int
     seconds: float
     project: str | None = None  # when every task belongs to one project
-    partial: int = 0  # tasks answered with some controls left out
+    partial: int = 0  # tasks answered with some controls left out, or some of a long text unread
 
     @classmethod
     def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
@@ -146,7 +155,7 @@ class BatchSummary:
             unaligned=sum(o.unaligned for o in outcomes),
             seconds=seconds,
             project=projects.pop() if len(projects) == 1 else None,
-            partial=sum(o.invalid_controls > 0 for o in outcomes),
+            partial=sum(o.invalid_controls > 0 or bool(o.long_text and o.long_text.gaps) for o in outcomes),
         )
 
     def log_line(self) -> str:

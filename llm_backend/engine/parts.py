@@ -59,6 +59,8 @@ class PartAnswer:
     align_seconds: float = 0.0
     usage: Usage = field(default_factory=Usage)
     error: TaskError | None = None
+    prompt_tokens: int | None = None  # our count of the prompt, when refused as too long or asked to measure
+    answer_room: int | None = None  # the max_tokens that request asked for
 
     @property
     def overflow(self) -> bool:
@@ -87,14 +89,16 @@ def with_text(job: PredictionJob, obj: str, text: str, config: LabelConfig) -> P
 
 
 def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, part: Part, limit: int | None,
-             counter: Counter | None) -> PartAnswer:
+             counter: Counter | None, measure: bool = False) -> PartAnswer:
     """Ask one part (on the part pool). Never raises a TaskError: it comes back in the answer, with
-    what was spent, so the task can bill every part and re-split the ones that were too long."""
+    what was spent, so the task can bill every part and re-split the ones that were too long.
+    `measure`: count the prompt our way even when it is answered (set against what the provider billed)."""
     chunk = part.chunk
     piece = texts[obj][chunk.start : chunk.end]
     part_job = with_text(job, obj, piece, part.config)
     part_texts = {**texts, obj: piece}
     result = PartAnswer(part)
+    request: LLMRequest | None = None
     try:
         request = asker.build_request(part_job, part_texts, long_text=PART_NOTE)
         if limit is not None and counter is not None and asker.examples_in_use(part_job):
@@ -105,8 +109,13 @@ def ask_part(asker: Asker, job: PredictionJob, texts: dict[str, str], obj: str, 
         answered = asker.answer(part_job, request, RegionInputs(part_texts))
     except TaskError as exc:
         result.error, result.usage = exc, exc.usage
+        if isinstance(exc, ContextWindowError) and request is not None and counter is not None:
+            # Set against the provider's own count, it tells how its tokenizer differs from ours.
+            result.prompt_tokens, result.answer_room = counter.count_request(request), request.max_tokens
         return result
     result.answered, result.usage = answered, answered.usage
+    if measure and counter is not None:
+        result.prompt_tokens = counter.count_request(request)
     return result
 
 

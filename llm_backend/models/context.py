@@ -2,10 +2,15 @@
 
 Where a window comes from, per deployment, first found wins:
 
-1. `model_info.max_input_tokens` of the deployment in LLM_ROUTER_CONFIG (LiteLLM's own key);
-2. LiteLLM's model map (`max_input_tokens`), read without importing LiteLLM;
-3. LLM_CONTEXT_TOKENS, for local models the map does not know;
-4. the provider's own error ("maximum context length is N tokens"), learned while running.
+1. the provider's own error ("maximum context length is N tokens"), learned while running;
+2. `model_info.max_input_tokens` of the deployment in LLM_ROUTER_CONFIG (LiteLLM's own key);
+3. LLM_CONTEXT_TOKENS: an explicit setting beats the map, since a gateway or a local server may serve
+   another model under a name the map knows (its window is not the map's);
+4. LiteLLM's model map (`max_input_tokens`), read without importing LiteLLM, when nothing is set.
+
+Providers count tokens with their own tokenizer, not the one LiteLLM picks for a name: the ratio of
+the provider's count to ours is learned from its context-length errors (`learn_ratio`), per model,
+and later parts are cut with it.
 
 Tokens are counted where the cost plan counts them (`Pricing.prompt_tokens`, LiteLLM's counter with
 the model's tokenizer where LiteLLM has it); `LiteLLMTokenizer` adds what splitting a text needs:
@@ -57,10 +62,18 @@ def _deployment_window(model: str, info: Mapping[str, Any], context_tokens: int 
     if routed is not None:
         return Window(routed, ROUTER_SOURCE, _positive(info.get("max_output_tokens")))
     entry = model_entry(model) or {}
+    if context_tokens:
+        return Window(context_tokens, SETTING_SOURCE, _positive(entry.get("max_output_tokens")))
     mapped = _positive(entry.get("max_input_tokens")) or _positive(entry.get("max_tokens"))
     if mapped is not None:
         return Window(mapped, MAP_SOURCE, _positive(entry.get("max_output_tokens")))
-    return Window(context_tokens, SETTING_SOURCE) if context_tokens else None
+    return None
+
+
+def map_window(model: str) -> int | None:
+    """The window LiteLLM's map gives a model name, whatever is set (doctor shows what a setting overrides)."""
+    entry = model_entry(model) or {}
+    return _positive(entry.get("max_input_tokens")) or _positive(entry.get("max_tokens"))
 
 
 class ContextWindows:
@@ -72,6 +85,8 @@ class ContextWindows:
         # model name -> (LiteLLM model, model_info) of each deployment, from LLM_ROUTER_CONFIG
         self.deployments = {name: tuple(items) for name, items in (deployments or {}).items()}
         self._learned: dict[str, int] = {}
+        self._ratios: dict[str, float] = {}  # model -> the provider's token count / ours, from its errors
+        self._fitted: set[str] = set()  # models that answered a part cut by our count without refusing it
         self._lock = threading.Lock()
 
     @classmethod
@@ -101,6 +116,28 @@ class ContextWindows:
             self._learned[model] = tokens
         return Window(tokens, ERROR_SOURCE)
 
+    def fitted(self, model: str) -> bool:
+        """Whether parts cut by our count are known to fit this model: one was answered, or a ratio learned."""
+        with self._lock:
+            return model in self._fitted or model in self._ratios
+
+    def note_fit(self, model: str) -> None:
+        with self._lock:
+            self._fitted.add(model)
+
+    def ratio(self, model: str) -> float | None:
+        """The provider's token count over ours for this model, once an error stated both; None before."""
+        with self._lock:
+            return self._ratios.get(model)
+
+    def learn_ratio(self, model: str, theirs: int, ours: int) -> float:
+        """Remember how many of the provider's tokens one of ours is (never less than 1: a provider that
+        counts fewer did not refuse for that reason). The largest seen wins: parts must fit every time."""
+        ratio = max(1.0, theirs / max(ours, 1))
+        with self._lock:
+            ratio = max(ratio, self._ratios.get(model, 1.0))
+            self._ratios[model] = ratio
+        return ratio
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ _TRANSIENT_NAMES = {
 # How OpenAI, vLLM and LiteLLM word a prompt that is too long; the number is the model's window.
 _CONTEXT_MESSAGES = re.compile(r"context_length_exceeded|maximum context length|context window", re.IGNORECASE)
 _CONTEXT_SIZE = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
+# The provider's own count: of the messages ("your messages resulted in N tokens", "(N in the messages"),
+# or of messages and answer together ("you requested N tokens").
+_CONTEXT_PROMPT = re.compile(r"messages resulted in (\d+) tokens|\((\d+) in the messages", re.IGNORECASE)
+_CONTEXT_REQUESTED = re.compile(r"you requested (\d+) tokens", re.IGNORECASE)
 _PERMANENT_NAMES = {
     "AuthenticationError", "PermissionDeniedError", "BadRequestError", "ContextWindowExceededError",
     "NotFoundError", "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
@@ -161,8 +165,7 @@ def classify(exc: BaseException, api_base: str | None = None) -> LLMError:
     if detail:
         message += f": {detail}"
     if "ContextWindowExceededError" in names or (status == 400 and _CONTEXT_MESSAGES.search(str(exc))):
-        size = _CONTEXT_SIZE.search(str(exc))
-        return ContextWindowError(message, window=int(size.group(1)) if size else None)
+        return context_window_error(message, str(exc))
     if names & _PERMANENT_NAMES and not names & {"RateLimitError"}:
         if "response_format" in str(exc) and status == 400:
             # e.g. LM Studio: "'response_format.type' must be 'json_schema' or 'text'" in JSON mode
@@ -178,6 +181,14 @@ def classify(exc: BaseException, api_base: str | None = None) -> LLMError:
         return PermanentLLMError(message)
     # Unknown failures (e.g. APIError without a status) are retried: a wasted retry is cheaper than a lost task.
     return TransientLLMError(message)
+
+
+def context_window_error(message: str, text: str) -> ContextWindowError:
+    """A context-length refusal, with the window and the provider's token counts where its text states them."""
+    size, prompt, requested = _CONTEXT_SIZE.search(text), _CONTEXT_PROMPT.search(text), _CONTEXT_REQUESTED.search(text)
+    return ContextWindowError(message, window=int(size.group(1)) if size else None,
+                              prompt_tokens=int(next(g for g in prompt.groups() if g)) if prompt else None,
+                              requested_tokens=int(requested.group(1)) if requested else None)
 
 
 # Parameters the answer can do without, which some models refuse (temperature on reasoning models,

@@ -110,6 +110,7 @@ def status_data(services: Services, now: float | None = None, titles: ProjectTit
                 'deadline are not written back; the next "Retrieve predictions" collects them'),
         },
         "problems": _problems(services),
+        "unread": [_redacted_row(row) for row in services.metrics.unread_rows()],
         "projects": projects,
         "generated": now,
     }
@@ -123,6 +124,10 @@ def _problems(services: Services) -> list[dict[str, Any]]:
              for problem in services.startup.problems]
     return found + [{"title": p.title, "message": redact(p.message), "fix": p.fix, "since": p.since, "last": p.last,
                      "count": p.count} for p in services.health.all()]
+
+
+def _redacted_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "reason": redact(row["reason"])}
 
 
 def _redacted(data: dict[str, Any]) -> dict[str, Any]:
