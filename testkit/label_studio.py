@@ -217,7 +217,7 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
-def _child_env(data_dir: Path, legacy_tokens: bool, extra: Mapping[str, str] | None) -> dict[str, str]:
+def _child_env(data_dir: Path, legacy_tokens: bool, extra: Mapping[str, str | None] | None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -245,7 +245,12 @@ def _child_env(data_dir: Path, legacy_tokens: bool, extra: Mapping[str, str] | N
             "PYTHONUNBUFFERED": "1",
         }
     )
-    env.update(extra or {})
+    # None unsets a variable: e.g. the two SSRF settings, to run Label Studio with its own defaults.
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
@@ -321,7 +326,7 @@ class LabelStudio:
         password: str | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         reuse_migrated_db: bool = True,
-        extra_env: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str | None] | None = None,
     ) -> None:
         self.executable = executable
         self.legacy_tokens = legacy_tokens

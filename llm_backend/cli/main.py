@@ -94,14 +94,17 @@ def worker(threads: int | None) -> None:
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A label config XML to check (controls, toName, $field).")
-def doctor(config_path: Path | None) -> None:
+@click.option("--backend-url", default=None, metavar="URL",
+              help="The backend's URL as Label Studio uses it, to check Label Studio accepts it (default: "
+                   "http://localhost:PORT when Label Studio runs on this machine).")
+def doctor(config_path: Path | None, backend_url: str | None) -> None:
     """Check settings, the model, Label Studio and a label config; print each result with its fix.
 
     Exits 1 when any check fails."""
     from ..offline.doctor import render, run_doctor
 
     configure_logging("ERROR")
-    checks = run_doctor(config_path)
+    checks = run_doctor(config_path, backend_url=backend_url)
     click.echo(render(checks))
     sys.exit(1 if any(check.failed for check in checks) else 0)
 

@@ -30,6 +30,7 @@ from ..models.vision import vision_support
 from ..netcheck import Unreachable, is_local, why_unreachable
 from ..redact import redact, register_secrets
 from ..settings import Settings, load_settings
+from .label_studio_view import LOCAL_SETTINGS, backend_reach, token_finding, what_answers
 from .probe import ModeResult, probe_modes, recommend
 
 
@@ -149,23 +150,32 @@ def check_label_studio(settings: Settings) -> Iterator[Check]:
         yield Check("Label Studio reachable", "fail", f"{url}/health answered HTTP {health.status_code}",
                     "is LABEL_STUDIO_URL the Label Studio web address (not the backend's)?")
         return
-    yield Check("Label Studio reachable", "pass", url)
+    found = what_answers(settings.ls_url, health)
+    yield Check("Label Studio reachable", found.status, url if found.status == "pass" else found.detail, found.fix)
+    if found.status != "pass":
+        return
     if settings.label_studio_api_key is None:
         yield Check("Label Studio token", "warn", "LABEL_STUDIO_API_KEY is not set",
                     "files under /data/upload need it: Label Studio -> Account & Settings -> Personal Access "
                     "Token (or Legacy Token)")
         return
     client = LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value(), timeout=10)
-    kind = "Personal Access Token" if client.kind == "personal_access_token" else "Legacy Token"
-    try:
-        user = client.whoami()
-    except LLMBackendError as exc:
-        fix = ("Legacy Tokens may be disabled for this organization: create a Personal Access Token "
-               "(Account & Settings -> Personal Access Token)" if client.kind == "legacy"
-               else "the Personal Access Token may be revoked or from another Label Studio instance")
-        yield Check("Label Studio token", "fail", f"{kind}: {exc.message}", fix)
-        return
-    yield Check("Label Studio token", "pass", f"{kind} valid for {user.get('email') or user.get('username') or '?'}")
+    token = token_finding(client)
+    yield Check("Label Studio token", token.status, token.detail, token.fix)
+
+
+def check_backend_reach(settings: Settings, backend_url: str | None) -> Check:
+    """Whether Label Studio would connect to the backend's URL (the one you give it in Settings -> Model)."""
+    assert settings.ls_url and settings.label_studio_api_key
+    client = LabelStudioClient(settings.ls_url, settings.label_studio_api_key.get_secret_value(), timeout=10)
+    if backend_url is None and settings.ls_url and is_local(settings.ls_url):
+        backend_url = f"http://localhost:{settings.port}"  # Label Studio on this machine, as the README has it
+    if backend_url is None:
+        return Check("Label Studio -> backend", "skip", "Label Studio runs elsewhere: which URL it uses for this "
+                                                        "backend is not known here",
+                     "pass --backend-url URL (the URL you give Label Studio) to check that Label Studio accepts it")
+    found = backend_reach(client, backend_url)
+    return Check("Label Studio -> backend", found.status, found.detail, found.fix)
 
 
 def label_studio_hint(url: str, failure: Unreachable, in_container: bool) -> str:
@@ -226,7 +236,7 @@ def check_config(path: Path | None, settings: Settings | None = None) -> Iterato
 def backend_urls(settings: Settings) -> Check:
     port = settings.port
     lines = [
-        f"Label Studio on this machine: http://localhost:{port}",
+        f"Label Studio on this machine: http://localhost:{port} (Label Studio started with {LOCAL_SETTINGS})",
         f"Label Studio in the same docker compose: http://ml-backend:{port}",
         f"Label Studio in Docker, backend on the host: http://host.docker.internal:{port} (Mac/Windows), "
         f"http://172.17.0.1:{port} (Linux)",
@@ -235,7 +245,8 @@ def backend_urls(settings: Settings) -> Check:
     return Check("backend URL for Label Studio", "pass", f"{where}; connect with: " + "; ".join(lines))
 
 
-def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_settings) -> list[Check]:
+def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_settings,
+               backend_url: str | None = None) -> list[Check]:
     try:
         settings = load()
     except SettingsError as exc:
@@ -245,7 +256,10 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
                                         f"cache={'on' if settings.cache_enabled else 'off'}")]
     checks += list(check_llm(settings))
     checks.append(check_context(settings))
-    checks += list(check_label_studio(settings))
+    label_studio = list(check_label_studio(settings))
+    checks += label_studio
+    if [check.status for check in label_studio] == ["pass", "pass"]:  # reachable, and the token works
+        checks.append(check_backend_reach(settings, backend_url))
     checks += list(check_config(config_path, settings))
     checks.append(backend_urls(settings))
     return checks
