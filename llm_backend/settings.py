@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     # The model
     llm_model: str = Field("openai/gpt-4o-mini", min_length=1)
+    improve_model: str | None = None  # `llm-backend improve` asks this model for revised instructions (LLM_MODEL)
     llm_api_base: AnyHttpUrl | None = None
     llm_api_key: SecretStr | None = None
     llm_timeout: float = Field(60.0, gt=0, le=3600)

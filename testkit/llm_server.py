@@ -74,6 +74,7 @@ from .llm_batches import BatchAPI
 from .noisy_model import NoisyModel
 from .provider_tokens import char_refusal, char_usage
 from .reply_styles import Shaped, check_style, shape
+from .world import World
 
 __all__ = [
     "FakeLLMServer",
@@ -894,6 +895,7 @@ class FakeLLMServer:
         self.chars_per_token = chars_per_token  # count tokens as characters / this (testkit/provider_tokens.py)
         self._gazetteer: Gazetteer | None = None
         self.noisy: NoisyModel | None = None  # unscripted requests naming its tasks (testkit/noisy_model.py)
+        self.world: World | None = None  # the prompt lab's model (testkit/world.py); answers unmatched requests
         self.port = port
         self.latency = _non_negative_float(latency, "latency")
         self._max_concurrent = _optional_positive_int(max_concurrent, "max_concurrent")
@@ -1023,6 +1025,7 @@ class FakeLLMServer:
             self._default = None
             self._gazetteer = None
             self.noisy = None
+            self.world = None
             self._failures = _Failures()
             self._rng = random.Random(0)
             self.requests.clear()
@@ -1149,6 +1152,8 @@ class FakeLLMServer:
         choices = noisy.choices(body) if noisy is not None else None
         if choices:
             return Reply(content=choices[0]["content"], logprobs=choices[0].get("logprobs"), more_choices=choices[1:])
+        if default is None and self.world is not None and (content := self.world.answer(body, text)) is not None:
+            return Reply(content=content)
         if default is None and gazetteer is not None:
             content = gazetteer.answer(text, default_content(body))
             return Reply() if content is None else Reply(content=content)

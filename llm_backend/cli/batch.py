@@ -7,7 +7,7 @@ is under --min-accuracy (eval); 2 unusable input (files, settings, label config,
 
 from __future__ import annotations
 
-import logging
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,72 +15,28 @@ from typing import Any, TypeVar
 import click
 
 from ..core.causes import Cause
-from ..core.config import LabelConfig, parse_label_config
+from ..core.config import LabelConfig
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..engine.outcome import BatchSummary
 from ..errors import LLMBackendError
 from ..label_studio import TOKEN_WHERE, LabelStudioClient
-from ..offline.files import TaskFileError, import_task, read_tasks, write_json
+from ..offline.files import TaskFileError, import_task, write_json
 from ..offline.prediction_files import choose, fetch_listed, ids_only, snapshot_hint
 from ..offline.project_labeler import ProjectLabeler
 from ..offline.provider_batch import ProviderBatchRun
 from ..offline.report import render_text, write_html
 from ..offline.runs import Progress, error_lines, evaluate_tasks, failed_advice, predict_tasks, summary_lines
-from ..redact import redact
 from ..services import Services, build_services
-from ..settings import Settings, load_settings
+from ..settings import Settings
+from .common import INTERRUPTED, InputError, _config, _logging, _settings, _tasks
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERRUPTED = 130
-
-
-class InputError(click.ClickException):
-    exit_code = 2
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact(message))  # Label Studio and providers may echo credentials
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except LLMBackendError as exc:
-        raise InputError(exc.message) from None
-
-
-def _logging(verbose: bool, settings: Settings) -> None:
-    if logging.getLogger().handlers:
-        return  # whoever runs the command in-process (a test runner, a script) owns logging
-    # Failed tasks are grouped in the summary; one log line each would bury the progress bar.
-    level = settings.log_level if verbose else "ERROR"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("llm_backend").setLevel(level)
-    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore", "huey"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def _services(settings: Settings) -> Services:
     try:
         return build_services(settings)
     except LLMBackendError as exc:
-        raise InputError(exc.message) from None
-
-
-def _config(path: Path) -> LabelConfig:
-    try:
-        config = parse_label_config(path.read_text(encoding="utf-8"))
-    except (LLMBackendError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: {getattr(exc, 'message', exc)}") from None
-    if not config.controls:
-        reasons = "; ".join(f"{s.name} <{s.tag}>: {s.reason}" for s in config.skipped)
-        raise InputError(f"{path}: no control this backend can predict ({reasons})")
-    return config
-
-
-def _tasks(path: Path) -> list[dict[str, Any]]:
-    try:
-        return read_tasks(path)
-    except TaskFileError as exc:
         raise InputError(exc.message) from None
 
 
@@ -309,8 +265,13 @@ def _chosen_predictions(path: Path, annotated: list[str], version: str | None
               help="With --predictions: which model_version to score, when the file holds several.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write an HTML report (tables, confusion matrices, worst disagreements) here.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Also write the numbers as JSON here.")
+@click.option("--json", "json_path", default=None, is_flag=False, flag_value="-",
+              type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write the numbers as JSON here; --json alone prints only the JSON.")
+@click.option("--compare", nargs=2, default=None, metavar="A B",
+              help="Compare two prompt folders (PROMPTS_DIR format; an empty one is the shipped defaults) or "
+                   "model=NAME, paired on the same tasks: each control's metric, B - A with a 95% bootstrap "
+                   "interval, McNemar p for Choices, and the tasks where they differ (see README, Prompt lab).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
               help="Exit with code 1 when a control scores below this (0-1): Choices, Taxonomy, Rating and Number "
                    "by accuracy, Labels by exact-match F1, TextArea by mean similarity.")
@@ -322,7 +283,7 @@ def _chosen_predictions(path: Path, annotated: list[str], version: str | None
 def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | None, model_version: str | None,
                  out_path: Path | None, json_path: Path | None, min_accuracy: float | None, worst: int,
                  project: str | None, model: str | None, concurrency: int | None, progress: bool | None,
-                 verbose: bool) -> None:
+                 verbose: bool, compare: tuple[str, str] | None = None) -> None:
     """Measure the prompts against human annotations.
 
     Runs the current prompts on the annotated tasks (answers are cached, so re-running after a
@@ -340,6 +301,11 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     if not annotated:
         raise InputError(f"{tasks_path}: no task has an annotation that was not cancelled")
     _check_controls_annotated(config_path, config, tasks_path, tasks)
+    if compare:
+        from .lab import run_compare
+
+        return run_compare(compare, config, tasks, tasks_path.name, project, json_path is not None
+                           and str(json_path) == "-", out_path, model, concurrency, progress, verbose)
     if predictions_path is not None:
         predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
         report = evaluate(config, tasks, predictions, model_version=version, worst=worst)
@@ -358,6 +324,9 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
             click.echo("some predictions failed; they count as predictions with nothing in them:", err=True)
             for line in error_lines(run.errors, run.causes):
                 click.echo(line, err=True)
+    if json_path is not None and str(json_path) == "-":
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return _gate(report, min_accuracy)
     click.echo(render_text(report))
     if out_path is not None:
         write_html(report, out_path, f"Evaluation of {config_path.name} on {tasks_path.name}")

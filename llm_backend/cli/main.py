@@ -192,11 +192,13 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
 
 def _register_batch_commands() -> None:
     from .batch import commands
+    from .lab import register as register_lab
     from .plan import plan_command
     from .trust import commands as trust_commands
 
     for command in [*commands, plan_command, *trust_commands]:
         main.add_command(command)
+    register_lab(main, prompts)
 
 
 def _print_prompt(settings: Settings, library: Any, config: Any, project: str | None, task: dict[str, Any]) -> None:

@@ -10,8 +10,8 @@ versions being run on the same tasks, which is what makes a small gain detectabl
     mcnemar(a_correct, b_correct)    -> p          (exact: binomial test on the discordant pairs)
     stratified_split(keys, labels)   -> (working, held_out)
 
-numpy, scipy and scikit-learn are the `lab` extra (`pip install 'llm-backend[lab]'`): this module is
-imported only by the prompt-lab commands, never by `import llm_backend`.
+numpy, scipy and scikit-learn are the `lab` extra (`pip install 'llm-backend[lab]'`); only the
+prompt-lab commands import this module, never `import llm_backend` or the server.
 """
 
 from __future__ import annotations

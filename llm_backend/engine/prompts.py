@@ -32,6 +32,7 @@ from ..errors import PromptError
 
 TEMPLATE_SUFFIX = ".j2"
 REQUIRED_TEMPLATES = ("system.j2", "user.j2", "repair.j2")
+LAB_TEMPLATES = frozenset({"improve.j2"})  # `llm-backend improve`'s request: no part of a prediction's prompt
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
@@ -121,7 +122,7 @@ class PromptLibrary:
 
     def fingerprint(self, project: str | None) -> str:
         """A hash of the templates in effect; re-read only when a file's mtime or size changes."""
-        files = self.files(project)
+        files = {name: path for name, path in self.files(project).items() if name not in LAB_TEMPLATES}
         stamp = tuple((name, str(path), path.stat().st_mtime_ns, path.stat().st_size)
                       for name, path in sorted(files.items()))
         cache_key = project or ""
