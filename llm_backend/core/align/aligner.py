@@ -45,15 +45,13 @@ class Aligner:
         out = []
         ordered = sorted(self.exact.candidates(needle), key=lambda hit: (hit[1].start, hit[0]))
         for _, candidate in ordered:
-            if primary.whole and not candidate.whole:
-                continue  # a whole-word match is not copied onto fragments of words
             if self.taken.conflict(candidate.start, candidate.end, "") != FREE:
                 continue
             self.take(candidate, quote)
             if fuzzy:
                 # A copy of a fuzzy match is as far from the quote as the match is.
                 kind, score = primary.kind, primary.score
-                out.append(Candidate(candidate.start, candidate.end, kind, score, candidate.whole, candidate.widened))
+                out.append(Candidate(candidate.start, candidate.end, kind, score, candidate.widened))
             else:
                 out.append(candidate)
         return out

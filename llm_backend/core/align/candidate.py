@@ -13,5 +13,6 @@ class Candidate:
     end: int
     kind: MatchKind
     score: float
-    whole: bool  # starts and ends on word boundaries
-    widened: bool  # cut a word and was widened to whole words
+    # Cut a word and was widened to whole words (every candidate starts and ends on word boundaries:
+    # a hit inside a word is widened or dropped).
+    widened: bool

@@ -48,7 +48,7 @@ class ExactMatcher:
         """The hit as a candidate: whole words as they are; a hit inside a longer word (or inside a
         grapheme cluster) only widened to whole words that still match, never as an exact match."""
         if is_boundary(self.text, start) and is_boundary(self.text, end):
-            return Candidate(start, end, STEP_KINDS[step], 100.0, True, False)
+            return Candidate(start, end, STEP_KINDS[step], 100.0, False)
         return self._widen(start, end, quote)
 
     def _widen(self, start: int, end: int, quote: Quote) -> Candidate | None:
@@ -66,11 +66,11 @@ class ExactMatcher:
             return None
         got = NormMap(text[wide_start:wide_end]).text.strip()
         if got in (quote.norm, quote.core):  # only accents or a combining mark were cut
-            return Candidate(wide_start, wide_end, MatchKind.NORMALISED, 100.0, True, True)
+            return Candidate(wide_start, wide_end, MatchKind.NORMALISED, 100.0, True)
         if short:
             return None
         score = fuzz.ratio(quote.core, got, score_cutoff=self.options.fuzzy_threshold)
-        return Candidate(wide_start, wide_end, MatchKind.FUZZY, score, True, True) if score else None
+        return Candidate(wide_start, wide_end, MatchKind.FUZZY, score, True) if score else None
 
     def candidates(self, quote: Quote) -> Iterator[tuple[int, Candidate]]:
         """(step, candidate) for each distinct hit, in step order and text order within a step."""

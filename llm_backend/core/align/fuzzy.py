@@ -108,7 +108,7 @@ class FuzzyMatcher:
                 if not (is_cluster_boundary(text, orig_start) and is_cluster_boundary(text, orig_end)):
                     continue
                 if self.taken.conflict(orig_start, orig_end, "") == FREE:
-                    return Candidate(orig_start, orig_end, candidate.kind, candidate.score, True, False)
+                    return Candidate(orig_start, orig_end, candidate.kind, candidate.score, False)
         return None
 
     def _free_stretches(self, low: int, high: int) -> list[tuple[int, int]]:
@@ -232,4 +232,4 @@ class FuzzyMatcher:
         start, end = norm_map.orig_start(best[2]), norm_map.orig_end(best[3])
         if not (is_cluster_boundary(self.forms.text, start) and is_cluster_boundary(self.forms.text, end)):
             return None  # would cut an emoji sequence (its joiners are not in the normalised text)
-        return Candidate(start, end, MatchKind.FUZZY, best[0], True, False)
+        return Candidate(start, end, MatchKind.FUZZY, best[0], False)
