@@ -9,14 +9,21 @@ TEST_STAMP := $(VENV)/.installed-test
 # The real Label Studio the end-to-end tests start (its own virtualenv: Django must not mix with ours).
 LS_VENV ?= .venv-ls
 
-.PHONY: help install serve demo doctor test lint bench clean label-studio
+# Test workers: the suite waits on subprocesses and servers more than it computes, so more workers than
+# cores pays; tests marked `serial` (time limits Label Studio sets) then run alone.
+TEST_JOBS ?= 4
+PYTEST := $(BIN)/python -m pytest
+PARALLEL := $(PYTEST) -n $(TEST_JOBS) --dist loadgroup
+
+.PHONY: help install serve demo doctor check test lint bench clean label-studio
 
 help:
 	@echo "make serve    serve the backend on http://0.0.0.0:9090 (set LLM_MODEL first, see README)"
 	@echo "make demo     serve the demo model: predictions from simple rules, no API key or GPU needed"
 	@echo "make doctor   check settings, model and Label Studio (CONFIG=label_config.xml to check a config too)"
 	@echo "make install  only create .venv with the backend in it (.venv/bin/llm-backend)"
-	@echo "make test     contributors: ruff and every test (installs test tools and Label Studio, ~1 GB)"
+	@echo "make check    contributors: ruff and every test that needs neither Label Studio nor a browser (minutes)"
+	@echo "make test     contributors: ruff and every test (installs test tools and Label Studio, ~1 GB); what CI runs"
 	@echo "make bench    the benchmarks"
 
 $(SERVE_STAMP): pyproject.toml
@@ -46,9 +53,17 @@ demo: $(SERVE_STAMP)
 doctor: $(SERVE_STAMP)
 	$(BIN)/llm-backend doctor $(if $(CONFIG),--config $(CONFIG))
 
-test: $(TEST_STAMP) label-studio
+check: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m pytest
+	$(PARALLEL) -m "not label_studio and not browser and not serial"
+	$(PYTEST) -m "serial and not label_studio and not browser"
+
+# Label Studio installs on first use inside the run (its tests share one worker and one Label Studio),
+# while the other workers run everything else.
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	LS_VENV=$(abspath $(LS_VENV)) $(PARALLEL) -m "not serial"
+	LS_VENV=$(abspath $(LS_VENV)) $(PYTEST) -m serial
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

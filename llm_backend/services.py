@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ from .settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one graph per process
 class Services:
     """The long-lived objects of one process, built once and handed to whoever needs them."""
 
@@ -89,6 +90,25 @@ class Services:
                                   name="startup-checks", daemon=True)
         thread.start()
         return thread
+
+    def close(self, timeout: float | None = 30) -> None:
+        """Stop this process's consumers and close every store's connections (tests build many apps in one
+        process; a server closes them on shutdown). Using a store afterwards opens a connection again."""
+        self.consumers.stop(timeout)
+        self.jobs.close()
+        for store in (self.cache, self.examples, self.projects, self.batches, self.job_store):
+            store.disconnect()
+        _open.pop(id(self), None)
+
+
+# Built and not closed yet, for `close_all` (a test session builds hundreds; a dead one drops out by itself).
+_open: weakref.WeakValueDictionary[int, Services] = weakref.WeakValueDictionary()
+
+
+def close_all(timeout: float | None = 30) -> None:
+    """Close every `Services` this process built and has not closed."""
+    for services in list(_open.values()):
+        services.close(timeout)
 
 
 def model_client(settings: Settings, routing: Routing) -> CompletionClient:
@@ -145,9 +165,11 @@ def build_services(
     health = Problems()
     consumers = Consumers(jobs, job_store, settings.llm_concurrency,
                           writeback=_writeback(job_store, label_studio, jobs, health))
-    return Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects, predictor,
-                    runner, trainer, events, pricing,
-                    open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health)
+    services = Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects,
+                        predictor, runner, trainer, events, pricing,
+                        open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health)
+    _open[id(services)] = services
+    return services
 
 
 def _writeback(store: JobStore, label_studio: LabelStudioClient | None, jobs: Jobs, health: Problems

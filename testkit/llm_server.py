@@ -129,6 +129,9 @@ class Reply:
     refusal: str | None = None
     reasoning_content: str | None = None
     more_choices: list[dict[str, Any]] | None = None  # choices after the first ({"content", "logprobs"}): `n`
+    # Hold the answer until this many calls have been in flight at once (at most 30 s): a test of a
+    # concurrency limit then knows the limit was reached, without counting on timing to get there.
+    gate: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reply:
@@ -583,6 +586,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with fake._slot():
                 reply = fake._choose_reply(body)
+                if reply.gate:
+                    fake._await_gate(reply.gate)
                 fake._sleep(fake.latency + reply.delay)
                 content_type = "application/json"
                 if reply.status >= 400:
@@ -1117,11 +1122,23 @@ class FakeLLMServer:
             self._in_flight += 1
             with self._lock:
                 self.max_in_flight_seen = max(self.max_in_flight_seen, self._in_flight)
+            self._slots.notify_all()  # wakes gated answers waiting for this many in flight
+
+    def _await_gate(self, size: int, timeout: float = 30.0) -> None:
+        # The peak seen since the last reset, not the count now: once reached, every held answer goes,
+        # even if one of them was quicker to finish and lowered the count before the others woke.
+        deadline = time.monotonic() + timeout
+        with self._slots:
+            while self.max_in_flight_seen < size and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._slots.wait(left)
 
     def _release_slot(self) -> None:
         with self._slots:
             self._in_flight -= 1
-            self._slots.notify()
+            self._slots.notify_all()  # gated answers wait on the same condition as callers waiting for a slot
 
     def _batch_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One request line of a batch: the reply the rules choose, without latency (a batch takes hours)."""

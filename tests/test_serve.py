@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_health_answers_in_the_first_second(start_backend: Callable[..., BackendProcess]) -> None:
     backend = start_backend()
     started = time.monotonic()

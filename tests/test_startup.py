@@ -54,6 +54,7 @@ def silent_port() -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_serve_without_an_api_key_logs_one_error_with_the_fix(
     start_backend: Callable[..., BackendProcess], no_provider_keys: None
 ) -> None:
@@ -69,6 +70,7 @@ def test_serve_without_an_api_key_logs_one_error_with_the_fix(
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", litellm_version())
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_an_unreachable_base_url_is_found_without_delaying_health(
     start_backend: Callable[..., BackendProcess], silent_port: int
 ) -> None:
@@ -106,6 +108,7 @@ def test_an_openai_compatible_server_needs_no_key(
     assert _errors(log) == [] and "startup checks passed: LLM_MODEL=openai/test-model" in log
 
 
+@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_the_demo_model_needs_no_key_no_server_and_says_it_is_a_demo(
     start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, no_provider_keys: None
 ) -> None:

@@ -93,6 +93,7 @@ def test_the_page_escapes_what_it_shows(make_client: Callable[..., Any], llm: Fa
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs it)")
 def test_status_page_renders_its_numbers_in_headless_chromium(
     start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path

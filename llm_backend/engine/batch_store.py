@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .cache import SQLiteFile
+from .cache import RedisConnection, SQLiteFile
 
 # OpenAI deletes batch files after 30 days; an older batch cannot be read any more.
 MAX_AGE = 30 * 86_400
@@ -47,6 +47,7 @@ class BatchStore(Protocol):
     def add(self, record: BatchRecord) -> None: ...
     def open(self) -> list[BatchRecord]: ...
     def close(self, batch_id: str) -> None: ...
+    def disconnect(self) -> None: ...
 
 
 def _fresh(records: list[BatchRecord]) -> list[BatchRecord]:
@@ -71,11 +72,9 @@ class SQLiteBatchStore(SQLiteFile):
         self._connect().execute("UPDATE batches SET closed = ? WHERE id = ?", (time.time(), batch_id))
 
 
-class RedisBatchStore:
+class RedisBatchStore(RedisConnection):
     def __init__(self, url: str, prefix: str = "llm-backend:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        super().__init__(url)
         self._key = f"{prefix}open-batches"
 
     def add(self, record: BatchRecord) -> None:

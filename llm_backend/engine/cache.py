@@ -25,6 +25,7 @@ class Cache(Protocol):
     def get(self, key: str) -> dict[str, Any] | None: ...
     def set(self, key: str, value: dict[str, Any]) -> None: ...
     def describe(self) -> str: ...
+    def disconnect(self) -> None: ...
 
 
 class NullCache:
@@ -36,6 +37,9 @@ class NullCache:
 
     def describe(self) -> str:
         return "off"
+
+    def disconnect(self) -> None:
+        return None
 
 
 class SQLiteFile:
@@ -50,6 +54,7 @@ class SQLiteFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []  # every thread's, so that `disconnect` can close them all
         db = self._connect()
         db.execute("PRAGMA journal_mode=WAL")
         for statement in schema:
@@ -66,7 +71,17 @@ class SQLiteFile:
             connection.execute("PRAGMA cache_size=-512")
             self._local.connection = connection
             self._local.pid = os.getpid()
+            with self._write_lock:
+                self._opened.append(connection)
         return connection
+
+    def disconnect(self) -> None:
+        """Close every thread's connection (`Services.close`); a later use opens a new one."""
+        with self._write_lock:
+            opened, self._opened = self._opened, []
+            self._local = threading.local()
+        for connection in opened:
+            connection.close()
 
     def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """One statement, one transaction."""
@@ -86,6 +101,19 @@ class SQLiteFile:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+
+class RedisConnection:
+    """A Redis client for one store, shared by its threads (redis-py pools the connections itself)."""
+
+    def __init__(self, url: str, *, socket_timeout: float = 5) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=5)
+
+    def disconnect(self) -> None:
+        """Close the pooled connections (`Services.close`); a later use opens new ones."""
+        self._redis.close()
 
 
 class SQLiteCache(SQLiteFile):
@@ -113,11 +141,9 @@ class SQLiteCache(SQLiteFile):
         return f"sqlite:{self.path}"
 
 
-class RedisCache:
+class RedisCache(RedisConnection):
     def __init__(self, url: str, prefix: str = "llm-backend:response:", ttl: int | None = None) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        super().__init__(url)
         self.prefix = prefix
         self.ttl = ttl
         self._url = url

@@ -22,7 +22,7 @@ from rapidfuzz import fuzz, process
 
 from ..core.config import LabelConfig
 from ..core.controls import MISSING, spec_for
-from .cache import SQLiteFile
+from .cache import RedisConnection, SQLiteFile
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class ExampleStore(Protocol):
     def snapshots(self, project: str) -> list[Snapshot]: ...
     def latest(self, project: str) -> Snapshot | None: ...
     def count_since(self, project: str, since: float) -> int: ...
+    def disconnect(self) -> None: ...
 
 
 def _example(data: dict[str, Any]) -> Example:
@@ -181,13 +182,11 @@ class SQLiteExampleStore(SQLiteFile):
         return int(row[0])
 
 
-class RedisExampleStore:
+class RedisExampleStore(RedisConnection):
     """The same store on Redis, so replicas share examples and snapshots."""
 
     def __init__(self, url: str, prefix: str = "llm-backend:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        super().__init__(url)
         self.prefix = prefix
 
     def _examples_key(self, project: str) -> str:

@@ -90,6 +90,13 @@ class Jobs:
                 self._pid = os.getpid()
             return self._huey
 
+    def close(self) -> None:
+        """Close this process's queue connection (`Services.close`); a later use opens it again."""
+        with self._lock:
+            if self._huey is not None and self._pid == os.getpid():
+                self._huey.storage.close()
+                self._huey = None
+
     def enqueue(self, job_id: str, task_id: int, *, wake: bool = True) -> None:
         self.huey  # noqa: B018 (builds the task wrapper)
         self._huey_task(job_id, task_id)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .cache import SQLiteFile
+from .cache import RedisConnection, SQLiteFile
 
 ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
 DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
@@ -107,6 +107,7 @@ class JobStore(Protocol):
     def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]: ...
     def heartbeat(self, consumer: str) -> None: ...
     def consumers(self) -> dict[str, float]: ...
+    def disconnect(self) -> None: ...
 
 
 class SQLiteJobStore(SQLiteFile):
@@ -253,11 +254,9 @@ return found
 """
 
 
-class RedisJobStore:
+class RedisJobStore(RedisConnection):
     def __init__(self, url: str, prefix: str = "llm-backend:jobs:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        super().__init__(url, socket_timeout=10)
         self._prefix = prefix
         self._move = self._redis.register_script(_MOVE)
         self._working = self._redis.register_script(_WORKING)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..models.router import ModelChoice
-from .cache import SQLiteFile
+from .cache import RedisConnection, SQLiteFile
 
 
 def project_id(raw: object) -> str | None:
@@ -52,6 +52,7 @@ class ProjectStore(Protocol):
     def get(self, project: str) -> ProjectState | None: ...
     def put(self, state: ProjectState) -> None: ...
     def all(self) -> list[ProjectState]: ...
+    def disconnect(self) -> None: ...
 
 
 def update(store: ProjectStore, project: str, **changes: Any) -> ProjectState:
@@ -79,11 +80,9 @@ class SQLiteProjectStore(SQLiteFile):
         return [ProjectState.from_json(row[0]) for row in rows]
 
 
-class RedisProjectStore:
+class RedisProjectStore(RedisConnection):
     def __init__(self, url: str, prefix: str = "llm-backend:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        super().__init__(url)
         self._key = f"{prefix}projects-state"
 
     def get(self, project: str) -> ProjectState | None:
