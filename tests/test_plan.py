@@ -261,3 +261,30 @@ def test_plan_for_a_label_studio_project_plans_what_label_project_would_send(
     assert model["measured"]["accuracy"] == round(5 / 6, 4) and model["cached_tasks"] == 6 and model["calls"] == 14
     text = run_cli(["plan", "--project", str(project)], env).output
     assert "plan for 20 tasks" in text and "tasks 20, 6 with a cached answer; 14 calls" in text
+
+
+def test_a_long_text_is_planned_as_the_parts_the_run_sends(llm: FakeLLMServer, tmp_path: Path) -> None:
+    from testkit.documents import gazetteer_for, planted_document
+
+    text, planted = planted_document(seed=41, chars=200_000, entities=150)
+    llm.set_gazetteer(gazetteer_for(planted, cut_edges=True))
+    llm.context_tokens = 8192
+    config = tmp_path / "ner.xml"
+    config.write_text('<View><Text name="text" value="$text"/><Labels name="ner" toName="text">'
+                      '<Label value="Person"/><Label value="Organization"/><Label value="Location"/></Labels></View>')
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"text": text}])
+    # A name LiteLLM's map gives 128,000 tokens; the setting (the server's window) wins.
+    env = cli_env(llm, tmp_path, LLM_MODEL="openai/gpt-4o-mini", LLM_CONTEXT_TOKENS="8192")
+    model = plan_json(env, "--config", str(config), "--tasks", str(tasks))["models"]["openai/gpt-4o-mini"]
+    assert llm.calls == 0
+    result = run_cli(["predict", "--config", str(config), "--tasks", str(tasks), "--out", str(tmp_path / "o.json")],
+                     env)
+    assert result.exit_code == 0, result.output
+    usage = llm.usage()
+    assert llm.count(400) == 0 and model["calls"] == llm.calls > 10  # every part counted, as the run sent them
+    assert abs(model["prompt_tokens"] - usage["prompt_tokens"]) <= 0.10 * usage["prompt_tokens"], (
+        model["prompt_tokens"], usage["prompt_tokens"])
+    assert model["tasks"] == 1 and model["cost_usd"] == pytest.approx(
+        model["prompt_tokens"] * 1.5e-07 + model["completion_tokens"] * 6e-07, rel=1e-3)
+    print(f"\nplan {model['calls']} calls, {model['prompt_tokens']} prompt and {model['completion_tokens']} answer "
+          f"tokens; the run: {llm.calls} calls, {usage['prompt_tokens']} and {usage['completion_tokens']}")

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..core.align import AlignOptions
-from ..core.chunks import MIN_FILL, Chunk, choose_cut, split_after, split_text
+from ..core.chunks import Chunk, split_after, split_text
 from ..core.config import LabelConfig
 from ..core.controls import RegionInputs, RegionReport, spec_for
 from ..core.controls.combine import SUMMARY
@@ -48,6 +48,7 @@ from ..models.pricing import Pricing
 from ..settings import Settings
 from .fitter import MAX_SPLITS, MIN_PART_TOKENS, PartFitter, Plan, unread_gaps
 from .job import Answered, PredictionJob
+from .longplan import SUMMARIES_NOTE, PlannedCall, head_tail_view, planned_calls
 from .outcome import LongTextReport, TaskOutcome
 from .parts import (
     PART_NOTE,
@@ -65,7 +66,6 @@ from .pools import LazyPool
 
 log = logging.getLogger(__name__)
 
-SUMMARIES_NOTE: dict[str, Any] = {"mode": "summaries"}
 
 
 def _utf8_size(request: LLMRequest) -> int:
@@ -162,6 +162,12 @@ class LongTexts:
                                   "LiteLLM's count, so splitting it cannot help: the prompt around it is too long",
                            error.usage)
         return plan
+
+    def planned_calls(self, job: PredictionJob, request: LLMRequest, texts: dict[str, str], images: dict[str, Any]
+                      ) -> list[PlannedCall] | None:
+        """The requests a run of this task sends when its text is split (None: it is asked whole)."""
+        plan = self.plan(job, request, texts, images)
+        return None if plan is None else planned_calls(self.settings, self.asker, job, texts, plan)
 
     def predict(self, job: PredictionJob, texts: dict[str, str], plan: Plan) -> TaskOutcome:
         return _LongTask(self, job, texts, plan).run()
@@ -275,19 +281,12 @@ class _LongTask:
 
     def ask_head_tail(self) -> PartAnswer:
         """The other controls, asked once about the beginning and the end of the text."""
-        text, tokenizer, half = self.text, self.plan.tokenizer, self.plan.budget // 2
-        head_end = tokenizer.fit(text, half)
-        head_end = choose_cut(text, int(head_end * MIN_FILL), head_end)
-        tail_start = max(head_end, len(text) - head_end)
-        tail_start = len(text) - tokenizer.fit(text[tail_start:], half)
-        tail_start = choose_cut(text, tail_start, tail_start + (len(text) - tail_start) // 4)
-        shown = f"{text[:head_end]}\n\n[...]\n\n{text[tail_start:]}"
-        note = {"mode": "head_tail", "omitted": tail_start - head_end}
+        shown, self.omitted = head_tail_view(self.text, self.plan.tokenizer, self.plan.budget // 2)
+        note = {"mode": "head_tail", "omitted": self.omitted}
         config = only(self.job.config, self.others)
         texts = {**self.texts, self.plan.obj: shown}
         self.head_texts = texts
-        self.omitted = tail_start - head_end
-        part = Part(Chunk(0, len(text), 0), config)
+        part = Part(Chunk(0, len(self.text), 0), config)
         try:
             job = with_text(self.job, self.plan.obj, shown, config)
             request = self.engine.asker.build_request(job, texts, long_text=note)

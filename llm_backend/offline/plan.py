@@ -133,11 +133,26 @@ class Plan:
 
 
 @dataclass
-class _Rendered:
+class _Request:
     key: str
     prompt_tokens: int
     cached: Completion | None
-    text: str
+    text: str  # what it shows (the answer's typical size is estimated from it)
+
+
+@dataclass
+class _Rendered:
+    """One task's requests: one, or a long text's parts as the run will send them (engine/longplan.py)."""
+
+    requests: list[_Request]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(request.prompt_tokens for request in self.requests)
+
+    @property
+    def cached(self) -> bool:
+        return all(request.cached is not None for request in self.requests)
 
 
 class Planner:
@@ -183,20 +198,32 @@ class Planner:
                 skipped[exc.message] = skipped.get(exc.message, 0) + 1
                 rows.append(None)
                 continue
-            request = prepared.request
-            cached = cache.get(request.cache_key)
-            rows.append(_Rendered(request.cache_key, pricing.prompt_tokens(request, model),
-                                  Completion.from_cache(cached) if cached else None,
-                                  "\n".join(prepared.inputs.texts.values())))
+            inputs = prepared.inputs
+            try:  # a text longer than the window is asked in parts: count the parts' requests
+                parts = self.plain.long_texts.planned_calls(job, prepared.request, inputs.texts, inputs.image_sizes)
+            except LLMBackendError as exc:
+                skipped[exc.message] = skipped.get(exc.message, 0) + 1
+                rows.append(None)
+                continue
+            calls = [(call.request, call.text) for call in parts] if parts is not None else \
+                [(prepared.request, "\n".join(inputs.texts.values()))]
+            requests = []
+            for request, text in calls:
+                cached = cache.get(request.cache_key)
+                requests.append(_Request(request.cache_key, pricing.prompt_tokens(request, model),
+                                         Completion.from_cache(cached) if cached else None, text))
+            rows.append(_Rendered(requests))
         return rows
 
     def _answer_tokens(self, model: str, rows: list[_Rendered]) -> tuple[float, str]:
-        cached = [row.cached.completion_tokens for row in rows if row.cached and row.cached.completion_tokens]
+        """Answer tokens of one call: measured on cached answers where there are any, else typical."""
+        requests = [request for row in rows for request in row.requests]
+        cached = [r.cached.completion_tokens for r in requests if r.cached and r.cached.completion_tokens]
         if cached:
             return statistics.mean(cached), "cached answers"
         pricing = self.services.pricing
-        counts = [pricing.text_tokens(json.dumps(typical_answer(self.config, row.text), ensure_ascii=False), model)
-                  for row in rows]
+        counts = [pricing.text_tokens(json.dumps(typical_answer(self.config, r.text), ensure_ascii=False), model)
+                  for r in requests]
         return (statistics.mean(counts) if counts else 0.0), "control types"
 
     # ---- one model
@@ -206,18 +233,19 @@ class Planner:
         pricing, settings = self.services.pricing, self.services.settings
         valid = [row for row in rows if row is not None]
         if is_demo(model):  # answers from rules in this process: no call, no token, no bill, no wait
-            cached = float(sum(row.cached is not None for row in valid))
+            cached = float(sum(row.cached for row in valid))
             return ModelPlan(model, step, float(population), cached, 0.0, 0.0, 0.0, "demo model", 0.0, 0.0,
                              "the demo model calls nothing", 0.0, "the demo model answers in this process",
                              None, None, measured=measured)
         seen: set[str] = set()
         to_send: list[float] = []  # per rendered task: the prompt tokens it adds to the bill
+        sent: list[float] = []  # per rendered task: the calls it adds (a long text's parts)
         for row in rows:
-            new = row is not None and row.cached is None and row.key not in seen
-            to_send.append(float(row.prompt_tokens) if new and row is not None else 0.0)
-            if row is not None:
-                seen.add(row.key)
-        calls_est = scaled_total([1.0 if tokens else 0.0 for tokens in to_send], population)
+            new = [r for r in (row.requests if row is not None else []) if r.cached is None and r.key not in seen]
+            to_send.append(float(sum(request.prompt_tokens for request in new)))
+            sent.append(float(len(new)))
+            seen.update(request.key for request in (row.requests if row is not None else []))
+        calls_est = scaled_total(sent, population)
         prompt_est = scaled_total(to_send, population)
         cached_tasks = scaled_total([1.0 if row is not None and row.cached else 0.0 for row in rows], population)
         per_answer, source = self._answer_tokens(model, valid)
@@ -235,7 +263,8 @@ class Planner:
         else:  # the escalated share of the tasks, less those whose answer for this step is cached
             reaching = max(0.0, population * reach - cached_tasks.value)
             mean_prompt = statistics.mean([row.prompt_tokens for row in valid]) if valid else 0.0
-            calls, prompt = reaching * scale, reaching * mean_prompt * scale
+            mean_calls = statistics.mean([len(row.requests) for row in valid]) if valid else 1.0
+            calls, prompt = reaching * mean_calls * scale, reaching * mean_prompt * scale
         completion = calls * per_answer
         timing = run_seconds(calls, prompt + completion, latency=measured.latency,
                              concurrency=settings.llm_concurrency, rpm=limits.rpm, tpm=limits.tpm)
