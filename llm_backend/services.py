@@ -37,6 +37,7 @@ from .engine.writeback import WriteBack
 from .label_studio import LabelStudioClient
 from .models.client import CompletionClient, LiteLLMClient, litellm_loaded, load_litellm
 from .models.context import ContextWindows
+from .models.fastpath import FastPath
 from .models.limiter import LimitedClient
 from .models.preflight import StartupChecks, model_targets
 from .models.pricing import Pricing
@@ -118,6 +119,7 @@ def model_client(settings: Settings, routing: Routing) -> CompletionClient:
         timeout=settings.llm_timeout,
         max_retries=settings.llm_max_retries,
         retry_max_wait=settings.llm_retry_max_wait,
+        fast=FastPath(enabled=settings.llm_fast_path == "on"),
     )
 
 

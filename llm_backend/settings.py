@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     llm_concurrency: int = Field(8, ge=1, le=512)
     llm_max_retries: int = Field(4, ge=0, le=20)
     llm_retry_max_wait: float = Field(30.0, gt=0, le=600)
+    # on: OpenAI, vLLM and Ollama models are called through LiteLLM's provider mapping without acompletion
+    # (models/fastpath.py); off: every call is litellm.acompletion
+    llm_fast_path: Literal["on", "off"] = "on"
 
     # Long texts (see engine/longtext.py): the context window of models LiteLLM's map does not know
     # (prompt and answer, in tokens), extra NER passes, and what the other controls do with the parts.

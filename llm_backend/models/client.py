@@ -22,10 +22,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,10 +44,14 @@ __all__ = [
     "LLMRequest",
     "LiteLLMClient",
     "classify",
+    "litellm_loaded",
+    "litellm_version",
     "load_litellm",
     "parse_retry_after",
 ]
 from .aio import LOOP
+from .fastpath import Choice, FastPath
+from .loader import litellm_loaded, litellm_version, load_litellm
 
 log = logging.getLogger(__name__)
 
@@ -128,38 +130,6 @@ class CompletionClient(Protocol):
         ...
 
 
-def litellm_version() -> str:
-    """The installed distribution's version: LiteLLM has no reliable __version__ attribute."""
-    try:
-        return importlib.metadata.version("litellm")
-    except importlib.metadata.PackageNotFoundError:
-        return "(version unknown)"
-
-
-_litellm_lock = threading.Lock()
-_litellm: ModuleType | None = None
-
-
-def load_litellm() -> ModuleType:
-    """Import LiteLLM once, offline-safe (no price-map download)."""
-    global _litellm
-    if _litellm is None:
-        with _litellm_lock:
-            if _litellm is None:
-                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-                os.environ.setdefault("LITELLM_LOG", "ERROR")
-                started = time.monotonic()
-                import litellm
-
-                litellm.suppress_debug_info = True
-                litellm.telemetry = False
-                _litellm = litellm
-                log.info("LiteLLM %s loaded in %.1f s", litellm_version(), time.monotonic() - started)
-    return _litellm
-
-
-def litellm_loaded() -> bool:
-    return _litellm is not None
 
 
 def _reasoning_of(message: Any) -> str | None:
@@ -179,6 +149,7 @@ class LiteLLMClient:
     max_retries: int = 4
     retry_max_wait: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
+    fast: FastPath = field(default_factory=FastPath)  # which calls skip acompletion (models/fastpath.py)
     # model -> {parameter it refused: what to send instead (None: nothing)}, learned from its 400s
     _refused: dict[str, dict[str, str | None]] = field(default_factory=dict, init=False, repr=False)
     _typical_call: float = field(default=0.0, init=False, repr=False)  # seconds a successful call takes (EWMA)
@@ -231,8 +202,7 @@ class LiteLLMClient:
         log.warning("%s refused %s (%s); %s from now on", model, refusal.param, refusal.message,
                     f"sending {instead} instead" if instead else "leaving it out")
 
-    def _call_once(self, request: LLMRequest) -> Completion:
-        litellm = load_litellm()
+    def _call_kwargs(self, request: LLMRequest) -> dict[str, Any]:
         kwargs = self._request_kwargs(request)
         if request.api_base:
             kwargs["api_base"] = request.api_base
@@ -240,9 +210,20 @@ class LiteLLMClient:
             kwargs["api_key"] = self.api_key
         elif needs_no_key(request.model, request.api_base):
             kwargs["api_key"] = NO_KEY
+        return kwargs
+
+    def path_of(self, request: LLMRequest) -> Choice:
+        """Whether `request` goes by the fast path or is a LiteLLM call, and why (shown by `doctor`)."""
+        return self.fast.choose(self._call_kwargs(request))
+
+    def _call_once(self, request: LLMRequest) -> Completion:
+        litellm = load_litellm()
+        kwargs = self._call_kwargs(request)
+        route = self.fast.choose(kwargs).route
         try:
             # Through the process's event loop (models/aio.py), not litellm.completion from this thread.
-            response = LOOP.run(litellm.acompletion(**kwargs), timeout=self.timeout + 30)
+            call = route.call(kwargs["messages"]) if route is not None else litellm.acompletion(**kwargs)
+            response = LOOP.run(call, timeout=self.timeout + 30)
         except Exception as exc:  # mapped to our tree right here, at the boundary
             error = (self._refusal_of(exc, kwargs) or setup_failure(litellm, exc, request.model, request.api_base)
                      or classify(exc, request.api_base))

@@ -32,6 +32,7 @@ from ..errors import BadRequestError, LLMError, SettingsError, TransientLLMError
 from ..redact import register_secrets
 from ..settings import Settings
 from .client import NO_KEY, Completion, LiteLLMClient, LLMRequest, classify, load_litellm, needs_no_key
+from .fastpath import LITELLM, Choice
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,9 @@ class RouterClient(LiteLLMClient):
                     self._router = litellm.Router(**self.config.router_kwargs())
                     log.info("LiteLLM Router built from %s: %s", self.config.path, ", ".join(self.config.model_names))
         return self._router
+
+    def path_of(self, request: LLMRequest) -> Choice:
+        return Choice(LITELLM, f"the models of {VARIABLE} are called through LiteLLM's Router")
 
     def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         # Calls, not Router calls, are what the metrics and the batch summary count: a deployment that

@@ -25,6 +25,7 @@ from ..errors import LLMBackendError, SettingsError
 from ..label_studio import LabelStudioClient
 from ..models.client import CompletionClient, LiteLLMClient, LLMRequest, load_litellm
 from ..models.context import ContextWindows
+from ..models.fastpath import FastPath
 from ..models.router import load_routing
 from ..models.vision import vision_support
 from ..netcheck import Unreachable, is_local, why_unreachable
@@ -69,7 +70,7 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
     quick = settings.model_copy(update={"llm_max_retries": 0, "llm_timeout": min(settings.llm_timeout, 60)})
     client = client or routing.client(quick) or LiteLLMClient(
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout=quick.llm_timeout, max_retries=0,
+        timeout=quick.llm_timeout, max_retries=0, fast=FastPath(enabled=settings.llm_fast_path == "on"),
     )
     # With a routing file each deployment has its own api_base; one set here would bypass the Router.
     api_base = None if routing.config is not None else settings.api_base
@@ -86,6 +87,10 @@ def check_llm(settings: Settings, client: CompletionClient | None = None) -> Ite
         yield Check("model reachable", "fail", f"{where}: {exc.message}", cause.fix)
         return
     yield Check("model reachable", "pass", f"{where} answered in {time.monotonic() - started:.2f} s")
+    path_of = getattr(client, "path_of", None)
+    if path_of is not None:
+        choice = path_of(ping)
+        yield Check("model calls", "pass", f"{choice.path}: {choice.why}")
     yield from check_output_modes(settings, list(probe_modes(quick, client, routing.routes)))
 
 

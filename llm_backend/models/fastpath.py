@@ -1,0 +1,319 @@
+"""The fast path: a model call through LiteLLM's provider mapping, without `litellm.acompletion` around it.
+
+`litellm.acompletion` spent about 6 ms of CPU per call here (its OpenAI-SDK transport, logging payloads,
+cost calculation, a price-map search per reply); on 2 cores that, not the model, set the pace. What we need
+from LiteLLM is its knowledge of each provider: which URL and headers, how the parameters map, how a
+reply reads. So each (model, parameters) is resolved once with LiteLLM's own mapping (`get_llm_provider`,
+`get_optional_params`, the provider's chat config with `validate_environment` and `get_complete_url`), and
+each call runs only the provider config's `transform_request`, a POST over one shared aiohttp session per
+event loop (keep-alive, a bounded pool) and its `transform_response`. A failed status becomes the
+provider's own error (`get_error_class`) mapped by LiteLLM's `exception_type`, the very exception
+`acompletion` raises, so `failures.classify` sees what it always saw. The cost is the model's price,
+found once with LiteLLM's own calculator, times the reply's token counts.
+
+Only providers whose `acompletion` does exactly that are taken: OpenAI, vLLM (`hosted_vllm/`) and Ollama
+(`ollama_chat/`), checked request for request and reply for reply by tests/test_fastpath_contract.py.
+Everything else stays a LiteLLM call, chosen per model when it is resolved: providers that sign each
+request (Bedrock, Vertex, Azure AD), ones with SDKs of their own, OpenAI models LiteLLM sends to the
+Responses API, settings the mapping does not cover, and anything the mapping raises on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .loader import load_litellm
+
+log = logging.getLogger(__name__)
+
+FAST = "fast path"
+LITELLM = "LiteLLM call"
+# Providers whose acompletion is exactly resolve + transform_request + POST + transform_response.
+FAST_PROVIDERS = frozenset({"openai", "hosted_vllm", "ollama_chat"})
+# completion() arguments the fast path maps; any other (from LiteLLMClient.extra) means a LiteLLM call.
+_KNOWN = frozenset({"model", "messages", "temperature", "timeout", "num_retries", "max_retries", "drop_params",
+                    "response_format", "max_tokens", "max_completion_tokens", "logprobs", "api_base", "api_key"})
+_PARAMS = ("temperature", "response_format", "max_tokens", "max_completion_tokens", "logprobs")
+# Where a reply's price depends on more than its two token counts (cached prompt tokens, a long-context
+# tier), that reply is priced by LiteLLM's own calculator, so the figure stays what it was.
+_TIER = re.compile(r"above_(\d+)(k?)_tokens")
+_MAX_ROUTES = 512
+
+
+class _NoLogging:
+    """What transform_response needs of LiteLLM's logging object: nothing is logged per call."""
+
+    def __init__(self) -> None:
+        self.model_call_details: dict[str, Any] = {}
+
+    def post_call(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def pre_call(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_LOGGING = _NoLogging()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which path a model's calls take, and why."""
+
+    path: str  # FAST or LITELLM
+    why: str
+    route: Route | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One (model, parameters) resolved by LiteLLM's mapping: everything a call needs but its messages."""
+
+    provider: str
+    model: str  # as the provider names it
+    requested: str  # as configured (e.g. openai/gpt-4o-mini): what the price is looked up by
+    url: str
+    headers: Mapping[str, str]
+    optional_params: Mapping[str, Any]
+    litellm_params: Mapping[str, Any]
+    json_mode: bool
+    api_key: str | None
+    timeout: float
+    config: Any  # the provider's chat config (a litellm BaseConfig)
+    rates: tuple[float, float] | None  # USD per prompt and per completion token, as LiteLLM prices them; None: unknown
+    cache_priced: bool  # the map prices cached prompt tokens apart
+    tier_from: int | None  # prompt tokens above which the map has another price
+
+    def body(self, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The request body for `messages`, with the parameter dicts transform_request was given (it edits them)."""
+        optional, litellm_params = dict(self.optional_params), dict(self.litellm_params)
+        data = self.config.transform_request(model=self.model, messages=messages, optional_params=optional,
+                                             litellm_params=litellm_params, headers=dict(self.headers))
+        return data, optional, litellm_params
+
+    async def call(self, messages: list[dict[str, Any]]) -> Any:
+        """POST the request and read the reply as LiteLLM's ModelResponse; a failed status raises what acompletion
+        raises for it."""
+        import aiohttp
+        import httpx
+
+        litellm = load_litellm()
+        messages = [dict(message) for message in messages]  # transform_request may edit them
+        data, optional, litellm_params = self.body(messages)
+        session = sessions.get()
+        async with session.post(self.url, data=json.dumps(data), headers=self.headers,
+                                timeout=aiohttp.ClientTimeout(total=self.timeout)) as answer:
+            raw = await answer.read()
+            status, headers = answer.status, dict(answer.headers)
+        if status >= 400:
+            raise self.error(litellm, raw.decode("utf-8", "replace"), status, headers)
+        response = litellm.ModelResponse()
+        response.usage = litellm.Usage()
+        raw_response = httpx.Response(status, headers=headers, content=raw, request=httpx.Request("POST", self.url))
+        response = self.config.transform_response(
+            model=self.model, raw_response=raw_response, model_response=response, logging_obj=_NO_LOGGING,
+            request_data=data, messages=messages, optional_params=optional, litellm_params=litellm_params,
+            encoding=None, api_key=self.api_key, json_mode=self.json_mode)
+        response._hidden_params["response_cost"] = self.cost(litellm, response)
+        return response
+
+    def error(self, litellm: Any, text: str, status: int, headers: dict[str, str]) -> BaseException:
+        if self.provider == "openai":
+            text = _sdk_message(text)
+        provider_error = self.config.get_error_class(error_message=text, status_code=status, headers=headers)
+        try:
+            mapped = litellm.exception_type(model=self.model, original_exception=provider_error,
+                                            custom_llm_provider=self.provider)
+        except Exception as exc:  # exception_type raises the mapped exception rather than returning it
+            return exc
+        return mapped if isinstance(mapped, BaseException) else provider_error
+
+    def cost(self, litellm: Any, response: Any) -> float | None:
+        usage = getattr(response, "usage", None)
+        prompt = getattr(usage, "prompt_tokens", 0) or 0
+        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0
+        if (self.cache_priced and cached) or (self.tier_from is not None and prompt > self.tier_from):
+            try:
+                return float(litellm.completion_cost(completion_response=response, model=self.requested))
+            except Exception:  # LiteLLM has no price after all: unknown, not zero
+                return None
+        if self.rates is None:
+            return None
+        return prompt * self.rates[0] + (getattr(usage, "completion_tokens", 0) or 0) * self.rates[1]
+
+
+def _sdk_message(text: str) -> str:
+    """What the OpenAI SDK keeps of an error body, and LiteLLM's OpenAI errors quote: its `error.message`."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else text
+
+
+class Sessions:
+    """One aiohttp session per event loop (there is one loop per process, models/aio.py): keep-alive, at most
+    `limit` connections (LLM_CONCURRENCY bounds the calls in flight well below it), closed when the process exits."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The running loop's session (called on that loop)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._by_loop.get(loop)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60)
+            session = aiohttp.ClientSession(connector=connector)
+            with self._lock:
+                if not self._by_loop:
+                    atexit.register(self.close)
+                self._by_loop[loop] = session
+        return session
+
+    def close(self) -> None:
+        """Close every session on its own loop: left to the garbage collector, each logs an error at exit."""
+        with self._lock:
+            owned, self._by_loop = list(self._by_loop.items()), {}
+        for loop, session in owned:
+            if loop.is_running() and not session.closed:
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(2)
+
+
+sessions = Sessions()
+
+
+def _key(kwargs: Mapping[str, Any]) -> str:
+    return json.dumps({name: kwargs.get(name) for name in sorted(_KNOWN - {"messages"})}, sort_keys=True,
+                      default=str)
+
+
+@dataclass
+class FastPath:
+    """Resolves each (model, parameters) once; `choose` then answers from memory."""
+
+    enabled: bool = True
+    _choices: dict[str, Choice] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _said: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def choose(self, kwargs: Mapping[str, Any]) -> Choice:
+        if not self.enabled:
+            return Choice(LITELLM, "the fast path is off (LLM_FAST_PATH=off)")
+        key = _key(kwargs)
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = self._resolve(kwargs)
+            with self._lock:
+                if len(self._choices) >= _MAX_ROUTES:
+                    self._choices.clear()
+                self._choices[key] = choice
+                said = kwargs["model"] in self._said
+                self._said.add(kwargs["model"])
+            if not said:
+                log.info("%s: %s (%s)", kwargs["model"], choice.path, choice.why)
+        return choice
+
+    def _resolve(self, kwargs: Mapping[str, Any]) -> Choice:
+        unknown = sorted(set(kwargs) - _KNOWN)
+        if unknown:
+            return Choice(LITELLM, f"parameters the fast path does not map: {', '.join(unknown)}")
+        try:
+            return resolve(load_litellm(), kwargs)
+        except Exception as exc:  # the mapping cannot say how to call it: acompletion can, or says why not
+            return Choice(LITELLM, f"LiteLLM's mapping raised {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _api_base_and_key(litellm: Any, provider: str, api_base: str | None, api_key: str | None,
+                      dynamic_key: str | None) -> tuple[str | None, str | None]:
+    """The base URL and key acompletion would use for `provider` (main.py's per-provider branches)."""
+    from litellm.secret_managers.main import get_secret_str
+
+    if provider == "openai":
+        from litellm.responses.bridge_check import _resolve_openai_api_base
+
+        return (_resolve_openai_api_base(api_base),
+                api_key or dynamic_key or litellm.api_key or litellm.openai_key or get_secret_str("OPENAI_API_KEY"))
+    if provider == "hosted_vllm":
+        return api_base or litellm.api_base or get_secret_str("HOSTED_VLLM_API_BASE"), dynamic_key or api_key
+    # ollama_chat
+    return (litellm.api_base or api_base or get_secret_str("OLLAMA_API_BASE") or "http://localhost:11434",
+            api_key or litellm.ollama_key or os.environ.get("OLLAMA_API_KEY") or litellm.api_key)
+
+
+def _rates(litellm: Any, model: str) -> tuple[float, float] | None:
+    """LiteLLM's price of one prompt and one completion token of `model` (what acompletion bills a reply at);
+    None where it has none (a reply's cost is then unknown, not zero)."""
+    try:
+        prompt, _ = litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=0)
+        _, completion = litellm.cost_per_token(model=model, prompt_tokens=0, completion_tokens=1)
+    except Exception:  # LiteLLM's "model isn't mapped": acompletion reports no cost for it either
+        return None
+    return float(prompt), float(completion)
+
+
+def resolve(litellm: Any, kwargs: Mapping[str, Any]) -> Choice:
+    """LiteLLM's mapping for one (model, parameters): a Route, or why it stays a LiteLLM call."""
+    from litellm.types.utils import LlmProviders
+    from litellm.utils import ProviderConfigManager, get_optional_params
+
+    requested = str(kwargs["model"])
+    model, provider, dynamic_key, api_base = litellm.get_llm_provider(
+        model=requested, api_base=kwargs.get("api_base"), api_key=kwargs.get("api_key"))
+    if provider not in FAST_PROVIDERS:
+        return Choice(LITELLM, f"{provider} requests go through litellm.acompletion (signing, SDKs, mappings "
+                               "the fast path does not reproduce)")
+    if litellm.headers or getattr(litellm, "organization", None) or os.environ.get("OPENAI_ORGANIZATION"):
+        return Choice(LITELLM, "LiteLLM's global headers or an OpenAI organization are set")
+    if provider == "openai":
+        from litellm.responses.bridge_check import responses_api_bridge_check
+
+        info, _ = responses_api_bridge_check(model=model, custom_llm_provider=provider, api_base=api_base)
+        if info.get("mode") == "responses":
+            return Choice(LITELLM, f"LiteLLM sends {model} to OpenAI's Responses API")
+    api_base, api_key = _api_base_and_key(litellm, provider, api_base, kwargs.get("api_key"), dynamic_key)
+    optional = get_optional_params(
+        model=model, custom_llm_provider=provider, drop_params=kwargs.get("drop_params"), stream=None,
+        max_retries=kwargs.get("num_retries", kwargs.get("max_retries")), messages=list(kwargs.get("messages") or []),
+        **{name: kwargs[name] for name in _PARAMS if kwargs.get(name) is not None})
+    json_mode = bool(optional.pop("json_mode", False))
+    if optional.pop("extra_body", None):
+        return Choice(LITELLM, "the mapping adds an extra_body")
+    config = ProviderConfigManager.get_provider_chat_config(model=model, provider=LlmProviders(provider))
+    if config is None or (getattr(config, "uses_async_transform_request", False) and provider != "openai"):
+        return Choice(LITELLM, f"LiteLLM has no plain chat config for {provider}")
+    litellm_params = {"api_base": api_base, "drop_params": kwargs.get("drop_params"),
+                      "max_retries": kwargs.get("num_retries"), "custom_llm_provider": provider}
+    headers: dict[str, str] = {}
+    if provider == "ollama_chat" and api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    headers = config.validate_environment(headers=headers, model=model, messages=[], optional_params=optional,
+                                          litellm_params=litellm_params, api_key=api_key, api_base=api_base)
+    url = config.get_complete_url(api_base=api_base, api_key=api_key, model=model, optional_params=optional,
+                                  litellm_params=litellm_params, stream=False)
+    entry = next((litellm.model_cost.get(key) for key in (requested, requested.split("/", 1)[-1])
+                  if litellm.model_cost.get(key)), None) or {}
+    tiers = [int(match[1]) * (1000 if match[2] else 1) for match in map(_TIER.search, entry) if match]
+    route = Route(provider, model, requested, url, MappingProxyType(dict(headers)), MappingProxyType(optional),
+                  MappingProxyType(litellm_params), json_mode, api_key, float(kwargs.get("timeout") or 600),
+                  config, _rates(litellm, requested),
+                  "cache_read_input_token_cost" in entry, min(tiers) if tiers else None)
+    return Choice(FAST, f"{provider} at {url}", route)
