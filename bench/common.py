@@ -27,19 +27,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def time_predict(settings: Any, tasks: int, salt: str) -> float:
-    """Seconds for one /predict of `tasks` new tasks through an app built from `settings`; all must succeed."""
+def time_predict(settings: Any, tasks: int, salt: str) -> tuple[float, float]:
+    """Wall seconds and CPU milliseconds per task (this process, every thread: the backend runs in it) of one
+    /predict of `tasks` new tasks through an app built from `settings`; all must succeed."""
     from llm_backend.web.app import create_app
 
     client = create_app(settings).test_client()
     body = {"label_config": CONFIG, "tasks": [{"id": i, "data": {"text": f"{salt} task {i}"}} for i in range(tasks)]}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     response = client.post("/predict", json=body)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     ok = sum("result" in r for r in response.get_json()["results"])
     if ok != tasks:
         raise SystemExit(f"only {ok}/{tasks} tasks predicted")
-    return elapsed
+    return elapsed, cpu * 1000 / tasks
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, what every wall-time figure must be read with."""
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 @contextmanager

@@ -8,17 +8,20 @@ call. The server quotes the planted entities each part shows, and also the piece
 part's edge cuts off, as a model shown a part would. Reported: recall at exact offsets, false
 spans, model calls (and refusals), tokens, wall time against the ideal ceil(calls/C) x latency,
 the time spent aligning and merging, and the CPU the backend process used (every thread: on a
-shared 2-core machine, CPU it cannot get shows up as wall time). Cache off, except for the re-run
-and the edit rows.
+shared 2-core machine, CPU it cannot get shows up as wall time) in all and per model call, with the
+load average after each run: wall-time ratios move with the load on a shared machine, CPU much less.
+Cache off, except for the re-run and the edit rows. `--fast-path off` makes every model call
+`litellm.acompletion` (LLM_FAST_PATH).
 
     python bench/longdoc.py [--chars 1000000] [--entities 500] [--repeat 3] [--latency 0.25]
-                            [--concurrency 16] [--context 8192] [--seed 1234]
+                            [--concurrency 16] [--context 8192] [--seed 1234] [--fast-path on|off]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import statistics
 import tempfile
@@ -26,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import llm_server  # the bench folder is on sys.path when a script runs
+from common import llm_server, load_average  # the bench folder is on sys.path when a script runs
 
 from llm_backend.core.config import parse_label_config
 from llm_backend.engine.outcome import TaskOutcome
@@ -57,6 +60,7 @@ class Row:
     duplicates: int
     cut_off: int
     parts: int
+    load: str = ""
 
 
 def _spans(outcome: TaskOutcome, text: str) -> set[tuple[int, int, str]]:
@@ -76,7 +80,7 @@ def _run(name: str, args: argparse.Namespace, control: LLMServerControl, text: s
     settings = Settings(llm_model="openai/bench", llm_api_base=control.base_url, llm_api_key="sk-bench",
                         llm_concurrency=args.concurrency, llm_context_tokens=args.context,
                         cache_enabled=cache_dir is not None, cache_dir=cache_dir or Path(tempfile.gettempdir()),
-                        predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR)
+                        predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR, llm_fast_path=args.fast_path)
     services = build_services(settings)
     job = PredictionJob(parse_label_config(CONFIG), None, {"id": 1, "data": {"text": text}})
     before = control.stats()["by_status"]
@@ -92,7 +96,7 @@ def _run(name: str, args: argparse.Namespace, control: LLMServerControl, text: s
                int(after.get("400", 0)) - int(before.get("400", 0)), outcome.usage.tokens, wall, cpu,
                math.ceil(calls / args.concurrency) * args.latency,
                report.align_seconds * 1000 if report else 0.0, report.duplicates if report else 0,
-               report.cut_off if report else 0, report.parts if report else 0)
+               report.cut_off if report else 0, report.parts if report else 0, load_average())
 
 
 def _truth(planted: list[Planted]) -> set[tuple[int, int, str]]:
@@ -101,13 +105,15 @@ def _truth(planted: list[Planted]) -> set[tuple[int, int, str]]:
 
 def _print(rows: list[Row]) -> None:
     print("| run | recall (exact offsets) | false spans | calls (refused) | tokens | wall (s) | ideal (s) | "
-          "wall / ideal | backend CPU (s) | align + merge (ms) | parts | duplicates merged | cut-off pieces dropped |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "wall / ideal | backend CPU (s) | CPU ms per call | align + merge (ms) | parts | duplicates merged | "
+          "cut-off pieces dropped | load average after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
         ratio = f"{row.wall / row.ideal:.2f}x" if row.ideal else "-"
+        per_call = f"{row.cpu * 1000 / row.calls:.1f}" if row.calls else "-"
         print(f"| {row.name} | {row.recall:.1%} | {row.false_spans} | {row.calls} ({row.refused}) | {row.tokens:,} | "
-              f"{row.wall:.2f} | {row.ideal:.2f} | {ratio} | {row.cpu:.2f} | {row.align_ms:.0f} | {row.parts} | "
-              f"{row.duplicates} | {row.cut_off} |")
+              f"{row.wall:.2f} | {row.ideal:.2f} | {ratio} | {row.cpu:.2f} | {per_call} | {row.align_ms:.0f} | "
+              f"{row.parts} | {row.duplicates} | {row.cut_off} | {row.load} |")
 
 
 def main() -> None:
@@ -119,6 +125,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--context", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--fast-path", choices=("on", "off"), default="on", help="LLM_FAST_PATH")
     args = parser.parse_args()
 
     text, planted = planted_document(args.seed, args.chars, args.entities)
@@ -150,7 +157,8 @@ def main() -> None:
 
     print(f"{len(text):,} characters, {len(planted)} planted entities ({len({p.text for p in planted})} distinct), "
           f"context {args.context:,} tokens, provider latency {args.latency * 1000:.0f} ms, "
-          f"LLM_CONCURRENCY={args.concurrency}, seed {args.seed}")
+          f"LLM_CONCURRENCY={args.concurrency}, seed {args.seed}, LLM_FAST_PATH={args.fast_path}, "
+          f"{os.cpu_count()} CPU cores, load average {load_average()} at the end")
     print()
     _print(rows)
     print()

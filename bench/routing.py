@@ -3,7 +3,10 @@
 Runs two test LLM servers in their own processes, each with a fixed latency and at most M requests
 in progress (the rest queue, like a GPU server at its batch limit), builds the app with
 `create_app` and times one /predict of N tasks, cache off, at LLM_CONCURRENCY=C: with a routing
-file of one deployment, then of two deployments under the same model name. Prints a table.
+file of one deployment, then of two deployments under the same model name. Prints a table with the
+backend's CPU per task (this process, every thread: the test servers run in processes of their own) and
+the load average beside it: on a shared 2-core machine wall-time ratios move with the load, CPU per task
+much less.
 
     python bench/routing.py [--tasks 200] [--latency 0.25] [--max-concurrent 8] [--concurrency 16] [--repeat 3]
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import tempfile
 from contextlib import ExitStack
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import llm_server, time_predict  # the bench folder is on sys.path when a script runs
+from common import llm_server, load_average, time_predict  # the bench folder is on sys.path when a script runs
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
@@ -35,7 +39,7 @@ def _route_file(directory: Path, name: str, servers: list[LLMServerControl], str
     return path
 
 
-def _run(route: Path, tasks: int, concurrency: int, salt: str) -> float:
+def _run(route: Path, tasks: int, concurrency: int, salt: str) -> tuple[float, float]:
     settings = Settings(llm_model="local", llm_router_config=route, llm_concurrency=concurrency,
                         cache_enabled=False, predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR)
     return time_predict(settings, tasks, salt)
@@ -63,26 +67,32 @@ def main() -> None:
             ]
             for label, route, count in setups:
                 _run(route, 8, 8, "warm-up")
-                times, shares = [], []
+                times, cpu, shares = [], [], []
                 for i in range(args.repeat):
                     for server in servers:
                         server.reset()
-                    times.append(_run(route, args.tasks, args.concurrency, f"{label} {i}"))
+                    wall, cpu_ms = _run(route, args.tasks, args.concurrency, f"{label} {i}")
+                    times.append(wall)
+                    cpu.append(cpu_ms)
                     shares.append([server.stats()["calls"] for server in servers[:count]])
                 ideal = math.ceil(args.tasks / min(args.concurrency, count * args.max_concurrent)) * args.latency
                 rows.append({"label": label, "median": statistics.median(times), "min": min(times),
-                             "max": max(times), "ideal": ideal, "share": shares[-1]})
+                             "max": max(times), "ideal": ideal, "share": shares[-1], "cpu": statistics.median(cpu),
+                             "load": load_average()})
 
     one = rows[0]["median"]
     print(f"N={args.tasks} tasks, LLM_CONCURRENCY={args.concurrency}, each deployment {args.latency * 1000:.0f} ms "
           f"and at most {args.max_concurrent} requests at a time (the rest queue), cache off, {args.repeat} runs")
     print()
-    print("| deployments behind `local` | wall time (s), median | min / max | ideal | vs 1 deployment | "
-          "requests per deployment (last run) |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    print("| deployments behind `local` | wall time (s), median | min / max | ideal | wall / ideal | vs 1 deployment | "
+          "CPU ms per task (median) | requests per deployment (last run) | load average after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for row in rows:
         print(f"| {row['label']} | {row['median']:.2f} | {row['min']:.2f} / {row['max']:.2f} | {row['ideal']:.2f} | "
-              f"{row['median'] / one:.2f}x | {' / '.join(map(str, row['share']))} |")
+              f"{row['median'] / row['ideal']:.2f}x | {row['median'] / one:.2f}x | {row['cpu']:.1f} | "
+              f"{' / '.join(map(str, row['share']))} | {row['load']} |")
+    print()
+    print(f"Machine: {os.cpu_count()} CPU cores, load average {load_average()} at the end")
 
 
 if __name__ == "__main__":

@@ -112,10 +112,14 @@ class Route:
         messages = [dict(message) for message in messages]  # transform_request may edit them
         data, optional, litellm_params = self.body(messages)
         session = sessions.get()
-        async with session.post(self.url, data=json.dumps(data), headers=self.headers,
-                                timeout=aiohttp.ClientTimeout(total=self.timeout)) as answer:
-            raw = await answer.read()
-            status, headers = answer.status, dict(answer.headers)
+        try:
+            async with session.post(self.url, data=json.dumps(data), headers=self.headers,
+                                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as answer:
+                raw = await answer.read()
+                status, headers = answer.status, dict(answer.headers)
+        except TimeoutError:  # as acompletion reports it (a connection refused or broken is classified as it is)
+            raise litellm.Timeout(message=f"Request timed out after {self.timeout:g} seconds", model=self.model,
+                                  llm_provider=self.provider) from None
         if status >= 400:
             raise self.error(litellm, raw.decode("utf-8", "replace"), status, headers)
         response = litellm.ModelResponse()
