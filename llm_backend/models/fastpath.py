@@ -294,6 +294,9 @@ def resolve(litellm: Any, kwargs: Mapping[str, Any]) -> Choice:
         if info.get("mode") == "responses":
             return Choice(LITELLM, f"LiteLLM sends {model} to OpenAI's Responses API")
     api_base, api_key = _api_base_and_key(litellm, provider, api_base, kwargs.get("api_key"), dynamic_key)
+    if provider == "openai" and not api_key:
+        # The OpenAI SDK refuses to send it; acompletion's error is the one the setup check words with its fix.
+        return Choice(LITELLM, "no OpenAI API key is set")
     optional = get_optional_params(
         model=model, custom_llm_provider=provider, drop_params=kwargs.get("drop_params"), stream=None,
         max_retries=kwargs.get("num_retries", kwargs.get("max_retries")), messages=list(kwargs.get("messages") or []),
