@@ -66,7 +66,7 @@ def test_serve_without_an_api_key_logs_one_error_with_the_fix(
     assert error.endswith("startup check failed: LLM_MODEL=openai/gpt-4o-mini needs OPENAI_API_KEY, which is not "
                           "set: set LLM_API_KEY or export OPENAI_API_KEY; every prediction fails until then")
     # The version comes from the installed distribution (was "LiteLLM ? loaded").
-    assert re.search(rf"INFO llm_backend.models.client \[\d+\]: LiteLLM {re.escape(litellm_version())} loaded", log)
+    assert re.search(rf"INFO llm_backend.models.loader \[\d+\]: LiteLLM {re.escape(litellm_version())} loaded", log)
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", litellm_version())
 
 
