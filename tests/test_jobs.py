@@ -136,7 +136,10 @@ def test_a_job_runs_through_the_queue_and_a_duplicate_message_costs_nothing(
     assert [(r.state, r.status) for r in records] == [("done", "ok")] * 10
     assert records[0].item is not None and records[0].item["result"][0]["value"] == {"choices": ["Positive"]}
     assert {r.ran_by for r in records} == {current_consumer()}
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while services.jobs.huey.storage.queue_size() and time.monotonic() < deadline:  # the duplicate, taken and dropped
+        time.sleep(0.05)
+    services.consumers.stop(timeout=30)  # once stopped, nothing more can run: the duplicate message was no call
     assert llm.calls == 10 and services.jobs.huey.storage.queue_size() == 0
 
 

@@ -69,6 +69,18 @@ def wait_until_model_ready(backend: BackendProcess) -> None:
         time.sleep(0.2)
 
 
+def wait_until_idle(backend: BackendProcess, project: int, timeout: float = 60) -> None:
+    """Until the project's jobs have no task queued or running (the write-back of what they answered follows)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requests.get(f"{backend.url}/jobs", timeout=5).json()
+        jobs = next((p["jobs"] for p in status["projects"] if p["project"] == str(project)), [])
+        if all(job["queued"] + job["running"] == 0 for job in jobs):
+            return
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.2)
+
+
 def test_one_click_labels_300_tasks_and_a_second_click_adds_none(
     label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
 ) -> None:
@@ -89,7 +101,9 @@ def test_one_click_labels_300_tasks_and_a_second_click_adds_none(
     assert llm.calls == TOTAL
 
     label_studio.retrieve_predictions(project, task_ids)  # Label Studio sends nothing: every task has this version
-    time.sleep(2)
+    # The action is synchronous: anything it sent was answered before it returned, and any task the backend had
+    # queued for a later write-back shows on /jobs until it is done. Wait for none (bounded), then count.
+    wait_until_idle(backend, project)
     assert counts(label_studio, project) == {version: Counter({task_id: 1 for task_id in task_ids})}
     assert llm.calls == TOTAL
 
