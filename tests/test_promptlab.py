@@ -168,3 +168,35 @@ def test_too_few_annotations_are_refused_with_the_number_found(llm: FakeLLMServe
     assert llm.calls == 0
     bad = compare(lab, str(tmp_path / "missing"), str(tmp_path / "a"))
     assert bad.exit_code == 2 and "not a folder" in bad.output
+    no_tasks = cli(["eval", "--config", str(lab["config"]), "--compare", "model=x", "model=y"], lab["env"])
+    assert no_tasks.exit_code == 2 and "--tasks is required" in no_tasks.output
+    no_project = cli(["eval", "--config", str(lab["config"]), "--project", "3", "--compare", "model=x", "model=y"],
+                     lab["env"])
+    assert no_project.exit_code == 2 and "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY" in no_project.output
+
+
+@pytest.mark.label_studio
+def test_compare_reads_a_label_studio_projects_annotations_and_links_each_differing_task(
+        llm: FakeLLMServer, lab: dict[str, Any], tmp_path: Path, label_studio: Any) -> None:
+    """--project instead of --tasks: the project's human annotations, from a real Label Studio 1.23.2."""
+    llm.world = world(HELPFUL)
+    tasks = json.loads(tasks_file(tmp_path, count=40).read_text())
+    project = label_studio.create_project("prompt lab", CHOICES_CONFIG)
+    ids = label_studio.import_tasks(project, [{"data": task["data"]} for task in tasks])
+    for task_id, task in zip(ids, tasks, strict=True):
+        label_studio.create_annotation(task_id, task["annotations"][0]["result"])
+    label_studio.import_tasks(project, [{"data": {"text": "Please refund my lamp (never annotated)"}}])
+    improved = tmp_path / "improved"
+    improved.mkdir()
+    (improved / "instructions.j2").write_text(HELPFUL + "\n")
+    (tmp_path / "defaults").mkdir()
+    env = {**lab["env"], "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
+    result = cli(["eval", "--config", str(lab["config"]), "--project", str(project), "--compare",
+                  str(tmp_path / "defaults"), str(improved), "--json"], env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    refunds = {task_id for task_id, task in zip(ids, tasks, strict=True) if "refund" in task["data"]["text"]}
+    assert data["tasks"] == 40 and data["controls"]["sentiment"]["diff"] == pytest.approx(len(refunds) / 40)
+    assert {int(item["task"]) for item in data["disagreements"]} == refunds
+    assert all(item["link"] == f"{label_studio.url}/projects/{project}/data?task={item['task']}"
+               for item in data["disagreements"])

@@ -253,9 +253,9 @@ def _chosen_predictions(path: Path, annotated: list[str], version: str | None
 @click.command("eval")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The project's label config XML.")
-@click.option("--tasks", "tasks_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--tasks", "tasks_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Annotated tasks: a Label Studio JSON export. Tasks without a non-cancelled annotation are "
-                   "skipped; with several, the newest counts.")
+                   "skipped; with several, the newest counts. Required, except with --compare and --project.")
 @click.option("--predictions", "predictions_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Score these predictions (a Label Studio export or `predict`'s output, matched by task id) "
@@ -296,7 +296,16 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
     Exit codes: 0 done, 1 a control is under --min-accuracy, 2 unusable input, 130 interrupted.
     """
     config = _config(config_path)
-    tasks = _tasks(tasks_path)
+    from_project = tasks_path is None
+    if tasks_path is None:
+        if not (compare and project):
+            raise InputError("--tasks is required (with --compare, --project ID instead reads the project's "
+                             "annotated tasks from Label Studio)")
+        from .lab import project_tasks
+
+        tasks_path, tasks = Path(f"Label Studio project {project}"), project_tasks(project)
+    else:
+        tasks = _tasks(tasks_path)
     annotated = [task_key(task, index) for index, task in enumerate(tasks) if gold_result(task) is not None]
     if not annotated:
         raise InputError(f"{tasks_path}: no task has an annotation that was not cancelled")
@@ -305,7 +314,8 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
         from .lab import run_compare
 
         return run_compare(compare, config, tasks, tasks_path.name, project, json_path is not None
-                           and str(json_path) == "-", out_path, model, concurrency, progress, verbose)
+                           and str(json_path) == "-", out_path, model, concurrency, progress, verbose,
+                           linked=from_project)
     if predictions_path is not None:
         predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
         report = evaluate(config, tasks, predictions, model_version=version, worst=worst)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,32 @@ def _require_lab() -> None:
         raise InputError(f"the prompt lab needs {', '.join(missing)}: pip install 'llm-backend[lab]'")
 
 
+def project_tasks(project: str) -> list[dict[str, Any]]:
+    """A Label Studio project's tasks with a human annotation (one made from a prediction is the model's own
+    answer, not evidence: see offline/trust.py), as a tasks file would hold them."""
+    from ..engine.projects import project_id
+    from ..offline.trust import project_tasks as read_project
+    from ..services import label_studio_client
+
+    settings = _settings()
+    client = label_studio_client(settings)
+    key = project_id(project)
+    if client is None or key is None:
+        raise InputError("--project without --tasks reads the project's annotated tasks from Label Studio: set "
+                         "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY" if client is None else
+                         f"--project {project!r} is not a Label Studio project id")
+    try:
+        found = [task for task in read_project(client, key, "") if task.human is not None]
+    except LLMBackendError as exc:
+        raise InputError(exc.message) from None
+    return [{"id": task.id, "data": task.data, "annotations": [{"result": task.human}]} for task in found]
+
+
+def _task_link(settings: Settings, project: str) -> Callable[[str], str | None]:
+    base = str(settings.ls_url or "").rstrip("/")
+    return lambda key: f"{base}/projects/{project}/data?task={key}" if base else None
+
+
 def _progress(enabled: bool | None) -> Any:
     from ..offline.runs import Progress
 
@@ -36,8 +63,9 @@ def _progress(enabled: bool | None) -> Any:
 
 def run_compare(versions: tuple[str, str], config: LabelConfig, tasks: list[dict[str, Any]], source: str,
                 project: str | None, as_json: bool, out_path: Path | None, model: str | None,
-                concurrency: int | None, progress: bool | None, verbose: bool) -> None:
-    """`eval --compare A B`: called by `eval`, which owns the options and has read the config and tasks."""
+                concurrency: int | None, progress: bool | None, verbose: bool, *, linked: bool = False) -> None:
+    """`eval --compare A B`: called by `eval`, which owns the options and has read the config and tasks
+    (`linked`: from a Label Studio project, so each differing task links to it there)."""
     _require_lab()
     from ..offline.compare import LabError, compare, parse_version, version_runner
     from ..offline.lab_report import comparison_text, write_comparison_html
@@ -46,8 +74,9 @@ def run_compare(versions: tuple[str, str], config: LabelConfig, tasks: list[dict
     _logging(verbose, settings)
     try:
         a, b = (parse_version(version, settings) for version in versions)
+        link = _task_link(settings, project) if linked and project else (lambda key: None)
         result = compare(config, tasks, version_runner(settings, config, project), a, b,
-                         progress=_progress(progress))
+                         progress=_progress(progress), link=link)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command to continue; finished tasks come from the cache", err=True)
         raise SystemExit(INTERRUPTED) from None
@@ -67,8 +96,8 @@ def run_compare(versions: tuple[str, str], config: LabelConfig, tasks: list[dict
 @click.command("improve")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The project's label config XML.")
-@click.option("--tasks", "tasks_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Annotated tasks: a Label Studio JSON export.")
+@click.option("--tasks", "tasks_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Annotated tasks: a Label Studio JSON export. Without it, --project reads them from Label Studio.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the kept version (a prompt folder in PROMPTS_DIR's format). Never PROMPTS_DIR.")
 @click.option("--holdout", type=click.FloatRange(0.05, 0.95), default=0.3, show_default=True,
@@ -77,13 +106,14 @@ def run_compare(versions: tuple[str, str], config: LabelConfig, tasks: list[dict
 @click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True,
               help="Rounds of improvement, each from the last kept version.")
 @click.option("--project", default=None, metavar="ID",
-              help="Improve the templates of this project (PROMPTS_DIR/projects/<ID>/).")
+              help="Improve the templates of this project (PROMPTS_DIR/projects/<ID>/); without --tasks, its "
+                   "annotated tasks are read from Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of text.")
 @click.option("--model", default=None, metavar="MODEL", help="The model that labels (default: LLM_MODEL).")
 @click.option("--concurrency", type=click.IntRange(1, 512), default=None,
               help="Tasks predicted at once (default: LLM_CONCURRENCY).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each task's problems as they happen.")
-def improve(config_path: Path, tasks_path: Path, out_dir: Path, holdout: float, rounds: int, project: str | None,
+def improve(config_path: Path, tasks_path: Path | None, out_dir: Path, holdout: float, rounds: int, project: str | None,
             as_json: bool, model: str | None, concurrency: int | None, verbose: bool) -> None:
     """Revise the instructions from the errors they cause; keep a revision only when held-out tasks say it is better.
 
@@ -106,7 +136,9 @@ def improve(config_path: Path, tasks_path: Path, out_dir: Path, holdout: float, 
     _logging(verbose, settings)
     _check_out(out_dir, settings)
     config = _config(config_path)
-    tasks = _tasks(tasks_path)
+    if tasks_path is None and not project:
+        raise InputError("--tasks or --project is required: the annotated tasks to learn from")
+    tasks = _tasks(tasks_path) if tasks_path is not None else project_tasks(str(project))
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     try:
         job = ImproveJob(settings, config, project, version_runner(settings, config, project),
