@@ -28,6 +28,7 @@ from .engine.fetch import MediaFetcher
 from .engine.jobs import Jobs, current_consumer
 from .engine.jobstore import JobStore, open_job_store
 from .engine.metrics import Metrics
+from .engine.pipeline import PredictPipeline
 from .engine.predictor import Predictor, TaskPredictor
 from .engine.problems import Problems
 from .engine.projects import ProjectStore, open_project_store
@@ -71,6 +72,7 @@ class Services:
     jobs: Jobs
     consumers: Consumers
     health: Problems  # problems of the whole backend (whole-batch failures, the write-back): the status page
+    pipeline: PredictPipeline  # a /predict's tasks, through the job or directly
     startup: StartupChecks = field(default_factory=StartupChecks)  # filled by warm_up, shown by /health
     started: float = field(default_factory=time.time)
 
@@ -163,13 +165,15 @@ def build_services(
     trainer = Trainer(runner, examples, projects)
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
     job_store = open_job_store(settings.cache_dir, settings.cache_url)
-    jobs = Jobs(settings, job_store, predictor, writeback=label_studio is not None)
+    jobs = Jobs(settings, job_store, predictor, writeback=label_studio is not None, prompts=prompts)
     health = Problems()
     consumers = Consumers(jobs, job_store, settings.llm_concurrency,
                           writeback=_writeback(job_store, label_studio, jobs, health))
+    pipeline = PredictPipeline(settings, runner, jobs, health)
     services = Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects,
                         predictor, runner, trainer, events, pricing,
-                        open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health)
+                        open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health,
+                        pipeline)
     _open[id(services)] = services
     return services
 

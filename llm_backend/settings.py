@@ -36,6 +36,10 @@ NOT_IN_FINGERPRINT = frozenset({
     "max_tasks_per_request", "llm_concurrency", "cache_dir", "cache_url", "label_studio_url", "label_studio_api_key",
     "llm_api_key", "basic_auth_user", "basic_auth_pass", "webhook_secret",
 })
+# Files that shape an answer: what counts is their contents, never where they are (two replicas started from two
+# directories, or two hosts, hold the same templates at different absolute paths). PROMPTS_DIR's templates are
+# hashed per project by the prompt library (`PromptLibrary.fingerprint`), the routing file here.
+BY_CONTENT = frozenset({"prompts_dir", "llm_router_config"})
 
 
 class Settings(BaseSettings):
@@ -191,12 +195,18 @@ class Settings(BaseSettings):
         return value or None
 
     def prediction_fingerprint(self) -> str:
-        """A short hash of every setting that can change an answer (model, sampling, prompts, few-shot, alignment,
-        media...): background jobs are only run by processes whose fingerprint matches the submitter's."""
+        """A short hash of every setting that can change an answer (model, sampling, few-shot, alignment, media, the
+        routing file's contents...): background jobs are only run by processes whose fingerprint, with their
+        templates' (`engine/jobs.py`), matches the submitter's. Paths are not in it, only what the files hold."""
         import hashlib
         import json
 
-        values = self.model_dump(mode="json", exclude=set(NOT_IN_FINGERPRINT))
+        values = self.model_dump(mode="json", exclude=set(NOT_IN_FINGERPRINT | BY_CONTENT))
+        if self.llm_router_config is not None:
+            try:
+                values["llm_router_config"] = hashlib.sha256(self.llm_router_config.read_bytes()).hexdigest()
+            except OSError as exc:  # load_routing reports a missing file at start; here it only must not match
+                values["llm_router_config"] = f"unreadable: {type(exc).__name__}"
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def secret_values(self) -> list[str]:

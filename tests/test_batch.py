@@ -61,8 +61,12 @@ def test_retry_after_is_honoured(make_client: Any, llm: FakeLLMServer) -> None:
 def test_permanent_failures_are_not_retried(make_client: Any, llm: FakeLLMServer, reply: Reply, message: str) -> None:
     llm.set_default(reply)
     body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
-    result = make_client(llm_max_retries=5).post("/predict", json=body).get_json()["results"][0]
-    assert "result" not in result and message in result["error"]
+    response = make_client(llm_max_retries=5).post("/predict", json=body)
+    if message == "AuthenticationError":  # a cause outside the task: the whole batch fails, as one 502 with the fix
+        assert response.status_code == 502 and message in response.get_json()["error"]["message"]
+    else:
+        result = response.get_json()["results"][0]
+        assert "result" not in result and message in result["error"]
     assert llm.calls == 1
 
 
@@ -71,15 +75,19 @@ def test_refused_connection_is_transient_and_reported(make_client: Any) -> None:
     client = make_client(llm_api_base=base, llm_retry_max_wait=0.1, predict_deadline=60)
     body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "x"}}]}
     started = time.monotonic()
-    result = client.post("/predict", json=body).get_json()["results"][0]
+    response = client.post("/predict", json=body)
     # LLM_MAX_RETRIES times (not until the deadline: a server that is down fails every task), then named
     # for what it is: no "HTTP 500". Five refused connections and 0.1 s waits take far less than the deadline.
+    # Every task of the request failed for it: one 502 says so, with the fix.
     assert time.monotonic() - started < 30
-    assert "result" not in result
-    assert result["error"].startswith(f"cannot connect to the model server at {base} (connection refused): "
-                                      "is it running, and is LLM_API_BASE the address")
-    assert "HTTP 500" not in result["error"]
-    assert result["error"].endswith("(gave up after 5 attempts: LLM_MAX_RETRIES=4)")
+    assert response.status_code == 502
+    error = response.get_json()["error"]
+    assert error["code"] == "model_unreachable"
+    assert error["message"].startswith("the model server cannot be reached: all 1 tasks failed")
+    assert (f"first error: cannot connect to the model server at {base} (connection refused): is it running, and is "
+            "LLM_API_BASE the address") in error["message"]
+    assert "HTTP 500" not in error["message"]
+    assert "(gave up after 5 attempts: LLM_MAX_RETRIES=4)" in error["message"]
 
 
 def test_deadline_returns_finished_tasks_and_the_next_request_pays_nothing_twice(

@@ -255,6 +255,40 @@ def test_a_consumer_with_other_settings_leaves_the_task_to_one_that_has_the_subm
         submitter.consumers.stop(timeout=30)
 
 
+def test_who_may_run_a_task_is_decided_by_template_contents_never_by_their_path(
+    make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one queue, each with its own PROMPTS_DIR (as replicas started from two directories): with
+    the same edited template they run each other's tasks; once one's template says something else, they do not."""
+    import llm_backend.engine.jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "BOUNCE_PATIENCE", 1.0)
+    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    shared = tmp_path / "shared"
+    homes = [tmp_path / "host-a" / "prompts", tmp_path / "host-b" / "prompts"]
+    for home in homes:
+        home.mkdir(parents=True)
+        (home / "repair.j2").write_text("Fix it: {{ error }}\n")
+    submitter = _services(make_settings, cache_dir=shared, prompts_dir=homes[0], llm_concurrency=2)
+    other = _services(make_settings, cache_dir=shared, prompts_dir=homes[1], llm_concurrency=2)
+    assert submitter.settings.prediction_fingerprint() == other.settings.prediction_fingerprint()
+    try:
+        job = submitter.jobs.job("22", "v-same", CHOICES_CONFIG, None, {})
+        submitter.jobs.submit(job, _tasks(range(1, 5)))
+        other.consumers.start()
+        records = _wait_idle(other, job)
+        assert [r.state for r in records] == ["done"] * 4 and {r.bounces for r in records} == {0}
+
+        (homes[1] / "repair.j2").write_text("Repair it: {{ error }}\n")  # only the other's copy changes
+        job = submitter.jobs.job("23", "v-edited", CHOICES_CONFIG, None, {})
+        submitter.jobs.submit(job, _tasks(range(1, 5)))
+        records = _wait_idle(other, job)
+        assert [(r.state, r.cause) for r in records] == [("failed", "settings_changed")] * 4
+        assert llm.calls == 4
+    finally:
+        other.consumers.stop(timeout=30)
+
+
 def test_a_task_a_predict_waits_for_is_retried_until_its_deadline_by_a_consumer_in_another_process(
     make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path
 ) -> None:

@@ -220,7 +220,7 @@ def test_what_label_studio_shows_when_predict_fails_as_a_whole(
         assert error["code"] == "model_unreachable"
         assert error["message"].startswith("the model server cannot be reached: all 5 tasks failed")
         assert "check LLM_API_BASE" in error["message"]
-        assert "ERROR llm_backend.web.predict_jobs" in backend.log()
+        assert "ERROR llm_backend.engine.pipeline" in backend.log()
         status = requests.get(f"{backend.url}/jobs", timeout=5).json()
         titles = [problem["title"] for problem in status["problems"]]
         assert "the model server cannot be reached" in titles  # after the start-up check's own finding

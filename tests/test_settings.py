@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llm_backend.errors import SettingsError
@@ -74,3 +76,18 @@ def test_bad_workers_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: 
     monkeypatch.setenv("WORKERS", value)
     with pytest.raises(SettingsError, match="WORKERS"):
         load_settings()
+
+
+def test_the_prediction_fingerprint_holds_what_files_say_never_where_they_are(tmp_path: Path) -> None:
+    """Replicas started from two directories: PROMPTS_DIR differs as a path (its templates' contents are hashed per
+    project by the jobs), a routing file counts by its contents."""
+    routes = [tmp_path / "a.yaml", tmp_path / "b.yaml"]
+    for path in routes:
+        path.write_text("model_list: []\n")
+    one = load_settings(prompts_dir=tmp_path / "a", llm_router_config=routes[0])
+    two = load_settings(prompts_dir=tmp_path / "b", llm_router_config=routes[1])
+    assert one.prediction_fingerprint() == two.prediction_fingerprint()
+    routes[1].write_text("model_list: [{model_name: x, litellm_params: {model: openai/x}}]\n")
+    assert one.prediction_fingerprint() != two.prediction_fingerprint()
+    assert (load_settings(llm_model="openai/a").prediction_fingerprint()
+            != load_settings(llm_model="openai/b").prediction_fingerprint())

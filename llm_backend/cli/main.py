@@ -82,7 +82,7 @@ def worker(threads: int | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     services.warm_up()
-    services.consumers.start(persistent=True)
+    services.consumers.start()
     if services.label_studio is None:
         logging.getLogger(__name__).warning(
             "LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY not set: finished tasks are not written back to Label Studio; "

@@ -27,7 +27,15 @@ class BatchRunner:
         self._pool = LazyPool(concurrency, "llm-task")
 
     def run(self, jobs: list[PredictionJob], deadline: float) -> tuple[list[TaskOutcome], BatchSummary]:
+        """`outcomes`, summed up and logged (Train's evaluation, benchmarks)."""
         started = time.monotonic()
+        outcomes = self.outcomes(jobs, deadline)
+        summary = BatchSummary.of(outcomes, time.monotonic() - started)
+        log.info(summary.log_line())
+        return outcomes, summary
+
+    def outcomes(self, jobs: list[PredictionJob], deadline: float) -> list[TaskOutcome]:
+        """Each task's outcome, in order, within `deadline` seconds; those still running then are "timeout"."""
         pool = self._pool.get()
         futures: list[Future[TaskOutcome]] = [pool.submit(self.predictor.predict, job) for job in jobs]
         wait(futures, timeout=max(0.0, deadline))
@@ -42,9 +50,7 @@ class BatchRunner:
                     project=job.project,
                 ))
                 self.predictor.metrics.tasks.labels("timeout").inc()
-        summary = BatchSummary.of(outcomes, time.monotonic() - started)
-        log.info(summary.log_line())
-        return outcomes, summary
+        return outcomes
 
     def as_completed(self, jobs: list[PredictionJob]) -> Iterator[tuple[int, TaskOutcome]]:
         """(index, outcome) as each task finishes: for progress bars in long offline runs."""

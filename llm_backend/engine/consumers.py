@@ -2,8 +2,8 @@
 write-back to Label Studio.
 
 `serve` starts them in each gunicorn worker after the fork (`post_worker_init`), `llm-backend
-worker` in its own process, `label-project --wait` for as long as its job runs; an app built in a
-test starts them on its first submission and lets them stop once the queue has been idle a while.
+worker` in its own process, `label-project --wait` for as long as its job runs, and an app built
+in-process (`create_app`) when it is built; never a request.
 `LLM_CONCURRENCY` worker threads per process, like the request path: the provider sees at most
 processes x LLM_CONCURRENCY calls.
 
@@ -45,21 +45,17 @@ def stop_all(timeout: float | None = None) -> None:
 class Consumers:
     def __init__(self, jobs: Jobs, store: JobStore, threads: int, *,
                  writeback: Callable[[Consumers], WriteBack] | None = None,
-                 heartbeat: float = 2.0, lease: float = 10.0, idle_exit: float = 30.0) -> None:
+                 heartbeat: float = 2.0, lease: float = 10.0) -> None:
         self.jobs = jobs
         self.store = store
         self.threads = threads
         self._writeback_factory = writeback
         self.heartbeat_every = heartbeat
         self.lease = lease
-        self.idle_exit = idle_exit
         self._lock = threading.Lock()
         self._pid = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._persistent = False
-        self._busy = 0
-        self._last_work = time.monotonic()
         self._poller = threading.Lock()  # held by the one idle worker that polls the queue
 
     @property
@@ -67,18 +63,16 @@ class Consumers:
         with self._lock:
             return self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads)
 
-    def start(self, *, persistent: bool = True, threads: int | None = None) -> bool:
+    def start(self, *, threads: int | None = None) -> bool:
         """Start this process's threads (once per process); False when they already run. `threads`: the worker
         threads of this process (default: `self.threads`), e.g. a gunicorn worker's share of LLM_CONCURRENCY."""
         with self._lock:
-            self._persistent = self._persistent or persistent
             if self._pid == os.getpid() and any(thread.is_alive() for thread in self._threads):
                 return False
             if threads is not None:
                 self.threads = threads
             self._pid = os.getpid()
             self._stop = threading.Event()
-            self._last_work = time.monotonic()
             self._threads = [threading.Thread(target=self._work, name=f"llm-job-{i + 1}", daemon=True)
                              for i in range(self.threads)]
             self._threads.append(threading.Thread(target=self._maintain, name="llm-job-heartbeat", daemon=True))
@@ -112,9 +106,6 @@ class Consumers:
 
     # -- threads ----------------------------------------------------------------------------------
 
-    def _idle_too_long(self) -> bool:
-        return not self._persistent and self._busy == 0 and time.monotonic() - self._last_work > self.idle_exit
-
     def _work(self) -> None:
         huey = self.jobs.huey
         delay = 0.0
@@ -126,16 +117,12 @@ class Consumers:
                 self._stop.wait(1.0)
                 continue
             if message is None:
-                if self._idle_too_long():
-                    return
                 if not getattr(huey.storage, "blocking", False):  # Redis waits in BRPOP instead
                     delay = self._idle(delay)
                 continue
             if delay:  # the queue had work after a pause: wake the others to share it
                 self.jobs.wake.set()
             delay = 0.0
-            with self._lock:
-                self._busy += 1
             try:
                 # The task itself, not `huey.execute`: that also reads and deletes the message's revoke keys (two
                 # more exclusive transactions on the queue per task, for a feature jobs do not use). Jobs.execute
@@ -143,10 +130,6 @@ class Consumers:
                 message.execute()
             except Exception:  # one bad message must not stop the worker
                 log.exception("job task failed")
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                    self._last_work = time.monotonic()
 
     def _idle(self, delay: float) -> float:
         """Wait for work on SQLite, which cannot notify; returns the next pause. One idle thread per process polls
@@ -176,8 +159,6 @@ class Consumers:
                     first = False
             except Exception:
                 log.exception("job heartbeat or recovery failed")
-            if self._idle_too_long():
-                return
             self._stop.wait(self.heartbeat_every)
 
     def _write(self, writeback: WriteBack) -> None:
@@ -186,8 +167,6 @@ class Consumers:
                 writeback.run_once()
             except Exception:
                 log.exception("write-back to Label Studio failed")
-            if self._idle_too_long():
-                return
             # One import a second at most: batches of what finished meanwhile, not one request per task.
             self._stop.wait(1.0)
         writeback.run_once()  # what finished while stopping

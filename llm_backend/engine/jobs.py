@@ -18,6 +18,7 @@ for retries, and the next submission resumes it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.causes import BY_KEY, SETTINGS_CHANGED, Cause, classify_failure
-from ..core.config import LabelConfig, parse_label_config
+from ..core.config import parse_label_config
 from ..settings import Settings
 from .jobstore import ACTIVE, DELIVERED, JobInfo, JobStore, TaskRecord
 from .outcome import TaskOutcome
 from .predictor import PredictionJob, TaskPredictor
+from .prompts import PromptLibrary
 from .queue import open_huey
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Submission:
 @dataclass
 class Collected:
     items: dict[int, dict[str, Any]] = field(default_factory=dict)  # task id -> result item for Label Studio
+    records: dict[int, TaskRecord] = field(default_factory=dict)  # task id -> the record of each of `items`
     failed: dict[int, TaskRecord] = field(default_factory=dict)  # failed during this request
     pending: list[int] = field(default_factory=list)  # still in the job
     delivered: list[int] = field(default_factory=list)  # delivered by someone else while this request ran
@@ -62,7 +65,7 @@ class Jobs:
     """Submits tasks to jobs, executes queued tasks, and collects outcomes for /predict."""
 
     def __init__(self, settings: Settings, store: JobStore, predictor: TaskPredictor, *, writeback: bool,
-                 huey_factory: Callable[[Settings], Any] = open_huey) -> None:
+                 prompts: PromptLibrary | None = None, huey_factory: Callable[[Settings], Any] = open_huey) -> None:
         self.settings = settings
         self.store = store
         self.predictor = predictor
@@ -72,11 +75,11 @@ class Jobs:
         self._huey: Any = None
         self._huey_task: Any = None
         self._pid = 0
-        self._configs: dict[str, LabelConfig] = {}
         self._changed = threading.Condition()
         self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> monotonic deadline of a waiting /predict
         self.wake = threading.Event()  # set on enqueue: this process's idle workers look at the queue at once
-        self.fingerprint = settings.prediction_fingerprint()
+        self.prompts = prompts
+        self.settings_fingerprint = settings.prediction_fingerprint()
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -117,6 +120,13 @@ class Jobs:
                 found.add((str(message.args[0]), int(message.args[1])))
         return found
 
+    def fingerprint(self, project: str) -> str:
+        """What shapes this project's answers in this process: the settings that can change an answer and the
+        contents of the templates in effect for it (never their paths). Only a process with the submitter's runs a
+        job's tasks; templates are re-read when edited, so this follows an edit as `model_version` does."""
+        templates = self.prompts.fingerprint(project) if self.prompts is not None else ""
+        return hashlib.sha256(f"{self.settings_fingerprint}|{templates}".encode()).hexdigest()[:12]
+
     # -- submitting -------------------------------------------------------------------------------
 
     def job(self, project: str, model_version: str, label_config: str, model: str | None,
@@ -127,7 +137,7 @@ class Jobs:
         current = self.store.get_job(job_id)
         job = JobInfo(job_id, project, model_version, label_config, model, dict(params),
                       writeback=self.writeback if writeback is None else writeback,
-                      created=current.created if current else now, updated=now, fingerprint=self.fingerprint)
+                      created=current.created if current else now, updated=now, fingerprint=self.fingerprint(project))
         self.store.put_job(job)
         if current is not None and current.halted:
             log.info("job %s resumed (it was halted: %s)", job_id, current.halted_message)
@@ -180,15 +190,6 @@ class Jobs:
 
     # -- executing (in a consumer thread) ---------------------------------------------------------
 
-    def _config(self, job: JobInfo) -> LabelConfig:
-        config = self._configs.get(job.id)
-        if config is None:
-            config = parse_label_config(job.label_config)
-            if len(self._configs) > 64:
-                self._configs.clear()
-            self._configs[job.id] = config
-        return config
-
     def execute(self, job_id: str, task_id: int, consumer: str | None = None) -> None:
         """Predict one queued task (the huey task). A duplicate message finds the task taken and returns."""
         consumer = consumer or current_consumer()
@@ -201,8 +202,9 @@ class Jobs:
             message = f"not sent to the model: this job stopped because {job.halted_message}"
             self._finish(job, record, TaskOutcome("failed", error=message), cause, consumer=None)
             return
-        if job.fingerprint and job.fingerprint != self.fingerprint:
-            self._bounce(job, record)
+        mine = self.fingerprint(job.project)
+        if job.fingerprint and job.fingerprint != mine:
+            self._bounce(job, record, mine)
             return
         running = record.moved("running", owner=consumer)
         if not self.store.move(job_id, running, {"queued"}):
@@ -214,22 +216,23 @@ class Jobs:
         deadline = self._awaited.get((job_id, task_id))
         if deadline is None and record.awaited_until is not None and record.awaited_until > time.time():
             deadline = time.monotonic() + (record.awaited_until - time.time())
-        prediction = PredictionJob(self._config(job), job.project, data, None, job.model, dict(job.params),
-                                   deadline=deadline)
+        # parse_label_config keeps the parsed configs (an LRU cache): a job's XML is parsed once per process.
+        prediction = PredictionJob(parse_label_config(job.label_config), job.project, data, None, job.model,
+                                   dict(job.params), deadline=deadline)
         outcome = self.predictor.predict(prediction)
         cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
         self._finish(job, running, outcome, cause, consumer=consumer)
         if cause is not None and cause.systemic:
             self._maybe_halt(job, cause, outcome.error or "")
 
-    def _bounce(self, job: JobInfo, record: TaskRecord) -> None:
+    def _bounce(self, job: JobInfo, record: TaskRecord, mine: str) -> None:
         """A task submitted under other settings (another model, prompts, few-shot...): its model_version is not
         what this process would produce, so it goes back to the queue for a consumer that has them."""
         now = time.time()
         since = record.bounced_since or now
         if now - since > BOUNCE_PATIENCE:
             message = (f"{SETTINGS_CHANGED.title} (job {job.id}, settings {job.fingerprint}; this backend's are "
-                       f"{self.fingerprint}) and none with those settings took it in {BOUNCE_PATIENCE:.0f} s")
+                       f"{mine}) and none with those settings took it in {BOUNCE_PATIENCE:.0f} s")
             self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer=None)
             return
         back = record.moved("queued", bounces=record.bounces + 1, bounced_since=since)
@@ -303,6 +306,7 @@ class Jobs:
         for record in records:
             if record.task_id in won and record.item is not None:
                 collected.items[record.task_id] = record.item
+                collected.records[record.task_id] = record
             elif record.state == "done" and record.item is not None:
                 collected.pending.append(record.task_id)  # taken by the write-back meanwhile: it delivers it
             elif record.state == "failed" and (record.finished or 0) >= submission.received:

@@ -45,7 +45,7 @@ class JobInfo:
     updated: float = 0.0
     halted: str | None = None  # a systemic cause key: queued tasks are not sent to the model
     halted_message: str | None = None
-    fingerprint: str = ""  # Settings.prediction_fingerprint() of the submitter: who may run its tasks
+    fingerprint: str = ""  # Jobs.fingerprint(project) of the submitter: who may run its tasks
 
     @staticmethod
     def key(project: str, model_version: str) -> str:

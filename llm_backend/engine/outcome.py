@@ -59,7 +59,9 @@ class LongTextReport:
 
 @dataclass
 class TaskOutcome:
-    status: str  # ok | cached | failed | timeout
+    # ok | cached | failed | timeout (not finished by the deadline: it runs on) | delivered (a job's task that
+    # Label Studio got another way while the request ran)
+    status: str
     regions: list[dict[str, Any]] | None = None
     score: float | None = None
     error: str | None = None
@@ -74,6 +76,7 @@ class TaskOutcome:
     project: str | None = None  # the Label Studio project the task belongs to, for per-project metrics
     long_text: LongTextReport | None = None  # set when the text was split to fit the model's context
     signal: str | None = None  # where the scores came from: logprobs | samples | off (engine/confidence.py)
+    cause: str | None = None  # core.causes key of a failure known before classifying it (a halted job's task)
 
     def to_result(self, model_version: str) -> dict[str, Any]:
         """The item Label Studio expects; failures carry no `result` so LS asks again later.

@@ -139,7 +139,7 @@ class ProjectLabeler:
         consumers = self.services.consumers
         try:
             if wait:
-                consumers.start(persistent=True)  # work starts while the next pages are fetched
+                consumers.start()  # work starts while the next pages are fetched
             for page in self.pages():
                 room = None if limit is None else limit - len(submitted)
                 tasks = page if room is None else page[:room]

@@ -51,8 +51,14 @@ def create_app(
     services: Services | None = None,
     client: CompletionClient | None = None,
     cache: Cache | None = None,
+    consumers: bool = True,
 ) -> Flask:
+    """The app over `services` (built from `settings` when not given). With `consumers` (and JOBS_ENABLED) this
+    process starts working the job queue now, as `llm-backend worker` does; `serve` builds the app before forking
+    and starts them in each worker instead (`web/server.py`). A request never starts them."""
     services = services or build_services(settings, client=client, cache=cache)
+    if consumers and services.settings.jobs_enabled:
+        services.consumers.start()
     settings, metrics = services.settings, services.metrics
     protocol = ProtocolHandler(services)
 

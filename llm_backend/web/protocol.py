@@ -13,14 +13,12 @@ from typing import Any
 
 from ..core.config import LabelConfig, parse_label_config
 from ..core.controls import SPECS
-from ..engine.outcome import TaskOutcome
-from ..engine.predictor import PredictionJob
+from ..engine.pipeline import PredictRequest
 from ..engine.projects import ProjectState, project_id, update
 from ..errors import BadRequestError
 from ..models.router import ModelChoice, Routing, parse_extra_params
 from ..models.vision import deployments_support, vision_support
 from ..services import Services
-from .predict_jobs import job_task_ids, predict_with_jobs
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +102,9 @@ class ProtocolHandler:
         version = self.services.predictor.model_version(config, project, choice.model, choice.params)
         if project and (state is None or state.model_version != version):
             update(self.services.projects, project, model_version=version)
-        asked = instruction(body.get("params"))
-        if settings.jobs_enabled and project is not None and asked is None and job_task_ids(tasks):
-            return predict_with_jobs(self.services, config, project, version, choice, tasks, started)
-        # Transient model failures are retried until the request's deadline, not a fixed number of times.
-        deadline = started + settings.predict_deadline
-        jobs: list[PredictionJob | None] = [
-            PredictionJob(config, project, task, asked, choice.model, dict(choice.params), deadline=deadline)
-            if isinstance(task, dict) else None
-            for task in tasks
-        ]
-        valid = [job for job in jobs if job is not None]
-        outcomes, _summary = self.services.runner.run(valid, settings.predict_deadline - (time.monotonic() - started))
-        by_job = iter(outcomes)
-        results = [
-            next(by_job).to_result(version) if job is not None
-            else TaskOutcome("failed", error="task must be a JSON object").to_result(version)
-            for job in jobs
-        ]
-        return {"results": results, "model_version": version}
+        request = PredictRequest(config, project, version, tasks, started, choice.model, dict(choice.params),
+                                 instruction(body.get("params")))
+        return {"results": self.services.pipeline.predict(request), "model_version": version}
 
     def versions(self) -> dict[str, Any]:
         states = [state for state in self.services.projects.all() if state.model_version]

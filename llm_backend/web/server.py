@@ -60,8 +60,7 @@ def _post_worker_init(worker: Any) -> None:
         # After the fork, like the warm-up: the queue's connections and threads belong to this worker. A restarted
         # backend resumes its unfinished jobs from here, without waiting for a request. Each worker takes its share
         # of LLM_CONCURRENCY tasks at a time, so a selection spreads over all of them.
-        services.consumers.start(persistent=True,
-                                 threads=math.ceil(settings.llm_concurrency / settings.worker_processes))
+        services.consumers.start(threads=math.ceil(settings.llm_concurrency / settings.worker_processes))
         if services.label_studio is None:
             log.warning("LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY not set: tasks left to a job after the predict deadline "
                         "are not written back to Label Studio; the next \"Retrieve predictions\" collects them")
@@ -111,7 +110,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return create_app(self.settings, consumers=False)  # started in each worker after the fork
 
 
 def check_port_free(host: str, port: int) -> None:
