@@ -131,7 +131,7 @@ def test_improve_refuses_the_harmful_rule_and_keeps_nothing(llm: FakeLLMServer, 
     # Two rounds: each interval is a Bonferroni-widened 97.5% one, and the second request names the rejected rule.
     assert first["heldout"]["confidence"] == pytest.approx(0.975)
     assert len(llm.world.improvement_requests) == 2 and HARMFUL in llm.world.improvement_requests[1]
-    assert "nothing kept" in result.stderr
+    assert "nothing kept" in result.stderr and "97.5% CI" in result.stderr
 
 
 def test_comparing_identical_prompt_folders_gives_an_interval_around_zero(llm: FakeLLMServer, lab: dict[str, Any],

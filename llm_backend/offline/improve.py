@@ -245,7 +245,7 @@ class ImproveJob:
         result.working = _paired(before, after, working, confidence)
         result.heldout = _paired(held_before, held_after, held, confidence)
         result.accepted = result.heldout.interval.above_zero
-        level = f"{confidence:.1%} interval"
+        level = f"{confidence * 100:g}% interval"
         result.reason = (f"kept: the held-out {level}'s low end is above zero" if result.accepted else
                          f"not kept: the held-out {level} reaches zero or below")
         return result, candidate

@@ -20,8 +20,7 @@ def _number(value: float | None) -> str:
 def interval_text(interval: Interval | None) -> str:
     if interval is None:
         return "nothing to measure"
-    return (f"{interval.diff:+.3f}, {interval.confidence:.0%} CI [{interval.low:+.3f}, {interval.high:+.3f}]"
-            .replace("95.0%", "95%"))
+    return f"{interval.diff:+.3f}, {interval.confidence * 100:g}% CI [{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
 def usage_text(usage: Usage) -> str:
