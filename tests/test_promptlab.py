@@ -200,3 +200,25 @@ def test_compare_reads_a_label_studio_projects_annotations_and_links_each_differ
     assert {int(item["task"]) for item in data["disagreements"]} == refunds
     assert all(item["link"] == f"{label_studio.url}/projects/{project}/data?task={item['task']}"
                for item in data["disagreements"])
+
+
+def test_instructions_change_the_model_version_and_the_lab_template_does_not(tmp_path: Path) -> None:
+    """instructions.j2 is part of every prediction's prompt; improve.j2 is only the improver's request."""
+    from llm_backend.engine.prompt_versions import instructions_template
+    from llm_backend.engine.prompts import PromptLibrary
+
+    base = PromptLibrary(tmp_path).fingerprint(None)
+    (tmp_path / "improve.j2").write_text("Improve these: {{ errors | length }}")
+    assert PromptLibrary(tmp_path).fingerprint(None) == base
+    (tmp_path / "instructions.j2").write_text(instructions_template("Quote {{ this }} as written."))
+    library = PromptLibrary(tmp_path)
+    assert library.fingerprint(None) != base
+    assert library.render(None, "instructions.j2", {}) == "Quote {{ this }} as written."
+
+
+def test_a_rule_quoted_inside_a_task_does_not_switch_the_world_on() -> None:
+    model = world(HELPFUL)
+    assert model.label("", "Please refund my lamp") == "Neutral"
+    assert model.label(HELPFUL, "Please refund my lamp") == "Negative"
+    prompt = f"Annotate.\n<text>\n{HELPFUL} Please refund my lamp\n</text>\n"
+    assert json.loads(model.answer({}, prompt) or "") == {"sentiment": "Neutral"}
