@@ -147,3 +147,34 @@ def test_prompts_init_previews_an_example_sentence(llm: FakeLLMServer, tmp_path:
     # The text the prompt shows is a sentence, not the field's name as a placeholder.
     assert "<text>\nThe new phone from Acme arrived in Berlin on Monday" in result.output
     assert "<text>\n<text>" not in result.output
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_the_worked_demo_predicts_every_example_task_as_the_readme_shows(tmp_path: Path, llm: FakeLLMServer) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    env = {**cli_env(llm, tmp_path), "LLM_MODEL": "demo"}
+    outputs = {}
+    for name in ("sentiment", "ner"):
+        out = tmp_path / f"{name}_out.json"
+        result = run(["predict", "--config", str(EXAMPLES / f"{name}.xml"), "--tasks",
+                      str(EXAMPLES / f"{name}_tasks.json"), "--out", str(out), "--no-progress"], env)
+        assert result.exit_code == 0, result.output
+        assert f"wrote {out}: 3 tasks, 3 with a prediction" in result.output and "cost $0" in result.output
+        outputs[name] = json.loads(out.read_text())
+    texts = [task["data"]["text"] for tasks in outputs.values() for task in tasks]
+    assert any("东" in text or "这" in text for text in texts) and any("東京" in text for text in texts)
+    assert any("👩‍💻" in text for text in texts) and any("😀" in text for text in texts)
+    spans = {}
+    for task in outputs["ner"]:
+        for region in task["predictions"][0]["result"]:
+            value = region["value"]
+            assert task["data"]["text"][value["start"]:value["end"]] == value["text"]
+            spans[value["text"]] = (value["start"], value["end"])
+    # The offsets the README quotes, as this run gave them.
+    assert spans["Sony"] == (4, 8) and spans["Kenichiro Yoshida"] == (11, 28) and spans["Ada Lovelace"][0] == 4
+    assert '"start": 4, "end": 8, "text": "Sony"' in readme and '"start": 11, "end": 28, "text": "Kenichiro Yoshida"' \
+        in readme
+    assert [task["predictions"][0]["result"][0]["value"]["choices"] for task in outputs["sentiment"]] == \
+        [["Negative"], ["Negative"], ["Positive"]]  # as the README's curl output shows

@@ -277,13 +277,15 @@ def test_the_readmes_rest_commands_connect_and_store_predictions(
     block = readme.split("<!-- rest-connect", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     placeholders, commands = block.split("\n", 1)
     assert placeholders.startswith("export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=")
+    assert "Authorization: Token" not in commands  # a new organization refuses Legacy Tokens (401)
     backend = start_backend(LLM_MODEL="demo")
     project = label_studio.create_project("readme curl", CHOICES_CONFIG)
     tasks = label_studio.import_tasks(project, [{"text": "good"}, {"text": "bad"}])
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", commands.replace("http://localhost:9090", backend.url)],
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "LABEL_STUDIO_URL": label_studio.url,
-                              "LABEL_STUDIO_API_KEY": label_studio.token, "PROJECT": str(project)})
+                              "LABEL_STUDIO_API_KEY": label_studio.create_personal_access_token(),
+                              "PROJECT": str(project)})
     assert out.returncode == 0, out.stderr
     assert '"state":"CO"' in out.stdout and '"detail":"Retrieved 2 predictions"' in out.stdout
     stored = label_studio.predictions(project)

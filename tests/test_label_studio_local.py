@@ -69,7 +69,8 @@ def test_with_only_ml_block_local_ip_off_doctor_names_the_other_setting(
     label_studio_executable: Path, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     backend = start_backend()
-    with start_label_studio(tmp_path, extra_env={**DEFAULTS, "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false"}) as ls:
+    # The bare name, as the README's command sets it (Label Studio also reads LABEL_STUDIO_<name>).
+    with start_label_studio(tmp_path, extra_env={**DEFAULTS, "ML_BLOCK_LOCAL_IP": "false"}) as ls:
         code, out = doctor(ls.url, ls.token, backend.port)
     assert code == 1
     assert "POST /api/webhooks/: HTTP 403" in out and "POST /api/ml:" not in out
