@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..core.config import Control, LabelConfig
@@ -34,6 +35,9 @@ TEMPLATE_SUFFIX = ".j2"
 REQUIRED_TEMPLATES = ("system.j2", "user.j2", "repair.j2")
 LAB_TEMPLATES = frozenset({"improve.j2"})  # `llm-backend improve`'s request: no part of a prediction's prompt
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# The variables that come from the label config alone (`base_context`), and how many configs are remembered.
+CONFIG_VARIABLES = frozenset({"controls", "schema", "schema_in_prompt"})
+MAX_CONFIGS = 256
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ class PromptLibrary:
         self._lock = threading.Lock()
         self._envs: dict[str, SandboxedEnvironment] = {}
         self._fingerprints: dict[str, tuple[tuple[Any, ...], str]] = {}
+        # Rendered once per label config: its base context, and the text of templates that read nothing else.
+        self._bases: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._base_ids: set[int] = set()  # id() of each base context's controls list (kept alive by _bases)
+        self._config_only: dict[jinja2.Template, tuple[str, ...] | bool] = {}
+        self._static: dict[tuple[Any, ...], str] = {}
 
     def project_dir(self, project: str | None) -> Path | None:
         if not project or self.root is None:
@@ -160,20 +169,78 @@ class PromptLibrary:
     def render(self, project: str | None, name: str, context: dict[str, Any]) -> str:
         env = self._env(project)
         template = self._load(env, name, project)
+        key = self._static_key(env, template, context)
+        if key is not None and (text := self._static.get(key)) is not None:
+            return text
         try:
-            return template.render(**context).strip()
+            text = template.render(**context).strip()
         except PromptError:
             raise
         except Exception as exc:  # any failure inside a user-edited template
             where = _template_location(exc, self._search_path(project))
             raise PromptError(f"prompt template error at {where}: {exc}") from None
+        if key is not None:
+            with self._lock:
+                self._static[key] = text
+        return text
+
+    def _static_key(self, env: SandboxedEnvironment, template: jinja2.Template, context: dict[str, Any]
+                    ) -> tuple[Any, ...] | None:
+        """A key for a template that reads nothing but the label config's variables (the shipped system.j2 and
+        what it includes), rendered from a base context made here: its text is the same for every task of the
+        config. The key holds the Template objects in use, so an edited file (Jinja reloads it) is a new key."""
+        if id(context.get("controls")) not in self._base_ids:
+            return None
+        includes = self._config_only.get(template)
+        if includes is None:
+            includes = self._config_includes(env, template.name or "", set())
+            with self._lock:
+                self._config_only[template] = includes
+        if includes is False:
+            return None
+        return (template, *(env.get_template(name) for name in includes), id(context["controls"]),
+                context.get("schema"), context.get("schema_in_prompt"))
+
+    def _config_includes(self, env: SandboxedEnvironment, name: str, seen: set[str]) -> tuple[str, ...] | bool:
+        """The templates `name` includes when it and they read only CONFIG_VARIABLES; False otherwise."""
+        try:
+            tree = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+        except Exception:  # unreadable now: rendered every time, as before
+            return False
+        if not jinja2.meta.find_undeclared_variables(tree) <= CONFIG_VARIABLES:
+            return False
+        found: list[str] = []
+        for included in jinja2.meta.find_referenced_templates(tree):
+            if included is None:  # a name computed at render time
+                return False
+            if included in seen:
+                continue
+            seen.add(included)
+            deeper = self._config_includes(env, included, seen)
+            if deeper is False:
+                return False
+            found += [included, *deeper]  # type: ignore[misc]
+        return tuple(found)
 
     def base_context(self, config: LabelConfig, output_mode: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "controls": [control_context(control) for control in config.controls],
-            "schema": json.dumps(schema, ensure_ascii=False),
-            "schema_in_prompt": output_mode != "schema",
-        }
+        """The label config's variables: made once per config and output mode; the caller adds the task's to
+        its own copy."""
+        key = (config.fingerprint, output_mode, json.dumps(schema, ensure_ascii=False))
+        base = self._bases.get(key)
+        if base is None:
+            base = {
+                "controls": [control_context(control) for control in config.controls],
+                "schema": key[2],
+                "schema_in_prompt": output_mode != "schema",
+            }
+            with self._lock:
+                if len(self._bases) >= MAX_CONFIGS:  # forget all rather than track use: configs are few
+                    self._bases.clear()
+                    self._base_ids.clear()
+                    self._static.clear()
+                self._bases[key] = base
+                self._base_ids.add(id(base["controls"]))
+        return dict(base)
 
     def messages(self, project: str | None, context: dict[str, Any]) -> list[Message]:
         return [

@@ -1,0 +1,53 @@
+"""The system message is rendered once per label config while its templates read nothing else, and again
+as soon as one of them (system.j2 or what it includes) is edited; a template that reads the task is never
+reused across tasks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llm_backend.core.config import parse_label_config
+from llm_backend.core.schema import json_schema
+from llm_backend.engine.prompts import PromptLibrary
+from tests.conftest import CHOICES_CONFIG
+
+
+def _system(prompts: PromptLibrary, task_id: int) -> str:
+    config = parse_label_config(CHOICES_CONFIG)
+    context = prompts.base_context(config, "schema", json_schema(config))
+    context.update(task={"id": task_id, "data": {"text": f"text {task_id}"}}, objects=[], instruction=None,
+                   examples=[])
+    [system, _user] = prompts.messages(None, context)
+    return system.content
+
+
+def _edit(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    later = path.stat().st_mtime + 10  # Jinja's auto_reload compares mtimes
+    os.utime(path, (later, later))
+
+
+def test_the_static_system_message_is_reused_until_an_included_template_changes(tmp_path: Path) -> None:
+    _edit(tmp_path / "instructions.j2", "Label product reviews only.")
+    prompts = PromptLibrary(tmp_path)
+    first = _system(prompts, 1)
+    assert _system(prompts, 2) == first and "meticulous data annotator" in first
+    assert "Label product reviews only." in first
+    _edit(tmp_path / "instructions.j2", "Label support tickets only.")
+    assert "Label support tickets only." in _system(prompts, 4)
+
+
+def test_a_system_template_that_reads_the_task_is_rendered_per_task(tmp_path: Path) -> None:
+    prompts = PromptLibrary(tmp_path)
+    _edit(tmp_path / "system.j2", "You label task {{ task.id }}.")
+    assert _system(prompts, 1) == "You label task 1."
+    assert _system(prompts, 2) == "You label task 2."
+
+
+def test_an_edited_system_template_is_used_at_once(tmp_path: Path) -> None:
+    prompts = PromptLibrary(tmp_path)
+    _edit(tmp_path / "system.j2", "Version one for {{ controls | length }} control(s).")
+    assert _system(prompts, 1) == "Version one for 1 control(s)."
+    _edit(tmp_path / "system.j2", "Version two.")
+    assert _system(prompts, 2) == "Version two."
