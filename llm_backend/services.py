@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .core.demo import DEMO_MODEL, is_demo
-from .engine.batch import BatchRunner
-from .engine.batch_store import BatchStore, open_batch_store
 from .engine.cache import Cache, open_cache
 from .engine.cascade import Cascade
 from .engine.confidence import Confidence
@@ -33,6 +31,8 @@ from .engine.predictor import Predictor, TaskPredictor
 from .engine.problems import Problems
 from .engine.projects import ProjectStore, open_project_store
 from .engine.prompts import PromptLibrary
+from .engine.provider_batch_store import BatchStore, open_batch_store
+from .engine.task_runner import TaskRunner
 from .engine.training import Trainer
 from .engine.writeback import WriteBack
 from .label_studio import LabelStudioClient
@@ -63,7 +63,7 @@ class Services:
     examples: ExampleStore
     projects: ProjectStore
     predictor: TaskPredictor  # the cascade when LLM_CASCADE is set, else the plain predictor
-    runner: BatchRunner
+    runner: TaskRunner
     trainer: Trainer
     events: EventHandler
     pricing: Pricing  # prices, rate limits and token counts per model name
@@ -161,7 +161,7 @@ def build_services(
                       confidence)
     predictor: TaskPredictor = (Cascade(plain, settings.cascade_models, settings.cascade_min_score)
                                 if settings.cascade_models else plain)
-    runner = BatchRunner(predictor, settings.llm_concurrency)
+    runner = TaskRunner(predictor, settings.llm_concurrency)
     trainer = Trainer(runner, examples, projects)
     events = EventHandler(examples, snapshot_every=settings.fewshot_snapshot_every, on_training=trainer.on_training)
     job_store = open_job_store(settings.cache_dir, settings.cache_url)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from llm_backend.cli.main import main
-from llm_backend.engine.batch_store import open_batch_store
+from llm_backend.engine.provider_batch_store import open_batch_store
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import interrupt_when
 from tests.test_cascade import SMALL, scripted
@@ -236,7 +236,7 @@ def test_label_project_through_the_batch_api_survives_an_interruption_and_predic
 def test_the_batch_store_keeps_open_batches_in_sqlite_or_redis(tmp_path: Path, redis_url: str) -> None:
     import time
 
-    from llm_backend.engine.batch_store import MAX_AGE, BatchRecord
+    from llm_backend.engine.provider_batch_store import MAX_AGE, BatchRecord
 
     for store in (open_batch_store(tmp_path, None), open_batch_store(tmp_path, redis_url)):
         fresh = BatchRecord("batch_a", "gpt", "openai/gpt-4o-mini", None, ("k1", "k2"), time.time(), "12")

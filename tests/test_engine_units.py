@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from llm_backend.core.config import LabelConfig, parse_label_config
-from llm_backend.engine.batch import BatchRunner
 from llm_backend.engine.events import EventHandler
 from llm_backend.engine.examples import SQLiteExampleStore
 from llm_backend.engine.metrics import Metrics
@@ -18,6 +17,7 @@ from llm_backend.engine.outcome import TaskOutcome
 from llm_backend.engine.predictor import PredictionJob
 from llm_backend.engine.projects import ProjectState, RedisProjectStore, SQLiteProjectStore, project_id, update
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary, control_context
+from llm_backend.engine.task_runner import TaskRunner
 from llm_backend.engine.training import Trainer
 from llm_backend.errors import PromptError
 from llm_backend.models.router import ModelChoice
@@ -85,7 +85,7 @@ def test_train_scores_with_the_evaluator_against_the_annotations_regions(tmp_pat
               "value": {"start": 0, "end": 3, "text": "Ada", "labels": ["Person"]}}
     predictor = ScriptedPredictor({"1": [person, *wrong_date], "2": wrong_date})
     projects = SQLiteProjectStore(tmp_path / "projects.sqlite3")
-    trainer = Trainer(BatchRunner(predictor, 2), store, projects)
+    trainer = Trainer(TaskRunner(predictor, 2), store, projects)
     update(projects, "5", label_config=CONFIG)
     trainer.on_training("5", None)  # the config comes from the project store
     report = projects.get("5").evaluation  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
 
 
 def test_import_loads_neither_flask_nor_litellm_and_offline_commands_skip_the_web_layer() -> None:
-    code = ("import sys, llm_backend, llm_backend.cli.batch, llm_backend.offline.runs, llm_backend.services; "
+    code = ("import sys, llm_backend, llm_backend.cli.offline, llm_backend.offline.runs, llm_backend.services; "
             "print(json.dumps([m for m in ('flask', 'litellm', 'werkzeug') if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", f"import json; {code}"], capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout) == [], out.stderr

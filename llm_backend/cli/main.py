@@ -191,8 +191,8 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
 
 
 def _register_batch_commands() -> None:
-    from .batch import commands
     from .lab import register as register_lab
+    from .offline import commands
     from .plan import plan_command
     from .trust import commands as trust_commands
 

@@ -15,7 +15,7 @@ from ..offline.plan import ModelPlan, Plan, Planner, TimedClient
 from ..offline.project_labeler import ProjectLabeler
 from ..redact import redact
 from ..services import build_services, model_client
-from .batch import InputError, _config, _logging, _settings, _tasks
+from .offline import InputError, _config, _logging, _settings, _tasks
 
 
 def duration(seconds: float | None) -> str:

@@ -23,7 +23,7 @@ from ..offline.trust import (
     store_calibration,
 )
 from ..services import Services, build_services
-from .batch import InputError, _logging, _settings
+from .offline import InputError, _logging, _settings
 
 
 def _services() -> Services:

@@ -4,7 +4,7 @@ Label Studio's batch call (a project, tasks with ids, no annotator's context) go
 durable job (`engine/jobs.py`): its tasks are submitted, the request waits until its deadline and collects
 what finished, and the rest runs on and is written back to Label Studio (or collected by the next click).
 Any other /predict (an annotator's interactive context, tasks without ids, JOBS_ENABLED=false) runs its
-tasks on the task runner (`engine/batch.py`), whose leftovers finish into the cache.
+tasks on the task runner (`engine/task_runner.py`), whose leftovers finish into the cache.
 
 Both give one `TaskOutcome` per task, and from there everything is shared: the result items, the log line
 (`BatchSummary`), and the whole-batch rule: when every task failed for one cause outside the tasks (the
@@ -28,12 +28,12 @@ from ..core.usage import Usage
 from ..errors import BatchFailedError
 from ..redact import redact
 from ..settings import Settings
-from .batch import BatchRunner
 from .job import PredictionJob
 from .jobs import Collected, Jobs
 from .jobstore import TaskRecord
 from .outcome import BatchSummary, TaskOutcome
 from .problems import Problems
+from .task_runner import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def whole_batch_cause(outcomes: list[TaskOutcome]) -> Cause | None:
 class PredictPipeline:
     """Runs a /predict's tasks through the job or directly, and answers both the same way."""
 
-    def __init__(self, settings: Settings, runner: BatchRunner, jobs: Jobs, health: Problems) -> None:
+    def __init__(self, settings: Settings, runner: TaskRunner, jobs: Jobs, health: Problems) -> None:
         self.settings = settings
         self.runner = runner
         self.jobs = jobs

@@ -9,10 +9,10 @@ from typing import Any
 
 from ..core.config import LabelConfig, parse_label_config
 from ..core.evaluate import EvalReport, evaluate
-from .batch import BatchRunner
 from .examples import Example, ExampleStore
 from .predictor import PredictionJob
 from .projects import ProjectStore, update
+from .task_runner import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def _annotated_task(example: Example) -> dict[str, Any]:
     return {"id": example.task_id, "data": example.data, "annotations": [{"result": example.result}]}
 
 
-def evaluate_examples(runner: BatchRunner, config: LabelConfig, project: str, examples: list[Example], *,
+def evaluate_examples(runner: TaskRunner, config: LabelConfig, project: str, examples: list[Example], *,
                       fewshot: bool, deadline: float = 3600) -> EvalReport:
     """Predict each example's task and score it against the example's annotation."""
     tasks = [_annotated_task(example) for example in examples]
@@ -34,7 +34,7 @@ def evaluate_examples(runner: BatchRunner, config: LabelConfig, project: str, ex
 class Trainer:
     """Runs the Train evaluation for a project and keeps its report in the project store."""
 
-    def __init__(self, runner: BatchRunner, examples: ExampleStore, projects: ProjectStore) -> None:
+    def __init__(self, runner: TaskRunner, examples: ExampleStore, projects: ProjectStore) -> None:
         self.runner = runner
         self.examples = examples
         self.projects = projects

@@ -30,10 +30,10 @@ from ..core.demo import is_demo
 from ..core.estimate import run_seconds, scaled_total, typical_answer
 from ..core.evaluate import evaluate, gold_result, task_key
 from ..core.usage import Usage
-from ..engine.batch_answers import plain_predictor
 from ..engine.cascade import Cascade
 from ..engine.outcome import TaskOutcome
 from ..engine.predictor import PredictionJob
+from ..engine.provider_batch_answers import plain_predictor
 from ..errors import LLMBackendError
 from ..models.client import Completion, CompletionClient, LLMRequest, load_litellm
 from ..services import Services

@@ -27,13 +27,13 @@ from typing import Any
 
 from ..core.config import LabelConfig
 from ..core.usage import Usage
-from ..engine.batch import BatchRunner
-from ..engine.batch_answers import BatchAnswers, first_model, plain_predictor
-from ..engine.batch_store import BatchRecord
 from ..engine.predictor import PredictionJob
+from ..engine.provider_batch_answers import BatchAnswers, first_model, plain_predictor
+from ..engine.provider_batch_store import BatchRecord
+from ..engine.task_runner import TaskRunner
 from ..errors import LLMBackendError
-from ..models.batches import BatchClient, BatchStatus, batch_target, chunks, request_line
 from ..models.client import Completion, LLMRequest
+from ..models.provider_batches import BatchClient, BatchStatus, batch_target, chunks, request_line
 from ..services import Services
 from .runs import PredictionRun, Progress, predict_tasks
 
@@ -111,7 +111,7 @@ class ProviderBatchRun:
         self._poll()
         answers = self._collect(needed)
         predictor = BatchAnswers(self.services.predictor, answers)
-        runner = BatchRunner(predictor, self.services.settings.llm_concurrency)
+        runner = TaskRunner(predictor, self.services.settings.llm_concurrency)
         try:
             run = predict_tasks(self.services, self.config, tasks, self.project, progress=progress, runner=runner)
         finally:

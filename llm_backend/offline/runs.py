@@ -20,9 +20,9 @@ from ..core.causes import Cause, classify_failure
 from ..core.config import LabelConfig
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..core.usage import Usage
-from ..engine.batch import BatchRunner
 from ..engine.outcome import BatchSummary, TaskOutcome
 from ..engine.predictor import PredictionJob
+from ..engine.task_runner import TaskRunner
 from ..redact import redact
 from ..services import Services
 from .cascade_report import cascade_steps
@@ -88,7 +88,7 @@ def predict_tasks(
     *,
     progress: Progress | None = None,
     on_outcome: Callable[[int, TaskOutcome], None] | None = None,
-    runner: BatchRunner | None = None,
+    runner: TaskRunner | None = None,
 ) -> PredictionRun:
     """Predict `tasks` through the backend's runner (or `runner`); Ctrl-C stops it and returns what finished.
 

@@ -20,7 +20,7 @@ from .predictor import PredictionJob, TaskPredictor
 log = logging.getLogger(__name__)
 
 
-class BatchRunner:
+class TaskRunner:
     def __init__(self, predictor: TaskPredictor, concurrency: int) -> None:
         self.predictor = predictor
         self.concurrency = concurrency
