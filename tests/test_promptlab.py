@@ -222,3 +222,14 @@ def test_a_rule_quoted_inside_a_task_does_not_switch_the_world_on() -> None:
     assert model.label(HELPFUL, "Please refund my lamp") == "Negative"
     prompt = f"Annotate.\n<text>\n{HELPFUL} Please refund my lamp\n</text>\n"
     assert json.loads(model.answer({}, prompt) or "") == {"sentiment": "Neutral"}
+
+
+def test_improve_stops_when_the_users_own_system_template_does_not_show_the_instructions(
+        llm: FakeLLMServer, lab: dict[str, Any], tmp_path: Path) -> None:
+    llm.world = world(HELPFUL)
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "system.j2").write_text("You label texts. Answer with one JSON object.")
+    result = improve(lab, tmp_path / "out")
+    assert result.exit_code == 2
+    assert 'do not show instructions.j2: add {% include "instructions.j2" ignore missing %}' in result.output
+    assert not (tmp_path / "out").exists()
