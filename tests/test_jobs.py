@@ -255,6 +255,27 @@ def test_a_consumer_with_other_settings_leaves_the_task_to_one_that_has_the_subm
         submitter.consumers.stop(timeout=30)
 
 
+def test_a_second_click_before_label_studio_saved_the_first_answer_gets_no_second_prediction(
+    make_client: Callable[..., Any], llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label Studio stores a /predict's answer after receiving it: a click in that moment sends the same tasks
+    again. They are not answered twice; after SAVE_GRACE (the predictions were deleted, or never stored) they are."""
+    import llm_backend.engine.jobs as jobs_module
+
+    llm.set_default(Reply(json={"sentiment": "Neutral"}))
+    client = make_client(llm_concurrency=2, predict_deadline=30)
+    body = {"label_config": CHOICES_CONFIG, "project": "12.2", "tasks": _tasks(range(1, 5))}
+    first = client.post("/predict", json=body).get_json()["results"]
+    assert all("result" in item for item in first)
+    second = client.post("/predict", json=body).get_json()["results"]
+    assert [("result" in item, "already delivered" in item.get("error", "")) for item in second] == [(False, True)] * 4
+
+    monkeypatch.setattr(jobs_module, "SAVE_GRACE", 0.0)  # later: Label Studio asks again, so it holds none
+    third = client.post("/predict", json=body).get_json()["results"]
+    assert all("result" in item for item in third)
+    assert llm.calls == 4  # the answers again came from the cache
+
+
 def test_who_may_run_a_task_is_decided_by_template_contents_never_by_their_path(
     make_settings: Callable[..., Settings], llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,6 +42,9 @@ BOUNCE_PATIENCE = 30.0  # seconds a task waits for a consumer with its submitter
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
 POLL_EVERY = 0.2  # seconds between a waiting /predict's ledger reads when no task finishes in this process
 POLL_GAP = 0.02  # and at least this between two reads when tasks finish here one after another
+# Seconds after a /predict answered a task during which a new submission of it is not answered again: Label Studio
+# stores a /predict's answer only after receiving it, so a second click in that moment still sends the task.
+SAVE_GRACE = 30.0
 
 
 @dataclass
@@ -180,6 +183,8 @@ class Jobs:
             return False  # queued, running, or finished and about to be delivered: this request waits for it
         if record.state in DELIVERED and record.updated >= received:
             return False  # delivered while this request was on its way: Label Studio has it or is storing it
+        if record.state == "returned" and time.time() - record.updated < SAVE_GRACE:
+            return False  # answered to a /predict a moment ago: Label Studio is storing it (a second click)
         # Failed, or delivered before this request arrived and asked for again, so Label Studio no longer
         # holds it (deleted): predict again, through the cache, so settings changed since are honoured, with
         # the task's data as sent now (it may have been edited).
