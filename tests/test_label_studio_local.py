@@ -93,7 +93,20 @@ def test_with_both_settings_the_model_connects_with_its_webhook_and_doctor_passe
     assert label_studio.get_ml_backend(ml)["state"] == "CO"
     hooks = label_studio.request("GET", f"/api/webhooks/?project={project}")
     assert [hook["url"] for hook in hooks] == [f"{url}/webhook"]
-    assert len(label_studio.request("GET", "/api/webhooks/")) == 1  # doctor's probes created none
+
+
+@pytest.mark.label_studio
+def test_the_status_page_shows_project_titles_from_label_studio(label_studio: Any, make_client: Callable[..., Any],
+                                                                llm: FakeLLMServer) -> None:
+    project = label_studio.create_project("Reviews ✓ 评论", CONFIG)
+    client = make_client(llm_model="demo", label_studio_url=label_studio.url,
+                         label_studio_api_key=label_studio.create_personal_access_token())
+    body = {"label_config": CONFIG, "project": f"{project}.1", "tasks": [{"id": 1, "data": {"text": "good"}}]}
+    assert client.post("/predict", json=body).status_code == 200
+    [shown] = client.get("/jobs").get_json()["projects"]
+    assert (shown["project"], shown["title"]) == (str(project), "Reviews ✓ 评论")
+    assert f'<h2>Project {project}: <span data-metric="title">Reviews ✓ 评论</span></h2>' in \
+        client.get("/").get_data(as_text=True)
 
 
 @pytest.mark.label_studio
@@ -114,3 +127,21 @@ def test_doctor_names_the_token_kind_from_label_studios_answer(label_studio: Any
         label_studio.set_legacy_tokens(True)
     assert "[FAIL] Label Studio token: a Legacy Token, which this organization has disabled" in out
     assert "fix: create a Personal Access Token" in out
+
+
+@pytest.mark.label_studio
+def test_label_project_words_a_setup_failure_as_serve_does(label_studio: Any, tmp_path: Path,
+                                                           llm: FakeLLMServer) -> None:
+    project = label_studio.create_project("label-project setup failure", CONFIG)
+    label_studio.import_tasks(project, [{"text": "good"}, {"text": "bad"}])
+    env = {"LLM_MODEL": "gpt-5o", "LLM_API_KEY": "", "LLM_API_BASE": "", "LLM_MAX_RETRIES": "0",
+           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+           "CACHE_DIR": str(tmp_path / "cache"), "PROMPTS_DIR": str(tmp_path / "prompts")}
+    result = CliRunner().invoke(main, ["label-project", "--project", str(project), "--no-progress"], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "LLM_MODEL=gpt-5o: LiteLLM knows no provider for 'gpt-5o'; write it as provider/model" in result.output
+    assert "cause: LiteLLM knows no provider for the model name; fix: write LLM_MODEL as provider/model" \
+        in result.output
+    assert "2 of 2 tasks failed; running the command again will not help until the cause above is fixed" \
+        in result.output and "run the same command again" not in result.output

@@ -82,3 +82,25 @@ def test_failed_tasks_are_listed_with_links_and_the_bar_shows_them_apart(
     ids = image.crop((int(cell["x"]), int(cell["y"]), int(cell["x"] + cell["w"]), int(cell["y"] + cell["h"])))
     inked = sum(1 for pixel in ids.getdata() if min(pixel) < 128)  # the (blue) link text drawn, not an empty cell
     assert inked >= 8 * len("101112")
+
+
+def test_a_missing_key_and_the_demo_model_read_on_the_page_as_on_the_command_line(
+    make_client: Callable[..., Any], llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    keyless = make_client(llm_model="openai/gpt-4o-mini", llm_api_key=None, llm_api_base=None, llm_max_retries=0)
+    keyless.post("/predict", json=_body("5.1", range(1, 3), "x"))
+    [group] = keyless.get("/jobs").get_json()["projects"][0]["jobs"][0]["errors"]
+    assert (group["cause"], group["title"]) == ("missing_key", "the model needs an API key that is not set")
+    assert group["last_error"] == ("LLM_MODEL=openai/gpt-4o-mini needs OPENAI_API_KEY, which is not set: set "
+                                   "LLM_API_KEY or export OPENAI_API_KEY")
+    assert "set LLM_API_KEY (or the variable the message names)" in keyless.get("/").get_data(as_text=True)
+    assert llm.calls == 0
+
+    demo = make_client(llm_model="demo")
+    assert demo.post("/predict", json=_body("7.1", range(1, 4), "fine")).status_code == 200
+    [job] = next(p for p in demo.get("/jobs").get_json()["projects"] if p["project"] == "7")["jobs"]
+    assert (job["done"], job["usage"]["calls"], job["usage"]["cost"]) == (3, 0, 0.0)
+    html = demo.get("/").get_data(as_text=True)
+    seven = html.split('id="project-7"', 1)[1]
+    assert 'data-metric="calls">0<' in seven and 'data-metric="cost">$0<' in seven

@@ -157,6 +157,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def _cost(value: float | None) -> str:
+    if value == 0:
+        return "$0"  # nothing paid (the demo model, cached answers): not a price rounded down
     return "unknown" if value is None else f"${value:.4f}"
 
 
