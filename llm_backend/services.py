@@ -167,7 +167,7 @@ def build_services(
     job_store = open_job_store(settings.cache_dir, settings.cache_url)
     jobs = Jobs(settings, job_store, predictor, writeback=label_studio is not None, prompts=prompts)
     health = Problems()
-    consumers = Consumers(jobs, job_store, settings.llm_concurrency,
+    consumers = Consumers(jobs, job_store, settings.llm_concurrency, retention=settings.job_retention_hours * 3600,
                           writeback=_writeback(job_store, label_studio, jobs, health))
     pipeline = PredictPipeline(settings, runner, jobs, health)
     services = Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects,

@@ -33,7 +33,8 @@ def cpu_cores() -> int:
 # What does not change an answer: how the process serves, where its stores are, and secrets.
 NOT_IN_FINGERPRINT = frozenset({
     "host", "port", "workers", "threads", "log_level", "predict_deadline", "jobs_enabled", "max_request_bytes",
-    "max_tasks_per_request", "llm_concurrency", "cache_dir", "cache_url", "label_studio_url", "label_studio_api_key",
+    "max_tasks_per_request", "llm_concurrency", "job_retention_hours",
+    "cache_dir", "cache_url", "label_studio_url", "label_studio_api_key",
     "llm_api_key", "basic_auth_user", "basic_auth_pass", "webhook_secret",
 })
 # Files that shape an answer: what counts is their contents, never where they are (two replicas started from two
@@ -109,6 +110,8 @@ class Settings(BaseSettings):
     # Tasks of a /predict become a durable background job (engine/jobs.py); off: the deadline's leftovers
     # only finish into the cache, in memory, as before.
     jobs_enabled: bool = True
+    # Finished task records (answered, written back, failed) leave the job ledger this long after they finished.
+    job_retention_hours: float = Field(168.0, gt=0, le=24 * 3650)
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     max_tasks_per_request: int = Field(10_000, ge=1)
     # A resource limit, not a context one: longer texts fail that task (never truncated); shorter ones

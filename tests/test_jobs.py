@@ -122,6 +122,30 @@ def services(make_settings: Callable[..., Settings]) -> Iterator[Services]:
     built.consumers.stop(timeout=30)
 
 
+def test_the_ledger_prunes_finished_records_after_the_retention_and_keeps_the_rest(store: JobStore) -> None:
+    now = time.time()
+    old, fresh = now - 3600, now - 10
+    busy = JobInfo("8:v1", "8", "v1", CHOICES_CONFIG, updated=old)
+    done_job = JobInfo("8:v0", "8", "v0", CHOICES_CONFIG, updated=old)
+    for job in (busy, done_job):
+        store.put_job(job)
+    states = {1: ("returned", old), 2: ("posted", old), 3: ("present", old), 4: ("failed", old), 5: ("queued", old),
+              6: ("running", old), 7: ("done", old), 8: ("posting", old), 9: ("returned", fresh)}
+    store.add_tasks(busy.id, [(TaskRecord(task_id, state, updated=updated), {"id": task_id, "data": {}})
+                              for task_id, (state, updated) in states.items()])
+    store.add_tasks(done_job.id, [(TaskRecord(1, "posted", updated=old), {"id": 1, "data": {}})])
+    store.heartbeat("gone-1-abc")
+
+    assert store.prune(now - 60) == 5
+    assert [(r.task_id, r.state) for r in store.records(busy.id)] == [
+        (5, "queued"), (6, "running"), (7, "done"), (8, "posting"), (9, "returned")]
+    assert store.task_data(busy.id, 1) is None and store.task_data(busy.id, 5) == {"id": 5, "data": {}}
+    assert [job.id for job in store.jobs()] == [busy.id]  # the job with nothing left is gone
+    assert store.prune(now - 5) == 1 and store.prune(now - 5) == 0
+    assert "gone-1-abc" in store.consumers() and store.prune(time.time() + 1) == 0
+    assert "gone-1-abc" not in store.consumers()
+
+
 def test_a_job_runs_through_the_queue_and_a_duplicate_message_costs_nothing(
     services: Services, llm: FakeLLMServer
 ) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # An idle process polls SQLite (which cannot notify) after 20 ms, then ever longer pauses up to 100 ms: another
 # process's submission waits at most that long for this one's workers; 10 short reads a second when idle.
 IDLE_POLL = (0.02, 0.1)
+PRUNE_EVERY = 600.0  # seconds between two prunings of the ledger by one process
 
 _started: weakref.WeakSet[Consumers] = weakref.WeakSet()  # for stop_all: tests build many apps in one process
 
@@ -45,13 +46,14 @@ def stop_all(timeout: float | None = None) -> None:
 class Consumers:
     def __init__(self, jobs: Jobs, store: JobStore, threads: int, *,
                  writeback: Callable[[Consumers], WriteBack] | None = None,
-                 heartbeat: float = 2.0, lease: float = 10.0) -> None:
+                 heartbeat: float = 2.0, lease: float = 10.0, retention: float | None = None) -> None:
         self.jobs = jobs
         self.store = store
         self.threads = threads
         self._writeback_factory = writeback
         self.heartbeat_every = heartbeat
         self.lease = lease
+        self.retention = retention  # seconds a finished task record stays in the ledger; None: forever
         self._lock = threading.Lock()
         self._pid = 0
         self._stop = threading.Event()
@@ -149,16 +151,19 @@ class Consumers:
     def _maintain(self) -> None:
         me = current_consumer()
         first = True
-        last_recovery = 0.0
+        last_recovery = last_prune = 0.0
         while not self._stop.is_set():
             try:
                 self.store.heartbeat(me)
                 if first or time.monotonic() - last_recovery >= self.lease / 2:
                     self.recover()
                     last_recovery = time.monotonic()
-                    first = False
+                if self.retention is not None and (first or time.monotonic() - last_prune >= PRUNE_EVERY):
+                    last_prune = time.monotonic()
+                    self.prune()
+                first = False
             except Exception:
-                log.exception("job heartbeat or recovery failed")
+                log.exception("job heartbeat, recovery or pruning failed")
             self._stop.wait(self.heartbeat_every)
 
     def _write(self, writeback: WriteBack) -> None:
@@ -170,6 +175,15 @@ class Consumers:
             # One import a second at most: batches of what finished meanwhile, not one request per task.
             self._stop.wait(1.0)
         writeback.run_once()  # what finished while stopping
+
+    def prune(self) -> int:
+        """Remove the ledger's records that finished more than `retention` seconds ago."""
+        if self.retention is None:
+            return 0
+        removed = self.store.prune(time.time() - self.retention)
+        if removed:
+            log.info("job ledger: %d finished task records older than %.0f h removed", removed, self.retention / 3600)
+        return removed
 
     def recover(self) -> int:
         """Queue again the tasks whose consumer died and the queued tasks whose message is gone."""

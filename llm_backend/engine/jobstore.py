@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .cache import RedisConnection, SQLiteFile
+from .retention import prune_redis, prune_sqlite
 
 ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
 DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
@@ -107,6 +108,7 @@ class JobStore(Protocol):
     def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]: ...
     def heartbeat(self, consumer: str) -> None: ...
     def consumers(self) -> dict[str, float]: ...
+    def prune(self, before: float) -> int: ...
     def disconnect(self) -> None: ...
 
 
@@ -219,6 +221,11 @@ class SQLiteJobStore(SQLiteFile):
 
     def consumers(self) -> dict[str, float]:
         return {row[0]: row[1] for row in self._connect().execute("SELECT id, seen FROM consumers")}
+
+    def prune(self, before: float) -> int:
+        """Remove what finished before `before` (engine/retention.py); the number of task records removed."""
+        with self._transaction() as db:
+            return prune_sqlite(db, before)
 
 
 # KEYS[1] the job's task hash; ARGV: task id, new body, allowed states (comma-separated), owner or "*" (any).
@@ -347,6 +354,9 @@ class RedisJobStore(RedisConnection):
 
     def consumers(self) -> dict[str, float]:
         return {key.decode(): float(value) for key, value in self._redis.hgetall(f"{self._prefix}consumers").items()}
+
+    def prune(self, before: float) -> int:
+        return prune_redis(self._redis, self._prefix, before)
 
 
 def open_job_store(cache_dir: Path, cache_url: str | None) -> JobStore:
