@@ -167,8 +167,8 @@ def test_progress_bar_shows_failures_calls_and_cost(llm: FakeLLMServer, tmp_path
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("malformed.jsonl", "malformed.jsonl line 3: Expecting ',' delimiter (column 18)"),
-        ("malformed.json", "malformed.json line 4: Expecting ',' delimiter (column 3)"),
+        ("malformed.jsonl", "malformed.jsonl line 3: not JSON (Expecting ',' delimiter, column 18)"),
+        ("malformed.json", "malformed.json line 4: not JSON (Expecting ',' delimiter, column 3)"),
         ("not_objects.json", "not_objects.json item 2: expected a task object, got int"),
     ],
 )

@@ -2,7 +2,8 @@
 
 Checks run in order: settings, the model (a 1-token call, then a small real config asked in each
 output mode: which modes it follows, which repairs reading its replies took, the LLM_OUTPUT_MODE to set),
-Label Studio (reachable, token valid and which kind), the label config (controls, toName, $field),
+Label Studio (reachable and really Label Studio, the token's kind by Label Studio's answer, whether it accepts
+the backend's URL: see label_studio_view.py), the label config (controls, toName, $field),
 and which backend URL Label Studio should use from where it runs. Nothing secret is printed.
 """
 
