@@ -10,9 +10,11 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from llm_backend.cli.main import main
+from llm_backend.core.causes import classify_failure
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import FIXTURES
 from tests.test_offline_predict import cli_env
@@ -178,3 +180,22 @@ def test_the_worked_demo_predicts_every_example_task_as_the_readme_shows(tmp_pat
         in readme
     assert [task["predictions"][0]["result"][0]["value"]["choices"] for task in outputs["sentiment"]] == \
         [["Negative"], ["Negative"], ["Positive"]]  # as the README's curl output shows
+
+
+@pytest.mark.parametrize(("code", "message", "key", "transient"), [
+    ("llm_rejected", NO_KEY_MESSAGE, "missing_key", False),
+    ("llm_rejected", "InternalServerError (HTTP 500): OpenAIException - Missing credentials. Please pass an "
+                     "`api_key` (set LLM_API_KEY, or the provider's usual variable)", "missing_key", False),
+    ("llm_rejected", PROVIDER_MESSAGE, "unknown_provider", False),
+    ("llm_rejected", "BadRequestError (HTTP 400): litellm.BadRequestError: LLM Provider NOT provided. Pass in the "
+                     "LLM provider you are trying to call. You passed model=gpt-5o", "unknown_provider", False),
+    ("llm_rejected", "AuthenticationError (HTTP 401): invalid_api_key", "auth", False),
+    ("llm_unavailable", "RateLimitError (HTTP 429): slow down", "rate_limited", True),
+    ("llm_unavailable", "ServiceUnavailableError (HTTP 503): overloaded", "overloaded", True),
+])
+def test_setup_failures_have_their_own_causes_and_only_passing_ones_are_transient(
+    code: str, message: str, key: str, transient: bool
+) -> None:
+    """Stored errors of older versions (LiteLLM's raw wording) land on the same causes as today's."""
+    cause = classify_failure(code, message)
+    assert (cause.key, cause.transient) == (key, transient)
