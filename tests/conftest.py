@@ -87,6 +87,19 @@ ALL_CONTROLS_CONFIG = """<View>
 </View>"""
 
 
+def map_price(model: str) -> dict[str, float]:
+    """`model`'s USD per token in the installed LiteLLM's bundled cost map (what the backend prices it with):
+    tests compute the costs they expect from it instead of copying numbers a LiteLLM release may change."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    assert spec is not None and spec.origin is not None
+    entry = json.loads((Path(spec.origin).parent / "model_prices_and_context_window_backup.json").read_text())[model]
+    return {"input": entry["input_cost_per_token"], "output": entry["output_cost_per_token"],
+            "batch_input": entry.get("input_cost_per_token_batches", entry["input_cost_per_token"] / 2),
+            "batch_output": entry.get("output_cost_per_token_batches", entry["output_cost_per_token"] / 2)}
+
+
 def fixture_json(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 

@@ -14,15 +14,14 @@ from click.testing import CliRunner, Result
 from llm_backend.cli.main import main
 from llm_backend.engine.provider_batch_store import open_batch_store
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import interrupt_when
+from tests.conftest import interrupt_when, map_price
 from tests.test_cascade import SMALL, scripted
 from tests.test_offline_predict import cli_env
 
 CHOICES = """<View><Text name="text" value="$text"/>
   <Choices name="sentiment" toName="text" choice="single">
     <Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices></View>"""
-# gpt-4o-mini in LiteLLM's cost map: USD per token, regular and in a batch.
-PRICE = {"input": 1.5e-07, "output": 6e-07, "batch_input": 7.5e-08, "batch_output": 3e-07}
+PRICE = map_price("gpt-4o-mini")  # USD per token, regular and in a batch
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> Result:

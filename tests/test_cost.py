@@ -19,7 +19,9 @@ from llm_backend.models.router import Routing, load_routing, parse_router_config
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG
+from tests.conftest import CHOICES_CONFIG, map_price
+
+MINI = map_price("gpt-4o-mini")
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -45,8 +47,9 @@ def test_metrics_show_tokens_and_cost_per_project_and_unknown_prices_as_unpriced
     assert metric(text, "llm_backend_project_tokens_total", project="12", kind="prompt") == 300
     assert metric(text, "llm_backend_project_tokens_total", project="12", kind="completion") == 30
     assert metric(text, "llm_backend_project_cost_usd_total", project="12") == pytest.approx(
-        3 * (100 * 1.5e-07 + 10 * 6e-07))
-    assert metric(text, "llm_backend_project_cost_usd_total", project="15") == pytest.approx(100 * 1.5e-07 + 6e-06)
+        3 * (100 * MINI["input"] + 10 * MINI["output"]))
+    assert metric(text, "llm_backend_project_cost_usd_total", project="15") == pytest.approx(
+        100 * MINI["input"] + 10 * MINI["output"])
     assert metric(text, "llm_backend_project_unpriced_calls_total", project="12") is None
 
     unpriced = make_client()  # openai/test-model: LiteLLM has no price for it
@@ -62,7 +65,8 @@ def test_the_batch_summary_line_names_the_project_and_its_cost(
 ) -> None:
     llm.set_default(Reply(json={"sentiment": "Negative"}, usage={"prompt_tokens": 50, "completion_tokens": 5}))
     config = parse_label_config(CHOICES_CONFIG)
-    for model, cost in (("openai/gpt-4o-mini", "$0.000021"), ("openai/test-model", "unknown")):
+    mini = f"${2 * (50 * MINI['input'] + 5 * MINI['output']):.6f}"
+    for model, cost in (("openai/gpt-4o-mini", mini), ("openai/test-model", "unknown")):
         services = build_services(make_settings(llm_model=model))
         jobs = [PredictionJob(config, "7", {"id": i, "data": {"text": f"{model} {i}"}}) for i in range(2)]
         with caplog.at_level(logging.INFO, logger="llm_backend"):
@@ -99,7 +103,7 @@ model_list:
     assert own.cost(1000, 100, batch=True) == pytest.approx(1000 * 4e-7 + 100 * 1.5e-6)
     assert pricing.price("free").cost(10_000, 1000) == 0.0  # stated free is free
     mini = pricing.price("mini")
-    assert (mini.input, mini.batch_input, mini.source) == (1.5e-07, 7.5e-08, "LiteLLM cost map")
+    assert (mini.input, mini.batch_input, mini.source) == (MINI["input"], MINI["batch_input"], "LiteLLM cost map")
     assert (pricing.limits("mini").rpm, pricing.limits("mini").tpm) == (150, 5000)
     assert pricing.price("gpu").hourly == 4.0 and pricing.price("gpu").cost(10, 10) is None
     assert pricing.price("mystery") == Price() and pricing.price("mystery").cost(10, 10) is None

@@ -16,10 +16,12 @@ from click.testing import CliRunner, Result
 from llm_backend.cli.main import main
 from llm_backend.core.estimate import run_seconds, scaled_total
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import interrupt_after_calls
+from tests.conftest import interrupt_after_calls, map_price
 from tests.test_cascade import CONFIG as CASCADE_CONFIG
 from tests.test_cascade import ESCALATED, SMALL, scripted
 from tests.test_offline_predict import cli_env
+
+MINI = map_price("gpt-4o-mini")
 
 SENTIMENT = Path(__file__).parent / "fixtures" / "offline" / "sentiment.xml"
 SENTENCES = [
@@ -74,7 +76,7 @@ def test_plan_prompt_tokens_are_within_ten_percent_of_the_bill_of_the_real_run(
     billed = llm.usage()["prompt_tokens"]
     assert abs(model["prompt_tokens"] - billed) <= 0.10 * billed, (model["prompt_tokens"], billed)
     # Priced from LiteLLM's map: gpt-4o-mini's regular and batch prices per token.
-    expected = model["prompt_tokens"] * 1.5e-07 + model["completion_tokens"] * 6e-07
+    expected = model["prompt_tokens"] * MINI["input"] + model["completion_tokens"] * MINI["output"]
     assert model["cost_usd"] == pytest.approx(expected, rel=1e-3)
     assert model["batch_cost_usd"] == pytest.approx(expected / 2, rel=1e-3)
     assert model["price_source"] == "LiteLLM cost map" and model["completion_source"] == "control types"
@@ -285,6 +287,6 @@ def test_a_long_text_is_planned_as_the_parts_the_run_sends(llm: FakeLLMServer, t
     assert abs(model["prompt_tokens"] - usage["prompt_tokens"]) <= 0.10 * usage["prompt_tokens"], (
         model["prompt_tokens"], usage["prompt_tokens"])
     assert model["tasks"] == 1 and model["cost_usd"] == pytest.approx(
-        model["prompt_tokens"] * 1.5e-07 + model["completion_tokens"] * 6e-07, rel=1e-3)
+        model["prompt_tokens"] * MINI["input"] + model["completion_tokens"] * MINI["output"], rel=1e-3)
     print(f"\nplan {model['calls']} calls, {model['prompt_tokens']} prompt and {model['completion_tokens']} answer "
           f"tokens; the run: {llm.calls} calls, {usage['prompt_tokens']} and {usage['completion_tokens']}")
