@@ -51,3 +51,22 @@ def test_an_edited_system_template_is_used_at_once(tmp_path: Path) -> None:
     assert _system(prompts, 1) == "Version one for 1 control(s)."
     _edit(tmp_path / "system.j2", "Version two.")
     assert _system(prompts, 2) == "Version two."
+
+
+def test_the_fingerprint_follows_added_edited_and_removed_templates(tmp_path: Path) -> None:
+    prompts = PromptLibrary(tmp_path)
+    shipped = prompts.fingerprint("7")
+    assert prompts.fingerprint("7") == shipped
+    (tmp_path / "controls").mkdir()
+    _edit(tmp_path / "controls" / "choices.j2", "Pick one.")
+    added = prompts.fingerprint("7")
+    assert added != shipped and prompts.files("7")["controls/choices.j2"] == tmp_path / "controls" / "choices.j2"
+    _edit(tmp_path / "controls" / "choices.j2", "Pick exactly one.")
+    assert prompts.fingerprint("7") not in (shipped, added)
+    project = tmp_path / "projects" / "7"
+    project.mkdir(parents=True)
+    _edit(project / "user.j2", "{{ objects }}")
+    assert prompts.files("7")["user.j2"] == project / "user.j2" and "projects/7/user.j2" not in prompts.files("7")
+    (tmp_path / "controls" / "choices.j2").unlink()
+    (project / "user.j2").unlink()
+    assert prompts.fingerprint("7") == shipped

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,7 +53,8 @@ class JobInfo:
         return f"{project}:{model_version}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
+        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobInfo:
@@ -85,11 +86,15 @@ class TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
+        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> TaskRecord:
         return cls(**json.loads(raw))
+
+
+_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (JobInfo, TaskRecord)}
 
 
 class JobStore(Protocol):

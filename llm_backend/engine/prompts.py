@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 import traceback
@@ -54,6 +55,11 @@ def control_context(control: Control) -> dict[str, Any]:
     return spec_for(control.kind).template_vars(control)
 
 
+def _mtime_and_size(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 def _template_location(exc: BaseException, roots: list[Path]) -> str:
     """file:line of the innermost template frame (Jinja maps template lines into tracebacks),
     relative to its template folder so error responses do not reveal server paths."""
@@ -84,6 +90,7 @@ class PromptLibrary:
         self._lock = threading.Lock()
         self._envs: dict[str, SandboxedEnvironment] = {}
         self._fingerprints: dict[str, tuple[tuple[Any, ...], str]] = {}
+        self._listings: dict[Path, tuple[tuple[tuple[str, int], ...], list[tuple[str, Path]]]] = {}
         # Rendered once per label config: its base context, and the text of templates that read nothing else.
         self._bases: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._base_ids: set[int] = set()  # id() of each base context's controls list (kept alive by _bases)
@@ -122,18 +129,38 @@ class PromptLibrary:
         """{relative name: file in effect} for every template this project uses."""
         effective: dict[str, Path] = {}
         for directory in reversed(self._search_path(project)):
-            for path in sorted(directory.rglob(f"*{TEMPLATE_SUFFIX}")):
-                relative = path.relative_to(directory)
-                if directory == self.root and relative.parts[0] == "projects":
-                    continue
-                effective[relative.as_posix()] = path
+            effective.update(self._templates_under(directory))
         return effective
+
+    def _templates_under(self, directory: Path) -> list[tuple[str, Path]]:
+        """(name relative to `directory`, file) of each template under `directory` (not PROMPTS_DIR's projects/),
+        listed again only when one of its folders changed (adding, removing or renaming a file changes its folder's
+        mtime): a job checks the templates' fingerprint for every task, and walking the folders each time cost most
+        of a millisecond."""
+        cached = self._listings.get(directory)
+        if cached is not None:
+            try:
+                if all(os.stat(folder).st_mtime_ns == mtime for folder, mtime in cached[0]):
+                    return cached[1]
+            except OSError:  # a folder went away: list again
+                pass
+        folders: list[tuple[str, int]] = []
+        found: list[tuple[str, Path]] = []
+        for folder, subfolders, names in os.walk(directory):
+            if directory == self.root and Path(folder) == directory and "projects" in subfolders:
+                subfolders.remove("projects")  # each project's own folder is a search root of its own
+            folders.append((folder, os.stat(folder).st_mtime_ns))
+            found += [((Path(folder) / name).relative_to(directory).as_posix(), Path(folder) / name)
+                      for name in names if name.endswith(TEMPLATE_SUFFIX)]
+        found.sort()
+        with self._lock:
+            self._listings[directory] = (tuple(folders), found)
+        return found
 
     def fingerprint(self, project: str | None) -> str:
         """A hash of the templates in effect; re-read only when a file's mtime or size changes."""
         files = {name: path for name, path in self.files(project).items() if name not in LAB_TEMPLATES}
-        stamp = tuple((name, str(path), path.stat().st_mtime_ns, path.stat().st_size)
-                      for name, path in sorted(files.items()))
+        stamp = tuple((name, str(path), *_mtime_and_size(path)) for name, path in sorted(files.items()))
         cache_key = project or ""
         with self._lock:
             cached = self._fingerprints.get(cache_key)
