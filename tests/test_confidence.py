@@ -142,3 +142,36 @@ def test_calibrate_and_accept_on_samples_through_http(make_settings: Callable[..
     by_id = {t["id"]: r for t, r in zip(tasks, results, strict=True)}
     right = [by_id[i]["result"][0]["value"]["choices"][0] == items[f"item-{i}"].truth for i in acceptance.task_ids]
     assert sum(right) / len(right) >= 0.85
+
+
+def test_status_page_and_doctor_show_the_calibration_and_when_it_is_stale(
+        make_settings: Callable[..., Settings], llm: FakeLLMServer) -> None:
+    from llm_backend.engine.projects import update
+    from llm_backend.offline.trust_doctor import calibration_checks
+
+    items = make_items(160, LABELS, seed=8)
+    llm.noisy = NoisyModel("sentiment", LABELS, items, seed=8)
+    settings = make_settings(jobs_enabled=False)
+    tasks = _tasks(items)
+    results = _predict(settings, tasks)
+    version = results[0]["model_version"]
+    calibration = calibrate_project(CONFIG, _project(items, tasks, results, 160), version, "logprobs", salt="7")
+    app = create_app(settings)
+    projects = app.extensions["llm_backend"].projects
+    store_calibration(projects, "7", calibration)
+    control = calibration.controls["sentiment"]
+
+    [project] = app.test_client().get("/jobs").get_json()["projects"]
+    shown = project["calibration"]
+    assert shown["stale"] is False and shown["controls"]["sentiment"]["ece_after"] == control.ece_after
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert f'data-metric="ece_after">{control.ece_after:.3f}<' in page and "<svg" in page
+    assert "Calibration stale" not in page
+    [(name, status, detail, _fix)] = calibration_checks(settings)
+    assert (name, status) == ("calibration of project 7", "pass") and f"{control.ece_before:.3f}" in detail
+
+    update(projects, "7", model_version="a-new-version")  # a prompt or model change: /setup records the new version
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "Calibration stale" in page and "llm-backend calibrate --project 7" in page
+    [(_name, status, detail, fix)] = calibration_checks(settings)
+    assert status == "warn" and "raw scores are served" in detail and fix == "llm-backend calibrate --project 7"

@@ -206,3 +206,26 @@ def calibrate_outcome(outcome: TaskOutcome, calibration: Calibration) -> bool:
     scored = [r["score"] for r in outcome.regions if isinstance(r.get("score"), (int, float))]
     outcome.score = min(scored) if scored else None
     return bool(lowest)
+
+
+def calibration_status(calibration: dict[str, Any] | None, model_version: str | None) -> dict[str, Any] | None:
+    """What the status page and `doctor` show of a project's calibration: per control its ECE and reliability
+    bins, whether it is stale (fitted for another model_version: raw scores are served), and the coverage
+    at the threshold `accept` last certified."""
+    if not calibration:
+        return None
+    fitted = Calibration.from_dict(calibration)
+    accept = calibration.get("accept") or None
+    return {
+        "model_version": fitted.model_version,
+        "signal": fitted.signal,
+        "created": fitted.created,
+        "stale": model_version is not None and fitted.model_version != model_version,
+        "controls": {name: {"n": c.n, "n_holdout": c.n_holdout, "ece_before": c.ece_before, "ece_after": c.ece_after,
+                            "accuracy": c.accuracy, "bins": [dataclasses.asdict(b) for b in c.bins]}
+                     for name, c in fitted.controls.items()},
+        "skipped": fitted.skipped,
+        "accept": accept,
+        "coverage": (accept["accepted"] / accept["candidates"]
+                     if accept and accept.get("candidates") and accept.get("threshold") is not None else None),
+    }

@@ -34,6 +34,7 @@ from ..redact import redact, register_secrets
 from ..settings import Settings, load_settings
 from .label_studio_view import LOCAL_SETTINGS, backend_reach, token_finding, what_answers
 from .probe import ModeResult, probe_modes, recommend
+from .trust_doctor import calibration_checks
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,7 @@ def run_doctor(config_path: Path | None, load: Callable[[], Settings] = load_set
         checks.append(check_backend_reach(settings, backend_url))
     checks += list(check_config(config_path, settings))
     checks.append(backend_urls(settings))
+    checks += [Check(*row) for row in calibration_checks(settings)]
     return checks
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
+from ..engine.confidence import calibration_status
 from ..engine.jobstatus import JobStatus, job_status
 from ..errors import LLMBackendError
 from ..label_studio import LabelStudioClient
@@ -91,6 +92,7 @@ def status_data(services: Services, now: float | None = None, titles: ProjectTit
             "model_version": state.model_version if state else (jobs[0].model_version if jobs else None),
             "evaluation": f"/evaluation?project={project}" if state and state.evaluation else None,
             "evaluation_summary": (state.evaluation or {}).get("summary") if state else None,
+            "calibration": calibration_status(state.calibration, state.model_version) if state else None,
             "jobs": [_with_links(_redacted(status.to_dict()), settings.ls_url, project) for status in jobs],
         })
     live = services.consumers.live() if settings.jobs_enabled else set()
