@@ -127,3 +127,29 @@ def test_over_20_seeds_the_accepted_precision_falls_below_target_rarely(samples:
         failures += result.realised is not None and result.realised < precision
     assert failures <= 4
     assert certified >= 10  # the procedure is not vacuous: it accepts something in most runs
+
+
+def test_eval_reports_the_reliability_of_the_scores_and_draws_it() -> None:
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.core.evaluate import evaluate
+    from llm_backend.offline.report import render_html, render_text
+    from tests.conftest import CHOICES_CONFIG
+
+    config = parse_label_config(CHOICES_CONFIG)
+    world = simulate(400, seed=9)
+    tasks, predictions = [], {}
+    for index, t in enumerate(world):
+        gold = "Positive"
+        said = gold if t.correct else "Negative"
+        tasks.append({"id": index, "data": {"text": t.task_id}, "annotations": [{"result": [
+            {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [gold]}}]}]})
+        predictions[str(index)] = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                    "value": {"choices": [said]}, "score": round(t.raw, 4)}]
+    report = evaluate(config, tasks, predictions)
+    shown = report.confidence["sentiment"]
+    assert shown["n"] == 400
+    assert shown["ece"] == pytest.approx(ece([round(t.raw, 4) for t in world], [t.correct for t in world]), abs=1e-4)
+    assert shown["ece"] > 0.1  # raw log-probability scores are overconfident
+    assert f"expected calibration error {shown['ece']:.3f} over 400" in render_text(report)
+    page = render_html(report)
+    assert "score reliability (ECE)" in page and page.count("<circle") == sum(1 for b in shown["bins"] if b["count"])

@@ -58,7 +58,7 @@ def test_calibrate_then_accept_apply_creates_one_annotation_per_accepted_task_on
     items = make_items(TOTAL, LABELS, seed=21)
     llm.noisy = NoisyModel("sentiment", LABELS, items, seed=21)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-           "LLM_CONCURRENCY": "16"}
+           "LLM_CONCURRENCY": "16", "PREDICT_DEADLINE": "20"}
     backend = start_backend(**env)
     wait_until_model_ready(backend)
     project = label_studio.create_project("trust 1500", CHOICES_CONFIG)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .agreement import ControlReport
+from .calibration import ece, reliability
 from .config import Control, LabelConfig
 from .controls import spec_for
 from .usage import Usage
@@ -73,6 +74,9 @@ class EvalReport:
     model_version: str | None = None
     cascade: list[dict[str, Any]] = field(default_factory=list)  # per cascade step (see offline/cascade_report.py)
     per_task: dict[str, dict[str, TaskScore]] = field(default_factory=dict, repr=False)  # control -> task key -> score
+    # control -> {"n", "ece", "bins"}: how far the predictions' scores (as served: calibrated or raw) mean what
+    # they say on these tasks (a control's score: its lowest region score; right: complete agreement)
+    confidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float | None:
@@ -98,7 +102,7 @@ class EvalReport:
             "tasks": self.tasks, "skipped": self.skipped, "failed": self.failed, "model_version": self.model_version,
             "accuracy": self.accuracy, "usage": self.usage.to_dict() if self.usage else None,
             "controls": [report.to_dict() for report in self.controls],
-            "worst": [asdict(d) for d in self.worst], "cascade": self.cascade,
+            "worst": [asdict(d) for d in self.worst], "cascade": self.cascade, "confidence": self.confidence,
         }
 
 
@@ -128,6 +132,7 @@ def evaluate(
     against each task's newest non-cancelled annotation. Tasks without one are skipped."""
     reports = {control.name: spec_for(control.kind).report(control) for control in config.controls}
     per_task: dict[str, dict[str, TaskScore]] = {control.name: {} for control in config.controls}
+    scored: dict[str, list[tuple[float, bool]]] = {control.name: [] for control in config.controls}
     evaluated = skipped = failed = 0
     disagreements: list[tuple[float, int, Disagreement]] = []
     for index, task in enumerate(tasks_with_annotations):
@@ -149,6 +154,9 @@ def evaluate(
                 object_text(config, control, task))
             after = report.parts
             per_task[control.name][key] = TaskScore(after[0] - before[0], after[1] - before[1], *shown)
+            score = _control_score(predicted, control)
+            if score is not None:
+                scored[control.name].append((score, agreement is None or agreement >= 1.0 - 1e-9))
             if agreement is None:
                 continue
             agreements.append(agreement)
@@ -170,4 +178,17 @@ def evaluate(
         usage=usage,
         model_version=model_version,
         per_task=per_task,
+        confidence={name: _reliability(pairs) for name, pairs in scored.items() if pairs},
     )
+
+
+def _control_score(predicted: Sequence[Region] | None, control: Control) -> float | None:
+    values = [r["score"] for r in predicted or [] if r.get("from_name") == control.name
+              and isinstance(r.get("score"), (int, float)) and not isinstance(r.get("score"), bool)]
+    return float(min(values)) if values else None
+
+
+def _reliability(pairs: list[tuple[float, bool]]) -> dict[str, Any]:
+    scores, right = [p for p, _ in pairs], [r for _, r in pairs]
+    return {"n": len(pairs), "ece": round(ece(scores, right), 4),
+            "bins": [asdict(b) for b in reliability(scores, scores, right)]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..core.agreement import ControlReport, SetReport
 from ..core.evaluate import EvalReport
@@ -60,6 +61,10 @@ def render_text(report: EvalReport) -> str:
     lines = overview_lines(report)
     for control in report.controls:
         lines += ["", *_control_text(control)]
+        confidence = report.confidence.get(control.control)
+        if confidence:
+            lines.append(f"  scores: expected calibration error {confidence['ece']:.3f} over {confidence['n']} "
+                         "scored tasks (llm-backend calibrate makes them mean what they say)")
     if report.cascade:
         lines += ["", *cascade_lines(report.cascade)]
     if report.worst:
@@ -155,7 +160,41 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title:
     return "".join(parts)
 
 
-def _control_html(report: ControlReport) -> str:
+def reliability_svg(bins: Sequence[dict[str, Any]], title: str = "") -> str:
+    """Observed accuracy against mean score per bin (a dot sized by its count); the diagonal is perfect."""
+    size, pad = 220, 30
+    span = size - 2 * pad
+    parts = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\" role=\"img\" "
+             f"aria-label=\"{_e(title)}\"><rect x=\"{pad}\" y=\"{pad}\" width=\"{span}\" height=\"{span}\" "
+             f"fill=\"#f7f8fb\" stroke=\"#d8dde6\"/><line x1=\"{pad}\" y1=\"{size - pad}\" x2=\"{size - pad}\" "
+             f"y2=\"{pad}\" stroke=\"#b8c0cc\" stroke-dasharray=\"4 4\"/>"
+             f"<text x=\"{size / 2}\" y=\"{size - 8}\" text-anchor=\"middle\" font-size=\"11\">score</text>"
+             f"<text x=\"10\" y=\"{size / 2}\" font-size=\"11\" transform=\"rotate(-90 10 {size / 2})\" "
+             f"text-anchor=\"middle\">observed accuracy</text>"]
+    total = sum(b["count"] for b in bins) or 1
+    for b in bins:
+        if not b["count"]:
+            continue
+        x = pad + span * b["mean_calibrated"]
+        y = size - pad - span * b["accuracy"]
+        radius = 3 + 12 * (b["count"] / total) ** 0.5
+        parts.append(f"<circle cx=\"{x:.1f}\" cy=\"{y:.1f}\" r=\"{radius:.1f}\" fill=\"#2f6fde\" fill-opacity=\"0.6\">"
+                     f"<title>{b['count']} tasks: mean score {b['mean_calibrated']}, right {b['accuracy']}</title>"
+                     "</circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _confidence_html(name: str, confidence: dict[str, Any] | None) -> str:
+    if not confidence:
+        return ""
+    return (_metric("score reliability (ECE)", f"{confidence['ece']:.3f} over {confidence['n']} scored tasks")
+            + reliability_svg(confidence["bins"], f"{name}: reliability of the scores")
+            + "<p class=\"muted\">Each dot: the tasks whose score fell in one tenth of [0, 1], at their mean score "
+              "and the share the prediction got right; on the dashed diagonal a score means what it says.</p>")
+
+
+def _control_html(report: ControlReport, confidence: dict[str, Any] | None = None) -> str:
     parts = [f"<h2>{_e(report.control)} <span class=\"muted\">{_e(report.kind)}</span></h2>"]
     parts += [_metric(name, value) for name, value in report.facts()]
     parts += [_html_table(table.header, table.rows) for table in report.tables()]
@@ -166,6 +205,7 @@ def _control_html(report: ControlReport) -> str:
                      "Green: agreement, red: confusion.</p>")
     if report.note():
         parts.append(f"<p class=\"muted\">{_e(report.note())}</p>")
+    parts.append(_confidence_html(report.control, confidence))
     return "".join(parts)
 
 
@@ -179,7 +219,8 @@ def render_html(report: EvalReport, title: str = "llm-backend evaluation") -> st
                 for item in report.worst]
         worst = "<h2>Worst disagreements</h2>" + _html_table(
             ["task", "agreement", "text", "annotated", "predicted"], rows, text_columns=(2, 3, 4))
-    body = summary + "".join(_control_html(control) for control in report.controls) + worst
+    body = summary + "".join(_control_html(control, report.confidence.get(control.control))
+                             for control in report.controls) + worst
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>{body}</body></html>\n")
 
