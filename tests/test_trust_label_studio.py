@@ -71,7 +71,10 @@ def test_calibrate_then_accept_apply_creates_one_annotation_per_accepted_task_on
     annotated = set(task_ids[:ANNOTATED])
     ml = label_studio.connect_ml_backend(project, backend.url)
     version = label_studio.get_ml_backend(ml)["model_version"]
-    label_studio.retrieve_predictions(project, task_ids)
+    # One click on the whole project; Label Studio serialises 1,500 tasks and validates what comes back, which
+    # takes minutes on a loaded 2-core machine: a longer wait than the harness's own.
+    label_studio.request("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
+                         json={"selectedItems": {"all": True, "excluded": []}}, timeout=900)
     stored, _ = wait_for_predictions(label_studio, project, version, TOTAL, timeout=300)
     assert len(stored) == TOTAL
     before = _annotations(label_studio, project)

@@ -81,6 +81,16 @@ def agreement_scores(config: LabelConfig, answer: Answer, samples: Sequence[Answ
     return scores
 
 
+def sample_count(settings: Settings, asks_logprobs: bool) -> int:
+    """Samples a task costs beside its answer (0: none), as `plan` counts them: samples are asked when
+    CONFIDENCE=samples, or with auto when CONFIDENCE_SAMPLES is set and no log-probabilities are asked for
+    (a provider that is asked and returns none is only known after the call)."""
+    if settings.confidence == "samples" or (settings.confidence == "auto" and settings.confidence_samples
+                                            and not asks_logprobs):
+        return settings.confidence_samples or DEFAULT_SAMPLES
+    return 0
+
+
 class Confidence:
     """The confidence signal of each answer, and the project's calibration applied to it."""
 

@@ -31,6 +31,7 @@ from ..core.estimate import run_seconds, scaled_total, typical_answer
 from ..core.evaluate import evaluate, gold_result, task_key
 from ..core.usage import Usage
 from ..engine.cascade import Cascade
+from ..engine.confidence import sample_count
 from ..engine.outcome import TaskOutcome
 from ..engine.predictor import PredictionJob
 from ..engine.provider_batch_answers import plain_predictor
@@ -266,6 +267,9 @@ class Planner:
             mean_calls = statistics.mean([len(row.requests) for row in valid]) if valid else 1.0
             calls, prompt = reaching * mean_calls * scale, reaching * mean_prompt * scale
         completion = calls * per_answer
+        samples = sample_count(settings, self.plain._wants_logprobs(model))
+        if samples:  # the samples signal: one more call per answer with n=k (the prompt again, k answers)
+            calls, prompt, completion = calls * 2, prompt * 2, completion * (1 + samples)
         timing = run_seconds(calls, prompt + completion, latency=measured.latency,
                              concurrency=settings.llm_concurrency, rpm=limits.rpm, tpm=limits.tpm)
         cost = price.cost(round(prompt), round(completion))
