@@ -198,7 +198,9 @@ def apply_acceptance(client: LabelStudioClient, project: int | str, model_versio
     for start in range(0, len(task_ids), chunk):
         body = {"selectedItems": {"all": False, "included": task_ids[start:start + chunk]},
                 "model_version": model_version}
-        answer = client.json("POST", f"/api/dm/actions?id=predictions_to_annotations&project={project}", json=body)
+        # Label Studio creates the annotations, sends their webhook and recounts the project inside the request.
+        answer = client.json("POST", f"/api/dm/actions?id=predictions_to_annotations&project={project}", json=body,
+                             timeout=600)
         detail = str((answer or {}).get("detail", ""))
         words = detail.split()
         created += int(words[1]) if len(words) > 1 and words[0] == "Created" and words[1].isdigit() else 0
