@@ -290,3 +290,14 @@ def test_a_long_text_is_planned_as_the_parts_the_run_sends(llm: FakeLLMServer, t
         model["prompt_tokens"] * MINI["input"] + model["completion_tokens"] * MINI["output"], rel=1e-3)
     print(f"\nplan {model['calls']} calls, {model['prompt_tokens']} prompt and {model['completion_tokens']} answer "
           f"tokens; the run: {llm.calls} calls, {usage['prompt_tokens']} and {usage['completion_tokens']}")
+
+
+def test_plan_counts_the_samples_of_the_samples_signal(llm: FakeLLMServer, tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"text": text} for text in reviews(40, seed=3)])
+    plain = plan_json(cli_env(llm, tmp_path), "--config", str(SENTIMENT), "--tasks", str(tasks))
+    sampled = plan_json(cli_env(llm, tmp_path, CONFIDENCE="samples", CONFIDENCE_SAMPLES="4"),
+                        "--config", str(SENTIMENT), "--tasks", str(tasks))
+    one, two = plain["models"]["openai/test-model"], sampled["models"]["openai/test-model"]
+    assert two["calls"] == 2 * one["calls"] == 80  # the answer, and one call with n=4
+    assert two["prompt_tokens"] == pytest.approx(2 * one["prompt_tokens"])
+    assert two["completion_tokens"] == pytest.approx(5 * one["completion_tokens"])
