@@ -177,3 +177,13 @@ def test_the_task_fails_only_when_no_part_was_answered(make_client: Any, llm: Fa
     llm.set_default(Reply(status=400, error_message="the model is not available for this key"))
     result = _predict(make_client(llm_context_tokens=2048), text)
     assert "result" not in result and "no part was answered" in result["error"]
+
+
+def test_doctor_shows_the_window_its_source_and_the_map_it_overrides(make_settings: Any) -> None:
+    from llm_backend.offline.doctor import check_context
+
+    check = check_context(make_settings(llm_model="openai/gpt-4o-mini", llm_context_tokens=8192))
+    assert check.status == "pass" and "(8,192 tokens, from LLM_CONTEXT_TOKENS) (LiteLLM's map says 128,000 for " \
+        "this name; the setting wins)" in check.detail
+    mapped = check_context(make_settings(llm_model="openai/gpt-4o-mini"))
+    assert "(128,000 tokens, from LiteLLM's model map)" in mapped.detail and "the setting wins" not in mapped.detail

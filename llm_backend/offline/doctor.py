@@ -25,7 +25,7 @@ from ..core.objects import OBJECT_TAGS
 from ..errors import LLMBackendError, SettingsError
 from ..label_studio import LabelStudioClient
 from ..models.client import CompletionClient, LiteLLMClient, LLMRequest, load_litellm
-from ..models.context import ContextWindows
+from ..models.context import SETTING_SOURCE, ContextWindows, map_window
 from ..models.fastpath import FastPath
 from ..models.router import load_routing
 from ..models.vision import vision_support
@@ -135,8 +135,12 @@ def check_context(settings: Settings) -> Check:
                      f"unknown for {settings.llm_model}: a long text is sent whole until the provider's error names "
                      "the window, then split", "set LLM_CONTEXT_TOKENS to the model's context length (vLLM: "
                      "--max-model-len, Ollama: num_ctx)")
-    return Check("context window", "pass", f"{window.describe(settings.llm_model)}; longer texts are split into "
-                                           f"parts that fit (LONG_TEXT_STRATEGY={settings.long_text_strategy}, "
+    mapped = map_window(settings.llm_model)
+    # A setting that overrides the map: the served model is not the one the map knows under that name.
+    overrides = f" (LiteLLM's map says {mapped:,} for this name; the setting wins)" \
+        if window.source == SETTING_SOURCE and mapped and mapped != window.tokens else ""
+    return Check("context window", "pass", f"{window.describe(settings.llm_model)}{overrides}; longer texts are split "
+                                           f"into parts that fit (LONG_TEXT_STRATEGY={settings.long_text_strategy}, "
                                            f"NER_PASSES={settings.ner_passes})")
 
 
