@@ -13,8 +13,17 @@ load average after each run: wall-time ratios move with the load on a shared mac
 Cache off, except for the re-run and the edit rows. `--fast-path off` makes every model call
 `litellm.acompletion` (LLM_FAST_PATH).
 
+A second table runs the same document under three windows-and-tokenizer cases, each against a fresh
+backend and a server of its own with an 8,192-token window: the model name openai/gpt-4o-mini (128,000
+tokens in LiteLLM's map) with LLM_CONTEXT_TOKENS=8192 and a server that counts as OpenAI does; the
+same with a server that counts characters / 3.5 (another tokenizer); and no LLM_CONTEXT_TOKENS with
+that server, so the map's window is wrong and the provider's error teaches it. Reported per case:
+refusals, re-splits, calls, recall and false spans, and `plan`'s estimate (calls, prompt tokens,
+cost) rendered before the run against what the run paid.
+
     python bench/longdoc.py [--chars 1000000] [--entities 500] [--repeat 3] [--latency 0.25]
                             [--concurrency 16] [--context 8192] [--seed 1234] [--fast-path on|off]
+                            [--cases-only]
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from llm_backend.engine.outcome import TaskOutcome
 from llm_backend.engine.predictor import PredictionJob
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.models.client import load_litellm
+from llm_backend.offline.plan import Planner
 from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from testkit.documents import Planted, gazetteer_for, planted_document
@@ -99,6 +109,70 @@ def _run(name: str, args: argparse.Namespace, control: LLMServerControl, text: s
                report.cut_off if report else 0, report.parts if report else 0, load_average())
 
 
+@dataclass
+class Case:
+    name: str
+    recall: float
+    false_spans: int
+    calls: int
+    refusals: int  # requests the provider refused as too long (the whole text's included)
+    resplits: int
+    prompt_tokens: int
+    cost: float | None
+    plan_calls: float
+    plan_prompt: float
+    plan_cost: float | None
+
+
+CASES = (  # name, LLM_CONTEXT_TOKENS, the server's characters per token (None: it counts as OpenAI does)
+    ("setting 8,192; provider counts as OpenAI", 8192, None),
+    ("setting 8,192; provider counts chars / 3.5", 8192, 3.5),
+    ("map's 128,000 (no setting); provider counts chars / 3.5", None, 3.5),
+)
+
+
+def _case(name: str, setting: int | None, chars_per_token: float | None, args: argparse.Namespace, text: str,
+          planted: list[Planted]) -> Case:
+    options = ["--context-tokens", str(args.context)]
+    options += ["--chars-per-token", str(chars_per_token)] if chars_per_token else []
+    truth = _truth(planted)
+    with llm_server(args.latency, *options) as control:
+        control.set_gazetteer(gazetteer_for(planted, cut_edges=True))
+        settings = Settings(llm_model="openai/gpt-4o-mini", llm_api_base=control.base_url, llm_api_key="sk-bench",
+                            llm_concurrency=args.concurrency, llm_context_tokens=setting, cache_enabled=False,
+                            cache_dir=Path(tempfile.gettempdir()), predict_deadline=600,
+                            prompts_dir=DEFAULT_PROMPTS_DIR, llm_fast_path=args.fast_path)
+        config = parse_label_config(CONFIG)
+        task = {"id": 1, "data": {"text": text}}
+        plan = Planner(build_services(settings), config).plan([task], progress=False).models[0]
+        services = build_services(settings)
+        [outcome], _summary = services.runner.run([PredictionJob(config, None, task)], deadline=600)
+        services.runner.shutdown()
+        refused = int(control.stats()["by_status"].get("400", 0))
+    found = _spans(outcome, text)
+    report = outcome.long_text
+    usage = outcome.usage
+    return Case(name, len(found & truth) / len(truth), len(found - truth), usage.calls, refused,
+                report.resplits if report else 0, usage.prompt_tokens, usage.cost, plan.calls or 0.0,
+                plan.prompt_tokens or 0.0, plan.cost_usd)
+
+
+def _print_cases(cases: list[Case]) -> None:
+    def usd(value: float | None) -> str:
+        return "unknown" if value is None else f"${value:.4f}"
+
+    def off(estimate: float | None, paid: float | None) -> str:
+        return "-" if estimate is None or not paid else f"{estimate / paid - 1:+.1%}"
+
+    print("| case | refusals | re-splits | calls | recall (exact offsets) | false spans | plan calls | "
+          "plan prompt tokens | paid prompt tokens | plan vs paid | plan cost | paid cost |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in cases:
+        print(f"| {case.name} | {case.refusals} | {case.resplits} | {case.calls} | {case.recall:.1%} | "
+              f"{case.false_spans} | {case.plan_calls:.0f} | {case.plan_prompt:,.0f} | {case.prompt_tokens:,} | "
+              f"{off(case.plan_prompt, case.prompt_tokens)} | {usd(case.plan_cost)} | {usd(case.cost)} |")
+
+
 def _truth(planted: list[Planted]) -> set[tuple[int, int, str]]:
     return {(p.start, p.end, p.label) for p in planted}
 
@@ -126,10 +200,21 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--fast-path", choices=("on", "off"), default="on", help="LLM_FAST_PATH")
+    parser.add_argument("--cases-only", action="store_true", help="only the windows-and-tokenizer cases")
     args = parser.parse_args()
 
     text, planted = planted_document(args.seed, args.chars, args.entities)
     truth = _truth(planted)
+    header = (f"{len(text):,} characters, {len(planted)} planted entities ({len({p.text for p in planted})} distinct), "
+              f"context {args.context:,} tokens, provider latency {args.latency * 1000:.0f} ms, "
+              f"LLM_CONCURRENCY={args.concurrency}, seed {args.seed}")
+    load_litellm()
+    cases = [_case(name, setting, chars, args, text, planted) for name, setting, chars in CASES]
+    if args.cases_only:
+        print(header)
+        print()
+        _print_cases(cases)
+        return
     rows: list[Row] = []
     with llm_server(args.latency, "--context-tokens", str(args.context)) as control:
         control.set_gazetteer(gazetteer_for(planted, cut_edges=True))
@@ -155,10 +240,8 @@ def main() -> None:
         flat_truth = {(s, e, label) for s, e, label in gazetteer_for(planted).occurrences(flat)}
         rows.append(_run("no sentence boundaries (cuts inside names)", args, control, flat, flat_truth, None))
 
-    print(f"{len(text):,} characters, {len(planted)} planted entities ({len({p.text for p in planted})} distinct), "
-          f"context {args.context:,} tokens, provider latency {args.latency * 1000:.0f} ms, "
-          f"LLM_CONCURRENCY={args.concurrency}, seed {args.seed}, LLM_FAST_PATH={args.fast_path}, "
-          f"{os.cpu_count()} CPU cores, load average {load_average()} at the end")
+    print(f"{header}, LLM_FAST_PATH={args.fast_path}, {os.cpu_count()} CPU cores, load average {load_average()} "
+          "at the end")
     print()
     _print(rows)
     print()
@@ -168,6 +251,8 @@ def main() -> None:
     met = best.recall == 1.0 and best.false_spans == 0 and best.wall <= 1.3 * best.ideal and best.align_ms < 1000
     print(f"targets (100% at exact offsets, 0 false spans, wall <= 1.3x ideal, alignment < 1 s): "
           f"{'met' if met else 'NOT met'}")
+    print()
+    _print_cases(cases)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ class _LongTask:
         self.usage = Usage()
         self.requests = 0  # part requests, re-splits included
         self.refusals = 0  # parts the provider refused as too long
+        self.resplits = 0  # refused parts cut again into smaller ones
         self.fitter = PartFitter(plan, engine.windows, self.text, job.task.get("id"))
         self.probed: PartAnswer | None = None
 
@@ -274,6 +275,7 @@ class _LongTask:
                 self.requests += 1
                 self.refusals += answer.overflow
                 if answer.overflow and answer.part.depth < MAX_SPLITS:
+                    self.resplits += 1
                     for sub in self.fitter.pieces(answer):
                         self.submit(dataclasses.replace(answer.part, chunk=sub, depth=answer.part.depth + 1))
                 else:
@@ -340,6 +342,7 @@ class _LongTask:
             passes=max((a.part.pass_index + 1 for a in self.answers), default=1), part_tokens=self.fitter.budget,
             controls=notes, duplicates=merged.duplicates, cut_off=merged.cut_off,
             align_seconds=sum(a.align_seconds for a in self.answers) + merged.seconds, refusals=self.refusals,
+            resplits=self.resplits,
             obj=self.plan.obj, gaps=gaps, task=str(self.job.task.get("id")))
         log.info("task %s: long text: %s", self.job.task.get("id"), long_text.describe())
         answered = [a.answered for a in self.answers if a.answered is not None]

@@ -43,7 +43,8 @@ class LongTextReport:
     duplicates: int = 0  # entities two overlapping parts found, kept once
     cut_off: int = 0  # pieces of entities at a part's cut edge, dropped (the next part read them whole)
     align_seconds: float = 0.0  # aligning the parts' quotes and merging them
-    refusals: int = 0  # part requests the provider refused as too long (each was cut again)
+    refusals: int = 0  # part requests the provider refused as too long
+    resplits: int = 0  # refused parts cut again (a refused first part re-cuts the whole text instead)
     obj: str = ""  # the object whose text was split
     gaps: list[Gap] = field(default_factory=list)  # characters no part read: a part failed there
     task: str | None = None  # the task's id, to name it where the gaps are shown
@@ -52,7 +53,8 @@ class LongTextReport:
         controls = "; ".join(f"{name}: {how}" for name, how in self.controls.items())
         unread = "".join(f"; {gap.describe(self.obj)}" for gap in self.gaps)
         return (f"{self.characters:,} characters over {self.window}: {self.parts} parts of up to "
-                f"{self.part_tokens:,} tokens ({self.refusals} refused as too long), {self.passes} NER pass(es); "
+                f"{self.part_tokens:,} tokens ({self.refusals} refused as too long, {self.resplits} cut again), "
+                f"{self.passes} NER pass(es); "
                 f"{controls}; {self.duplicates} duplicate and {self.cut_off} cut-off entities merged, "
                 f"aligned in {self.align_seconds * 1000:.0f} ms{unread}")
 
