@@ -9,6 +9,7 @@ part cut afterwards, in this task and the next, is cut with the learned ratio.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.chunks import Chunk, split_text
@@ -42,9 +43,12 @@ class Plan:
 class PartFitter:
     """One task's text budget per part and its prompt limit, lowered as refusals teach."""
 
-    def __init__(self, plan: Plan, windows: ContextWindows, text: str, task: object) -> None:
+    def __init__(self, plan: Plan, windows: ContextWindows, text: str, task: object,
+                 reserve: Callable[[int], int] | None = None) -> None:
         self.plan, self.windows, self.text, self.task = plan, windows, text, task
         self.budget = plan.budget  # tokens of text (our count) in a part cut from now on
+        self.reserve = plan.reserve  # tokens kept for the answer (a quarter of a smaller window learned)
+        self._reserve_for = reserve or (lambda _window: plan.reserve)
         self.limit = plan.window.tokens - plan.reserve  # the provider's count of a part's prompt, at most
 
     @property
@@ -60,7 +64,9 @@ class PartFitter:
         error, plan, model = answer.error, self.plan, self.plan.model
         assert isinstance(error, ContextWindowError)
         window = self.windows.learn(model, error.window).tokens if error.window else plan.window.tokens
-        self.limit = min(self.limit, window - plan.reserve)
+        if window < plan.window.tokens:  # the answer's room is a share of the window, when not set
+            self.reserve = min(self.reserve, self._reserve_for(window))
+        self.limit = min(self.limit, window - self.reserve)
         theirs = provider_prompt(error.prompt_tokens, error.requested_tokens, answer.answer_room)
         learned = f"window {window:,} tokens"
         ratio = self.windows.ratio(model) or 1.0
@@ -70,7 +76,7 @@ class PartFitter:
                 max(ratio, here)
             learned += (f", it counted {theirs:,} tokens where we count {answer.prompt_tokens:,}: {here:.2f} of its "
                         f"tokens per one of ours" + (" (learned for this model)" if answer.part.depth == 0 else ""))
-        budget = max(MIN_PART_TOKENS, min(self.budget, text_budget(window, plan.reserve, plan.overhead, plan.examples,
+        budget = max(MIN_PART_TOKENS, min(self.budget, text_budget(window, self.reserve, plan.overhead, plan.examples,
                                                                    ratio)))
         if answer.part.depth == 0:
             self.budget = budget
@@ -85,7 +91,7 @@ class PartFitter:
             return None  # a cached answer bills nothing; a repaired one billed two prompts
         ratio = self.windows.learn_ratio(self.plan.model, usage.prompt_tokens, answer.prompt_tokens)
         plan = self.plan
-        budget = max(MIN_PART_TOKENS, min(self.budget, text_budget(self.limit + plan.reserve, plan.reserve,
+        budget = max(MIN_PART_TOKENS, min(self.budget, text_budget(self.limit + self.reserve, self.reserve,
                                                                    plan.overhead, plan.examples, ratio)))
         if budget >= self.budget:
             return None

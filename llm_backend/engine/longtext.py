@@ -189,7 +189,8 @@ class _LongTask:
         self.requests = 0  # part requests, re-splits included
         self.refusals = 0  # parts the provider refused as too long
         self.resplits = 0  # refused parts cut again into smaller ones
-        self.fitter = PartFitter(plan, engine.windows, self.text, job.task.get("id"))
+        self.fitter = PartFitter(plan, engine.windows, self.text, job.task.get("id"),
+                                 lambda tokens: engine.reserve(job, Window(tokens, "")))
         self.probed: PartAnswer | None = None
 
     def submit(self, part: Part) -> None:
