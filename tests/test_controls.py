@@ -14,6 +14,7 @@ from llm_backend.core.config import parse_label_config
 from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
 from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
+from llm_backend.core.objects import read_list
 from llm_backend.core.regions import build_regions
 from llm_backend.core.schema import json_schema, validate_answer
 from llm_backend.engine.examples import result_to_answer
@@ -22,6 +23,9 @@ from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 TEXT = "Ada Lovelace met Charles Babbage in London on 5 June 1833."
 TEXT_OBJECT = '<Text name="t" value="$text"/>'
 IMAGE_OBJECT = '<Image name="i" value="$image"/>'
+OTHER = "Two people met."
+ITEMS = [{"id": 1, "title": "Engines", "body": "Babbage designed engines."}, {"id": 2, "body": "Lovelace wrote notes."},
+         {"id": "x3", "title": "London"}]
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,18 @@ CASES: dict[str, Case] = {
           "value": {"x": 50, "y": 40, "width": 0.5, "keypointlabels": ["Eye"]}}],
         [{"x": 25.0, "y": 25.0, "width": 0.5, "keypointlabels": ["Eye"]}],
         IMAGE_OBJECT, "i"),
+    "pairwise": Case(
+        '<Pairwise name="c" toName="t,u"/>', [{"value": {"selected": "right"}}],
+        [{"selected": "left"}],  # the longer text
+        TEXT_OBJECT + '<Text name="u" value="$other"/>'),
+    "ranker": Case(
+        '<Ranker name="c" toName="l"/>', [{"value": {"ranker": {"c": ["2", "x3", "1"]}}}],
+        [{"ranker": {"c": ["1", "2", "x3"]}}],  # the list's own order
+        TEXT_OBJECT + '<List name="l" value="$items"/>', "l"),
 }
 KINDS = list(CASES)
-DATA = {"text": TEXT, "image": "x.png"}
-INPUTS = RegionInputs(texts={"t": TEXT}, image_sizes={"i": (200, 100)})
+DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "image": "x.png"}
+INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {})}, image_sizes={"i": (200, 100)})
 
 
 def config_for(kind: str) -> Any:

@@ -95,3 +95,24 @@ def test_sdk_oracle_accepts_image_and_datetime_regions(make_client: Any, llm: Fa
     assert {r["type"] for r in image["result"]} == {"rectanglelabels", "keypointlabels", "choices", "textarea"}
     assert _oracle([{"config": IMAGE_CONFIG, "result": image["result"]},
                     {"config": MULTI_CONFIG, "result": multi["result"]}], label_studio_executable) == [[], []]
+
+
+def test_sdk_oracle_accepts_pairwise_and_ranker_regions(make_client: Any, llm: FakeLLMServer,
+                                                        label_studio_executable: Path) -> None:
+    from tests.test_pairwise_ranker import ITEMS, PAIRWISE, RANKER, TASK
+
+    client = make_client()
+    llm.add_rule("<a>\nALPHA", Reply(json={"better": "left"}))
+    llm.add_rule("<a>\nBETA", Reply(json={"better": "right"}))
+    llm.add_rule("q2", Reply(json={"rank": {"good": ["3"], "bad": []}}))
+    llm.add_rule("[b2]", Reply(json={"rank": ["b2", "1"]}))
+    buckets = RANKER.replace('<Ranker name="rank" toName="answers"/>',
+                             '<Ranker name="rank" toName="answers"><Bucket name="good"/><Bucket name="bad"/></Ranker>')
+    cases = []
+    for config, task in ((PAIRWISE, TASK), (RANKER, {"data": {"query": "q", "items": ITEMS}}),
+                         (buckets, {"data": {"query": "q2", "items": ITEMS}})):
+        [item] = client.post("/predict", json={"label_config": config, "tasks": [task]}).get_json()["results"]
+        assert item["result"], item
+        cases.append({"config": config, "result": item["result"]})
+    assert [case["result"][0]["type"] for case in cases] == ["pairwise", "ranker", "ranker"]
+    assert _oracle(cases, label_studio_executable) == [[], [], []]

@@ -43,19 +43,19 @@ def _walk(element: Element, depth: int = 0) -> Iterator[tuple[Element, int]]:
         yield from _walk(child, depth + 1)
 
 
-def _options(element: Element, child_tag: str) -> tuple[Option, ...]:
+def _options(element: Element, child_tag: str, value_attr: str = "value") -> tuple[Option, ...]:
     options = []
     for child in element:
         tag = child.tag.lower() if isinstance(child.tag, str) else ""
         if tag == child_tag:
-            value = _attr(child, "value")
+            value = _attr(child, value_attr)
             if value is None or not value.strip():
-                raise LabelConfigError(f"a <{child.tag}> inside <{element.tag}> has no value attribute")
+                raise LabelConfigError(f"a <{child.tag}> inside <{element.tag}> has no {value_attr} attribute")
             options.append(Option(value=value, alias=_attr(child, "alias"), hint=_attr(child, "hint"),
-                                  children=_options(child, child_tag)))
+                                  children=_options(child, child_tag, value_attr)))
         else:
             # Options may be grouped in nested <View>s (or headers) for layout.
-            options.extend(_options(child, child_tag))
+            options.extend(_options(child, child_tag, value_attr))
     return tuple(options)
 
 
@@ -79,8 +79,8 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
         return SkippedControl(name, tag, reason)
     options: tuple[Option, ...] = ()
     if spec.option_tag is not None:
-        options = _options(element, spec.option_tag.lower())
-        if not options:
+        options = _options(element, spec.option_tag.lower(), spec.option_attr)
+        if not options and spec.options_required:
             raise LabelConfigError(f"<{element.tag} name=\"{name}\"> has no <{spec.option_tag}> values")
     return Control(name, spec.kind, to_name, options, spec.multiple(attrs), attrs)
 
@@ -156,5 +156,8 @@ def parse_label_config(xml: str) -> LabelConfig:
             skipped.append(parsed)
     if not controls and not skipped:
         raise LabelConfigError("label config has no control tags (Choices, Labels, TextArea, ...)")
-    return LabelConfig(xml=xml, objects=objects, controls=tuple(controls), skipped=tuple(skipped))
+    targets = {name for control in controls for name in control.to_name}
+    context = tuple(name for name, obj in objects.items() if name not in targets and obj.is_text and obj.data_key
+                    and any(SPECS[control.kind].reads_context for control in controls))
+    return LabelConfig(xml=xml, objects=objects, controls=tuple(controls), skipped=tuple(skipped), context=context)
 

@@ -90,6 +90,9 @@ class LabelConfig:
     controls: tuple[Control, ...]
     skipped: tuple[SkippedControl, ...] = ()
     warnings: tuple[str, ...] = ()  # what was tolerated as Label Studio tolerates it (a repeated value)
+    # Objects no control labels that the model reads too, when a control judges against them (the query
+    # a Ranker orders by, the prompt two answers of a Pairwise reply to).
+    context: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:

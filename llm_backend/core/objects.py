@@ -57,6 +57,31 @@ def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def read_list(value: Any, attrs: Mapping[str, str]) -> str:
+    """One line per item, "[id] title: body" (an item's HTML as its visible text), in the task's order:
+    the ids are what a Ranker answers with, and `list_item_ids` reads them back from these lines."""
+    if not isinstance(value, list):
+        raise ValueError("expects a list of items ({\"id\", \"title\", \"body\"} objects)")
+    lines = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            item = {"id": index + 1, "body": item}
+        body = item.get("body") if item.get("body") is not None else readable_html(str(item.get("html") or ""))
+        shown = ": ".join(_one_line(part) for part in (item.get("title"), body) if part not in (None, ""))
+        lines.append(f"[{_one_line(item.get('id', index + 1))}] {shown}".rstrip())
+    return "\n".join(lines)
+
+
+def list_item_ids(text: str) -> list[str]:
+    """The item ids of a <List>'s text as `read_list` wrote it, in order."""
+    return [line[1:line.index("] ")] if "] " in line else line[1:-1] for line in text.splitlines()
+            if line.startswith("[") and ("] " in line or line.endswith("]"))]
+
+
 @dataclass(frozen=True)
 class ObjectKind:
     """One object tag: how Label Studio's docs spell it, and how it is read here."""
@@ -74,10 +99,11 @@ OBJECT_TAGS: dict[str, ObjectKind] = {kind.name: kind for kind in (
     ObjectKind("Text", TEXT, read_text),
     ObjectKind("HyperText", TEXT, read_hypertext),
     ObjectKind("Paragraphs", TEXT, read_paragraphs),
+    ObjectKind("List", TEXT, read_list),
     ObjectKind("Image", IMAGE),
     # Known to Label Studio, not read here: controls on them are skipped with that reason.
     ObjectKind("Audio"), ObjectKind("AudioPlus"), ObjectKind("Video"), ObjectKind("TimeSeries"),
-    ObjectKind("Table"), ObjectKind("PDF"), ObjectKind("List"), ObjectKind("Chat"), ObjectKind("MultiChannel"),
+    ObjectKind("Table"), ObjectKind("PDF"), ObjectKind("Chat"), ObjectKind("MultiChannel"),
 )}
 
 

@@ -43,10 +43,13 @@ def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | No
 
 
 def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, str]:
-    """{object name: text} for every text object a supported control points to."""
+    """{object name: text} for every text object a supported control points to, and the context objects
+    (config.context) whose field the task has."""
     used = {name for control in config.controls for name in control.to_name}
+    data = task.get("data") if isinstance(task.get("data"), dict) else {}
+    context = {name for name in config.context if config.objects[name].data_key in data}
     return {name: object_text(task, obj, fetcher) for name, obj in config.objects.items()
-            if name in used and obj.is_text}
+            if (name in used or name in context) and obj.is_text}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .inputs import ImageInput, task_images, task_texts
 from .job import Answered, PredictionJob
 from .longtext import LongTexts
 from .metrics import Metrics
+from .orders import apply_caps, ask_reordered, with_reorders
 from .outcome import TaskOutcome, count_outcome
 from .prompts import PromptLibrary
 from .singleflight import SingleFlight
@@ -273,8 +274,10 @@ class Predictor:
             outcome = self.long_texts.predict(job, inputs.texts, plan)
             outcome.usage = exc.usage + outcome.usage
             return outcome
-        return self._outcome(answered.status, job, inputs, answered.answer, answered.completion, answered.usage,
-                             request)
+        reorders = ask_reordered(self, job, inputs.texts, answered.answer)  # Pairwise: both orders
+        outcome = self._outcome(answered.status, job, inputs, with_reorders(answered.answer, reorders),
+                                answered.completion, answered.usage, request)
+        return apply_caps(outcome, reorders)
 
     def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
         """The validated answer to one request: from the cache, from an identical request in flight, or paid for

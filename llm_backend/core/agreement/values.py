@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -122,7 +123,8 @@ class NumberReport(ControlReport):
 
 @dataclass
 class ExactReport(ControlReport):
-    """DateTime: the predicted value must equal the annotated one; tasks counts those with an annotated value."""
+    """DateTime, Ranker, Pairwise: the predicted value must equal the annotated one; tasks counts those with an
+    annotated value."""
 
     key: str = "datetime"
     correct: int = 0
@@ -144,6 +146,8 @@ class ExactReport(ControlReport):
             raw = value.get(self.key)
             if isinstance(raw, str) and raw.strip():
                 return raw.strip()
+            if isinstance(raw, (dict, list)) and raw:  # a structured value (a ranking) is equal as JSON
+                return json.dumps(raw, sort_keys=True, ensure_ascii=False)
         return None
 
     def add(self, gold: list[Value], predicted: list[Value] | None, text: str) -> tuple[float | None, tuple[str, str]]:

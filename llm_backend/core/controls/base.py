@@ -96,6 +96,16 @@ def is_true(control: Control, attribute: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Reconciled:
+    """One answer from a control's answers in several orders (see `ControlSpec.reorderings`): the value
+    kept, the highest score its regions may carry (None: no limit), and what happened, for the log."""
+
+    value: Any
+    score_cap: float | None
+    note: str
+
+
+@dataclass(frozen=True)
 class RegionInputs:
     """What region building may need beyond the answer: the texts spans point into, the pixel size of
     each image that coordinates refer to, and how quotes are aligned."""
@@ -143,8 +153,10 @@ class ControlSpec:
 
     The class attributes say how the config parser reads the tag: `tag` as Label Studio's docs
     spell it (its lower case is the control's kind and its result "type"), `option_tag` the child
-    tag of its options when it has some, `objects` what it can label (media of `objects.py` such
-    as TEXT or IMAGE, or object tags such as "hypertext").
+    tag of its options when it has some (`option_attr` the attribute that holds an option's value),
+    `media` the kinds of object it can label as a whole (TEXT: any object read as text, IMAGE), and
+    `object_tags` the object tags it can label besides (a span control lists the tags whose text
+    its offsets point into).
 
     `score_style` tells `scores.py` where a decision sits in the raw reply: "value" (the value
     itself), "items" (each list item's "label") or "text" (free text: mean per-token confidence).
@@ -152,8 +164,12 @@ class ControlSpec:
 
     tag: ClassVar[str] = ""
     option_tag: ClassVar[str | None] = None
-    objects: ClassVar[frozenset[str]] = frozenset({TEXT})
+    option_attr: ClassVar[str] = "value"
+    options_required: ClassVar[bool] = True  # with an option_tag: a control without options is not usable
+    media: ClassVar[frozenset[str]] = frozenset({TEXT})
+    object_tags: ClassVar[frozenset[str]] = frozenset()
     repeats_allowed: ClassVar[bool] = False  # an option value may appear twice (under different parents)
+    reads_context: ClassVar[bool] = False  # judged against the task's other inputs (a query): shown them too
     score_style: ClassVar[str] = "value"
 
     @property
@@ -170,7 +186,7 @@ class ControlSpec:
 
     def accepts(self, obj: ObjectTag) -> bool:
         """Whether this control can label that object here (by its medium or its tag)."""
-        return obj.medium in self.objects or obj.tag in self.objects
+        return obj.medium in self.media or obj.tag in self.object_tags
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         raise NotImplementedError
@@ -235,6 +251,15 @@ class ControlSpec:
         control's JSON schema and its object's text (see demo_rules.py). Override it only when the
         schema alone cannot say what is valid."""
         return schema_answer(self.json_schema(control), inputs.texts.get(control.to_name[0], ""), control.name)
+
+    def reorderings(self, control: Control) -> list[dict[str, str]]:
+        """Other orders to ask this control in, each as {object name: the object whose input it shows}
+        (Pairwise: the two texts swapped). The engine asks the control once more per order."""
+        return []
+
+    def reconcile(self, control: Control, first: Any, again: list[Any]) -> Reconciled:
+        """One answer from the first one and those given in `reorderings`' orders (same order)."""
+        return Reconciled(first, None, "")
 
     def long_text(self, control: Control) -> str:
         """How the answers of a long text's parts become one (a strategy name of `combine.py`)."""

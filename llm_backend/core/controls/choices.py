@@ -27,7 +27,7 @@ from .combine import MAJORITY, UNION, Combined, majority, union
 class ChoicesSpec(ControlSpec):
     tag = "Choices"
     option_tag = "Choice"
-    objects = frozenset({TEXT, IMAGE})
+    media = frozenset({TEXT, IMAGE})
 
     def multiple(self, attrs: dict[str, str]) -> bool:
         return attr(attrs, "choice", "single").lower() == "multiple"

@@ -40,6 +40,8 @@ class EntityAnswer:
 class LabelsSpec(ControlSpec):
     tag = "Labels"
     option_tag = "Label"
+    media = frozenset()
+    object_tags = frozenset({"text", "hypertext", "paragraphs"})  # objects whose text spans point into
 
     def multiple(self, attrs: dict[str, str]) -> bool:
         return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 from .base import ControlSpec
 from .choices import ChoicesSpec
 from .labels import LabelsSpec
+from .pairwise import PairwiseSpec
+from .ranker import RankerSpec
 from .scalar import DateTimeSpec, NumberSpec, RatingSpec
 from .shapes import KeyPointsSpec, RectanglesSpec
 from .taxonomy import TaxonomySpec
@@ -17,7 +19,7 @@ from .text import TextAreaSpec
 
 SPECS: dict[str, ControlSpec] = {spec.kind: spec for spec in (
     ChoicesSpec(), LabelsSpec(), TextAreaSpec(), RatingSpec(), NumberSpec(), DateTimeSpec(), TaxonomySpec(),
-    RectanglesSpec(), KeyPointsSpec(),
+    RectanglesSpec(), KeyPointsSpec(), PairwiseSpec(), RankerSpec(),
 )}
 
 

@@ -87,7 +87,7 @@ def _coordinates(item: dict[str, Any], names: tuple[str, ...]) -> tuple[float, .
 class _ShapesSpec(ControlSpec):
     score_style = "items"
     option_tag = "Label"
-    objects = frozenset({IMAGE})
+    media = frozenset({IMAGE})
     names: tuple[str, ...] = ()
 
     def multiple(self, attrs: dict[str, str]) -> bool:

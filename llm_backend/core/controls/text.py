@@ -13,7 +13,7 @@ from .combine import SUMMARY, Combined, union
 
 class TextAreaSpec(ControlSpec):
     tag = "TextArea"
-    objects = frozenset({TEXT, IMAGE})
+    media = frozenset({TEXT, IMAGE})
     score_style = "text"
 
     def json_schema(self, control: Control) -> dict[str, Any]:
