@@ -14,6 +14,7 @@ from llm_backend.core.config import parse_label_config
 from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
 from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
+from llm_backend.core.html_text import readable_html
 from llm_backend.core.objects import read_list
 from llm_backend.core.regions import build_regions
 from llm_backend.core.schema import json_schema, validate_answer
@@ -24,6 +25,16 @@ TEXT = "Ada Lovelace met Charles Babbage in London on 5 June 1833."
 TEXT_OBJECT = '<Text name="t" value="$text"/>'
 IMAGE_OBJECT = '<Image name="i" value="$image"/>'
 OTHER = "Two people met."
+HTML = "<h1>Ada Lovelace</h1><p>She met Charles <b>Babbage</b> in London.</p>"
+DEMO_PAGE = [  # capitalised phrases of the page's visible text, placed in the page
+    {"start": "/h1[1]/text()[1]", "startOffset": 0, "end": "/h1[1]/text()[1]", "endOffset": 12,
+     "globalOffsets": {"start": 0, "end": 12}, "text": "Ada Lovelace", "hypertextlabels": ["Person"]},
+    {"start": "/p[1]/text()[1]", "startOffset": 0, "end": "/p[1]/text()[1]", "endOffset": 3,
+     "globalOffsets": {"start": 12, "end": 15}, "text": "She", "hypertextlabels": ["Person"]},
+    {"start": "/p[1]/text()[1]", "startOffset": 8, "end": "/p[1]/b[1]/text()[1]", "endOffset": 7,
+     "globalOffsets": {"start": 20, "end": 35}, "text": "Charles Babbage", "hypertextlabels": ["Person"]},
+    {"start": "/p[1]/text()[2]", "startOffset": 4, "end": "/p[1]/text()[2]", "endOffset": 10,
+     "globalOffsets": {"start": 39, "end": 45}, "text": "London", "hypertextlabels": ["City"]}]
 ITEMS = [{"id": 1, "title": "Engines", "body": "Babbage designed engines."}, {"id": 2, "body": "Lovelace wrote notes."},
          {"id": "x3", "title": "London"}]
 
@@ -81,14 +92,24 @@ CASES: dict[str, Case] = {
         '<Pairwise name="c" toName="t,u"/>', [{"value": {"selected": "right"}}],
         [{"selected": "left"}],  # the longer text
         TEXT_OBJECT + '<Text name="u" value="$other"/>'),
+    "hypertextlabels": Case(
+        '<HyperTextLabels name="c" toName="h"><Label value="Person"/><Label value="City"/></HyperTextLabels>',
+        [{"value": {"start": "/h1[1]/text()[1]", "startOffset": 0, "end": "/h1[1]/text()[1]", "endOffset": 12,
+                    "globalOffsets": {"start": 0, "end": 12}, "text": "Ada Lovelace", "hypertextlabels": ["Person"]}},
+         {"value": {"start": "/p[1]/text()[1]", "startOffset": 8, "end": "/p[1]/b[1]/text()[1]", "endOffset": 7,
+                    "globalOffsets": {"start": 20, "end": 35}, "text": "Charles Babbage",
+                    "hypertextlabels": ["Person"]}}],
+        DEMO_PAGE,
+        '<HyperText name="h" value="$html"/>', "h"),
     "ranker": Case(
         '<Ranker name="c" toName="l"/>', [{"value": {"ranker": {"c": ["2", "x3", "1"]}}}],
         [{"ranker": {"c": ["1", "2", "x3"]}}],  # the list's own order
         TEXT_OBJECT + '<List name="l" value="$items"/>', "l"),
 }
 KINDS = list(CASES)
-DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "image": "x.png"}
-INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {})}, image_sizes={"i": (200, 100)})
+DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "html": HTML, "image": "x.png"}
+INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {}), "h": readable_html(HTML)},
+                      image_sizes={"i": (200, 100)}, markup={"h": HTML})
 
 
 def config_for(kind: str) -> Any:

@@ -70,14 +70,10 @@ def test_unsupported_controls_are_reported_not_fatal() -> None:
          "no object tag"),
         ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="A"/></Choices>'
          '<Choices name="c" toName="t"><Choice value="B"/></Choices></View>', "unique"),
-        ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"/></View>', "no <Choice>"),
-        ('<View><Text name="t" value="$t"/><Labels name="c" toName="t"><Label value="A"/><Label value="A"/></Labels>'
-         '</View>', "twice"),
         ("<View>" * 100 + "</View>" * 100, "deeper"),
         ('<View><Text name="t" value="$t"/></View>', "no control"),
     ],
-    ids=["empty", "malformed", "entity", "external-dtd", "toName-nowhere", "duplicate-name", "no-choices",
-         "duplicate-label", "deep", "no-controls"],
+    ids=["empty", "malformed", "entity", "external-dtd", "toName-nowhere", "duplicate-name", "deep", "no-controls"],
 )
 def test_bad_configs_raise_clear_errors(xml: str, message: str) -> None:
     with pytest.raises(LabelConfigError, match=message):
@@ -106,3 +102,43 @@ def test_model_version_ignores_whitespace_and_attribute_order() -> None:
     fingerprints = {parse_label_config(xml).fingerprint for xml in [base, *variants]}
     assert len(fingerprints) == 1
     assert parse_label_config(base.replace('value="A"', 'value="B"')).fingerprint not in fingerprints
+
+
+def test_what_label_studio_accepts_is_skipped_or_tolerated_not_refused() -> None:
+    """Issue 31: a control on an object this backend does not read, a control with nothing to choose from
+    and a helper pointing at a control are skipped with their reason; a repeated value is used once."""
+    config = parse_label_config(
+        '<View><Text name="t" value="$t"/><Audio name="audio" value="$audio"/><PDF name="doc" value="$pdf"/>'
+        '<Choices name="c" toName="t"><Choice value="A"/><Choice value="B"/><Choice value="A"/></Choices>'
+        '<TextArea name="transcript" toName="audio"/><Choices name="pages" toName="doc"><Choice value="X"/></Choices>'
+        '<RectangleLabels name="boxes" toName="t"/><Choices name="empty" toName="t"/>'
+        '<Labels name="ner" toName="t"><Label value="P"/></Labels><Filter name="f" toName="ner"/></View>')
+    assert [(c.name, [o.value for o in c.options]) for c in config.controls] == [("c", ["A", "B"]), ("ner", ["P"])]
+    skipped = {s.name: s.reason for s in config.skipped}
+    assert skipped == {
+        "transcript": "<Audio> is not read by this backend",
+        "pages": "<PDF> is not read by this backend",
+        "boxes": "<RectangleLabels> has no <Label> values to choose from",
+        "empty": "<Choices> has no <Choice> values to choose from",
+        "f": "points at the control ner, not at an object",
+    }
+    assert config.warnings == ('control "c" lists the value "A" twice; it is used once',)
+
+
+def test_chat_table_and_list_are_read_as_text_for_whole_object_controls() -> None:
+    config = parse_label_config(
+        '<View><Chat name="chat" value="$chat"/><Table name="row" value="$row"/><List name="l" value="$items"/>'
+        '<Choices name="c" toName="chat"><Choice value="Good"/></Choices><Rating name="r" toName="row"/>'
+        '<TextArea name="note" toName="l"/><Labels name="ner" toName="chat"><Label value="P"/></Labels>'
+        '<Choices name="per" toName="chat" perRegion="true"><Choice value="X"/></Choices></View>')
+    assert [c.name for c in config.controls] == ["c", "r", "note"]
+    skipped = {s.name: s.reason for s in config.skipped}
+    assert skipped["ner"] == "<Labels> on <chat> is not supported" and "perRegion" in skipped["per"]
+
+
+def test_an_unknown_named_object_is_not_read_rather_than_missing() -> None:
+    config = parse_label_config('<View><Text name="t" value="$t"/><Markdown name="md" value="$md"/>'
+                                '<Choices name="c" toName="md"><Choice value="A"/></Choices>'
+                                '<Choices name="d" toName="t"><Choice value="A"/></Choices></View>')
+    assert [c.name for c in config.controls] == ["d"]
+    assert config.skipped[0].reason == "<markdown> is not read by this backend"

@@ -7,6 +7,8 @@ predict are listed in `LabelConfig.skipped` with the reason instead of failing t
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Iterator
 from functools import lru_cache
 from xml.etree.ElementTree import Element
@@ -17,12 +19,16 @@ from defusedxml import DefusedXmlException
 from ..errors import LabelConfigError
 from .config_types import Control, LabelConfig, ObjectTag, Option, SkippedControl, canonical_xml, taxonomy_paths
 from .controls.registry import SPECS
-from .objects import OBJECT_TAGS
+from .objects import OBJECT_TAGS, object_kind
 
 __all__ = ["Control", "LabelConfig", "ObjectTag", "Option", "SkippedControl", "canonical_xml", "parse_label_config",
            "taxonomy_paths"]
 
+log = logging.getLogger(__name__)
+
 MAX_CONFIG_CHARS = 1_000_000
+# Named tags with a value that show no task data: never objects.
+_LAYOUT_TAGS = frozenset({"view", "header", "style", "label", "choice", "bucket", "filter", "relation", "channel"})
 MAX_DEPTH = 64
 MAX_ATTRIBUTE_CHARS = 10_000
 
@@ -59,12 +65,6 @@ def _options(element: Element, child_tag: str, value_attr: str = "value") -> tup
     return tuple(options)
 
 
-def _flat_values(options: tuple[Option, ...]) -> Iterator[str]:
-    for option in options:
-        yield option.value
-        yield from _flat_values(option.children)
-
-
 def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ...]) -> Control | SkippedControl:
     attrs = {k: v for k, v in element.attrib.items()}
     if _attr(element, "perRegion", "false").lower() == "true":
@@ -81,18 +81,24 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
     if spec.option_tag is not None:
         options = _options(element, spec.option_tag.lower(), spec.option_attr)
         if not options and spec.options_required:
-            raise LabelConfigError(f"<{element.tag} name=\"{name}\"> has no <{spec.option_tag}> values")
+            # Label Studio accepts it (the annotator would have nothing to pick); the rest is predicted.
+            return SkippedControl(name, tag, f"<{element.tag}> has no <{spec.option_tag}> values to choose from")
     return Control(name, spec.kind, to_name, options, spec.multiple(attrs), attrs)
 
 
-def _check_duplicates(control: Control) -> None:
+def _unique(control: Control, warnings: list[str]) -> Control:
+    """The control with each repeated option value kept once (the first), as Label Studio shows it."""
     if SPECS[control.kind].repeats_allowed:
-        return
+        return control
     seen: set[str] = set()
-    for value in _flat_values(control.options):
-        if value in seen:
-            raise LabelConfigError(f"control \"{control.name}\" lists the value \"{value}\" twice")
-        seen.add(value)
+    kept: list[Option] = []
+    for option in control.options:
+        if option.value in seen:
+            warnings.append(f"control \"{control.name}\" lists the value \"{option.value}\" twice; it is used once")
+            continue
+        seen.add(option.value)
+        kept.append(option)
+    return control if len(kept) == len(control.options) else dataclasses.replace(control, options=tuple(kept))
 
 
 @lru_cache(maxsize=256)
@@ -119,7 +125,10 @@ def parse_label_config(xml: str) -> LabelConfig:
                 raise LabelConfigError(f"attribute {key} of <{element.tag}> is longer than {MAX_ATTRIBUTE_CHARS}")
         tag = element.tag.lower()
         name = _attr(element, "name")
-        if tag in OBJECT_TAGS and name and _attr(element, "value") is not None:
+        # An object: a known object tag, or any named tag with a value and no toName (a tag newer than
+        # this table), so a control on it is skipped as not read rather than refused as pointing nowhere.
+        is_object = tag in OBJECT_TAGS or (_attr(element, "toName") is None and tag not in _LAYOUT_TAGS)
+        if is_object and name and _attr(element, "value") is not None:
             if name in objects:
                 raise LabelConfigError(f"two object tags are named \"{name}\"")
             objects[name] = ObjectTag(name, tag, _attr(element, "value") or "", _attr(element, "valueType"),
@@ -129,13 +138,19 @@ def parse_label_config(xml: str) -> LabelConfig:
 
     controls: list[Control] = []
     skipped: list[SkippedControl] = []
+    warnings: list[str] = []
     names: set[str] = set()
+    control_names = {name for _element, _tag, name in pending}
     for element, tag, name in pending:
         if name in names or name in objects:
             raise LabelConfigError(f"two tags are named \"{name}\"; control names must be unique")
         names.add(name)
         to_name = tuple(part.strip() for part in (_attr(element, "toName") or "").split(",") if part.strip())
         missing = [target for target in to_name if target not in objects]
+        if missing and all(target in control_names for target in missing):
+            # A helper such as <Filter> points at a control, not at task data: nothing to predict.
+            skipped.append(SkippedControl(name, tag, f"points at the control {', '.join(missing)}, not at an object"))
+            continue
         if not to_name or missing:
             raise LabelConfigError(
                 f"control \"{name}\" has toName=\"{_attr(element, 'toName')}\" but no object tag "
@@ -144,14 +159,18 @@ def parse_label_config(xml: str) -> LabelConfig:
         parsed = _parse_control(element, tag, name, to_name)
         if isinstance(parsed, Control):
             target = objects[to_name[0]]
+            unread = next((objects[n] for n in to_name if objects[n].medium is None), None)
+            if unread is not None:
+                shown = object_kind(unread.tag).tag
+                skipped.append(SkippedControl(name, tag, f"<{shown}> is not read by this backend"))
+                continue
             if not SPECS[parsed.kind].accepts(target):
                 skipped.append(SkippedControl(name, tag, f"<{element.tag}> on <{target.tag}> is not supported"))
                 continue
             if target.data_key is None:
                 skipped.append(SkippedControl(name, tag, f"object \"{target.name}\" has no $field value"))
                 continue
-            _check_duplicates(parsed)
-            controls.append(parsed)
+            controls.append(_unique(parsed, warnings))
         else:
             skipped.append(parsed)
     if not controls and not skipped:
@@ -159,5 +178,8 @@ def parse_label_config(xml: str) -> LabelConfig:
     targets = {name for control in controls for name in control.to_name}
     context = tuple(name for name, obj in objects.items() if name not in targets and obj.is_text and obj.data_key
                     and any(SPECS[control.kind].reads_context for control in controls))
-    return LabelConfig(xml=xml, objects=objects, controls=tuple(controls), skipped=tuple(skipped), context=context)
+    for warning in warnings:
+        log.warning("label config: %s", warning)
+    return LabelConfig(xml=xml, objects=objects, controls=tuple(controls), skipped=tuple(skipped), context=context,
+                       warnings=tuple(warnings))
 

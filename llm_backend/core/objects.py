@@ -57,6 +57,30 @@ def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def read_chat(value: Any, attrs: Mapping[str, str]) -> str:
+    """One "role: content" line per message, in order (a message's own line breaks kept)."""
+    if not isinstance(value, list):
+        raise ValueError("expects a list of messages ({\"role\", \"content\"} objects)")
+    lines = []
+    for message in value:
+        if isinstance(message, dict):
+            content = message.get("content")
+            if isinstance(content, list):  # OpenAI-style content parts: their text
+                content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+            lines.append(f"{message.get('role', 'message')}: {content if content is not None else ''}")
+        else:
+            lines.append(str(message))
+    return "\n".join(lines)
+
+
+def read_table(value: Any, attrs: Mapping[str, str]) -> str:
+    """One "key: value" line per field; a list of rows as one block of such lines per row."""
+    rows = value if isinstance(value, list) else [value]
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        raise ValueError("expects an object of {column: value} (or a list of them)")
+    return "\n\n".join("\n".join(f"{key}: {cell}" for key, cell in row.items()) for row in rows)
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -89,6 +113,7 @@ class ObjectKind:
     tag: str
     medium: str | None = None  # TEXT, IMAGE, or None: Label Studio shows it, this backend does not read it
     read: Reader | None = None  # for TEXT: the task's data value -> the text the model reads
+    markup: bool = False  # regions on it point into its markup (XPaths), so region building gets it too
 
     @property
     def name(self) -> str:
@@ -97,16 +122,18 @@ class ObjectKind:
 
 OBJECT_TAGS: dict[str, ObjectKind] = {kind.name: kind for kind in (
     ObjectKind("Text", TEXT, read_text),
-    ObjectKind("HyperText", TEXT, read_hypertext),
+    ObjectKind("HyperText", TEXT, read_hypertext, markup=True),
     ObjectKind("Paragraphs", TEXT, read_paragraphs),
     ObjectKind("List", TEXT, read_list),
+    ObjectKind("Chat", TEXT, read_chat),
+    ObjectKind("Table", TEXT, read_table),
     ObjectKind("Image", IMAGE),
     # Known to Label Studio, not read here: controls on them are skipped with that reason.
     ObjectKind("Audio"), ObjectKind("AudioPlus"), ObjectKind("Video"), ObjectKind("TimeSeries"),
-    ObjectKind("Table"), ObjectKind("PDF"), ObjectKind("Chat"), ObjectKind("MultiChannel"),
+    ObjectKind("PDF"), ObjectKind("MultiChannel"),
 )}
 
 
 def object_kind(tag: str) -> ObjectKind:
-    """The row for a lower-case object tag; unknown tags are not objects (the parser never makes one)."""
-    return OBJECT_TAGS[tag]
+    """The row for a lower-case object tag; a tag this table does not know is shown, not read."""
+    return OBJECT_TAGS.get(tag) or ObjectKind(tag)

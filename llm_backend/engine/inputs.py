@@ -52,6 +52,16 @@ def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher 
             if (name in used or name in context) and obj.is_text}
 
 
+def task_markup(config: LabelConfig, task: dict[str, Any]) -> dict[str, str]:
+    """{object name: markup} for the objects a control labels whose regions point into their markup
+    (HyperText), when the task holds it inline (markup behind a URL is read as text only)."""
+    data = task.get("data") if isinstance(task.get("data"), dict) else {}
+    used = {name for control in config.controls for name in control.to_name}
+    return {name: data[obj.data_key] for name, obj in config.objects.items()
+            if name in used and object_kind(obj.tag).markup and obj.data_key
+            and isinstance(data.get(obj.data_key), str) and not is_reference(data[obj.data_key])}
+
+
 @dataclass(frozen=True)
 class ImageInput:
     """An image as the model gets it, with the pixel size its coordinates refer to."""

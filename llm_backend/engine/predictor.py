@@ -28,7 +28,7 @@ from .confidence import Confidence, calibrate_task
 from .examples import ExampleStore, Snapshot, select_examples
 from .exchange import DemoClient, Exchanger, problem_error, reply_problem
 from .fetch import MediaFetcher
-from .inputs import ImageInput, task_images, task_texts
+from .inputs import ImageInput, task_images, task_markup, task_texts
 from .job import Answered, PredictionJob
 from .longtext import LongTexts
 from .metrics import Metrics
@@ -244,7 +244,7 @@ class Predictor:
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
                             "split the document or raise the limit")
         inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
-                              self.align_options)
+                              self.align_options, task_markup(job.config, job.task))
         return PreparedTask(self.build_request(job, texts, images), inputs)
 
     def answer_outcome(self, status: str, job: PredictionJob, prepared: PreparedTask, completion: Completion,

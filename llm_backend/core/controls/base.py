@@ -113,6 +113,8 @@ class RegionInputs:
     texts: dict[str, str] = field(default_factory=dict)
     image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     align: AlignOptions = field(default_factory=AlignOptions)
+    # The markup of objects whose regions point into it (HyperText: XPaths), by object name.
+    markup: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import ControlSpec
 from .choices import ChoicesSpec
+from .hypertext import HyperTextLabelsSpec
 from .labels import LabelsSpec
 from .pairwise import PairwiseSpec
 from .ranker import RankerSpec
@@ -19,7 +20,7 @@ from .text import TextAreaSpec
 
 SPECS: dict[str, ControlSpec] = {spec.kind: spec for spec in (
     ChoicesSpec(), LabelsSpec(), TextAreaSpec(), RatingSpec(), NumberSpec(), DateTimeSpec(), TaxonomySpec(),
-    RectanglesSpec(), KeyPointsSpec(), PairwiseSpec(), RankerSpec(),
+    RectanglesSpec(), KeyPointsSpec(), PairwiseSpec(), RankerSpec(), HyperTextLabelsSpec(),
 )}
 
 
