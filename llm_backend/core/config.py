@@ -74,6 +74,9 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
     spec = SPECS.get(tag)
     if spec is None:
         return SkippedControl(name, tag, "this control type is not supported yet")
+    if spec.option_tag is not None and (_attr(element, "value") or "").startswith("$"):
+        return SkippedControl(name, tag, f"options taken from task data (value=\"{_attr(element, 'value')}\") "
+                                         "are not supported")
     reason = spec.skip_reason(attrs)
     if reason is not None:
         return SkippedControl(name, tag, reason)
@@ -128,11 +131,13 @@ def parse_label_config(xml: str) -> LabelConfig:
         # An object: a known object tag, or any named tag with a value and no toName (a tag newer than
         # this table), so a control on it is skipped as not read rather than refused as pointing nowhere.
         is_object = tag in OBJECT_TAGS or (_attr(element, "toName") is None and tag not in _LAYOUT_TAGS)
-        if is_object and name and _attr(element, "value") is not None:
+        value = _attr(element, "value")
+        if value is None and _attr(element, "valueList") is not None:
+            value = ""  # several images in one object (a multi-page document): shown, not read here
+        if is_object and name and value is not None:
             if name in objects:
                 raise LabelConfigError(f"two object tags are named \"{name}\"")
-            objects[name] = ObjectTag(name, tag, _attr(element, "value") or "", _attr(element, "valueType"),
-                                      dict(element.attrib))
+            objects[name] = ObjectTag(name, tag, value, _attr(element, "valueType"), dict(element.attrib))
         elif name and _attr(element, "toName") is not None:
             pending.append((element, tag, name))
 
@@ -161,7 +166,7 @@ def parse_label_config(xml: str) -> LabelConfig:
             target = objects[to_name[0]]
             unread = next((objects[n] for n in to_name if objects[n].medium is None), None)
             if unread is not None:
-                shown = object_kind(unread.tag).tag
+                shown = object_kind(unread.tag).tag + (" valueList" if unread.value == "" else "")
                 skipped.append(SkippedControl(name, tag, f"<{shown}> is not read by this backend"))
                 continue
             if not SPECS[parsed.kind].accepts(target):
@@ -174,7 +179,9 @@ def parse_label_config(xml: str) -> LabelConfig:
         else:
             skipped.append(parsed)
     if not controls and not skipped:
-        raise LabelConfigError("label config has no control tags (Choices, Labels, TextArea, ...)")
+        shown = ", ".join(dict.fromkeys(f"<{object_kind(obj.tag).tag}>" for obj in objects.values()))
+        raise LabelConfigError("label config has no control tags (Choices, Labels, TextArea, ...)"
+                               + (f": nothing labels its {shown}" if shown else ""))
     targets = {name for control in controls for name in control.to_name}
     context = tuple(name for name, obj in objects.items() if name not in targets and obj.is_text and obj.data_key
                     and any(SPECS[control.kind].reads_context for control in controls))

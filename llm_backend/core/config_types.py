@@ -31,7 +31,10 @@ class ObjectTag:
 
     @property
     def medium(self) -> str | None:
-        """How this backend reads it (objects.py): TEXT, IMAGE, or None when it does not."""
+        """How this backend reads it (objects.py): TEXT, IMAGE, or None when it does not (a list of
+        images in `valueList` is not read either)."""
+        if any(key.lower() == "valuelist" for key in self.attrs):
+            return None
         return object_kind(self.tag).medium
 
     @property

@@ -32,11 +32,6 @@ class ChoicesSpec(ControlSpec):
     def multiple(self, attrs: dict[str, str]) -> bool:
         return attr(attrs, "choice", "single").lower() == "multiple"
 
-    def skip_reason(self, attrs: dict[str, str]) -> str | None:
-        if attr(attrs, "value", "").startswith("$"):
-            return "choices taken from task data ($value) are not supported"
-        return None
-
     def json_schema(self, control: Control) -> dict[str, Any]:
         item = {"type": "string", "enum": [option.value for option in control.options]}
         return {"type": "array", "items": item} if control.multiple else item

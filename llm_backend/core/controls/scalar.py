@@ -8,6 +8,7 @@ from typing import Any
 
 from ..agreement import ExactReport, NumberReport
 from ..config_types import Control
+from ..objects import IMAGE, TEXT
 from .base import MISSING, ControlSpec, Dropped, RegionInputs, Validator, Value
 from .combine import MEDIAN, Combined, median
 from .demo_rules import first_date
@@ -35,6 +36,7 @@ def _first(values: list[Value], key: str) -> Any:
 
 class RatingSpec(ControlSpec):
     tag = "Rating"
+    media = frozenset({TEXT, IMAGE})  # about the whole input, an image too
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         low, high = rating_bounds(control)
@@ -79,6 +81,7 @@ class RatingSpec(ControlSpec):
 
 class NumberSpec(ControlSpec):
     tag = "Number"
+    media = frozenset({TEXT, IMAGE})  # about the whole input, an image too
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "number"}
@@ -154,6 +157,7 @@ def datetime_format(control: Control) -> tuple[str, str]:
 
 class DateTimeSpec(ControlSpec):
     tag = "DateTime"
+    media = frozenset({TEXT, IMAGE})  # about the whole input, an image too
 
     def json_schema(self, control: Control) -> dict[str, Any]:
         return {"type": "string", "description": f"written {datetime_format(control)[1]}"}

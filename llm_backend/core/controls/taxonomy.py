@@ -6,6 +6,7 @@ from typing import Any
 
 from ..agreement import SetReport
 from ..config_types import Control, taxonomy_paths
+from ..objects import IMAGE, TEXT
 from .base import ControlSpec, Dropped, Validator, Value, as_list, drop, is_true, option_key
 from .combine import UNION, Combined, union
 
@@ -22,6 +23,7 @@ def _path_label(value: Value) -> list[str]:
 
 class TaxonomySpec(ControlSpec):
     tag = "Taxonomy"
+    media = frozenset({TEXT, IMAGE})  # about the whole input, an image too
     option_tag = "Choice"
     repeats_allowed = True  # the same value under different parents ("Other")
 
