@@ -40,6 +40,8 @@ FAILURES = {
     "401": Reply(status=401, error_message="Incorrect API key provided"),
     "context window": Reply(status=400, error_message="This model's maximum context length is 4096 tokens. However, "
                                                       "you requested 5000 tokens. Please reduce the length."),
+    "output limit": Reply(status=400, error_message="Could not finish the message because max_tokens or model output "
+                                                     "limit was reached. Please try again with higher max_tokens."),
     "refused parameter": Reply(status=400, error_message="Unsupported parameter: 'temperature' is not supported "
                                                          "with this model."),
 }
@@ -189,3 +191,13 @@ def test_doctor_names_the_path(llm: FakeLLMServer, make_settings: Any) -> None:
         assert checks["model calls"].status == "pass" and checks["model calls"].detail.startswith(path)
     off = {check.name: check for check in check_llm(make_settings(llm_fast_path="off"))}
     assert off["model calls"].detail.startswith("LiteLLM call: the fast path is off")
+
+
+def test_openais_output_limit_refusal_reads_as_a_reply_cut_off(llm: FakeLLMServer) -> None:
+    """OpenAI's 400 for an output budget too small for one token is, on both paths, the empty reply cut off at the
+    limit (so the exchange asks again with more room); other providers report the 400 as it is."""
+    read = _run(llm, "openai/test-model", "output limit", FAILURES["output limit"], fast=True)[1]
+    assert (read["content"], read["finish_reason"], read["completion_tokens"]) == ("", "length", 0)
+    assert read["prompt_tokens"] > 0
+    assert _run(llm, "hosted_vllm/test-model", "output limit", FAILURES["output limit"], fast=True)[1]["type"] == \
+        "PermanentLLMError"

@@ -121,7 +121,10 @@ class Route:
             raise litellm.Timeout(message=f"Request timed out after {self.timeout:g} seconds", model=self.model,
                                   llm_provider=self.provider) from None
         if status >= 400:
-            raise self.error(litellm, raw.decode("utf-8", "replace"), status, headers)
+            cut_off = self.output_limit_reply(raw.decode("utf-8", "replace"), status, data)
+            if cut_off is None:
+                raise self.error(litellm, raw.decode("utf-8", "replace"), status, headers)
+            status, raw = 200, cut_off
         response = litellm.ModelResponse()
         response.usage = litellm.Usage()
         raw_response = httpx.Response(status, headers=headers, content=raw, request=httpx.Request("POST", self.url))
@@ -131,6 +134,27 @@ class Route:
             encoding=None, api_key=self.api_key, json_mode=self.json_mode)
         response._hidden_params["response_cost"] = self.cost(litellm, response)
         return response
+
+    def output_limit_reply(self, text: str, status: int, data: dict[str, Any]) -> bytes | None:
+        """OpenAI refuses with a 400 an output budget too small for one visible token; acompletion turns that into
+        the empty reply cut off at the limit that a slightly larger budget gets (finish_reason "length", the prompt's
+        tokens counted), which the exchange then asks again with more room. The same here."""
+        if self.provider != "openai" or status != 400:
+            return None
+        try:
+            from litellm.litellm_core_utils.token_counter import usage_tokenizer_model
+            from litellm.llms.openai.common_utils import (
+                _OUTPUT_TOKEN_LIMIT_ERROR_MARKER,
+                _output_token_limit_completion,
+            )
+            from litellm.utils import token_counter
+        except ImportError:  # another LiteLLM: the 400 is reported as it is
+            return None
+        if _OUTPUT_TOKEN_LIMIT_ERROR_MARKER not in _sdk_message(text).lower():
+            return None
+        model = str(data.get("model", ""))
+        prompt = token_counter(model=usage_tokenizer_model(model, None), messages=data.get("messages"))
+        return str(_output_token_limit_completion(model, prompt).model_dump_json()).encode()
 
     def error(self, litellm: Any, text: str, status: int, headers: dict[str, str]) -> BaseException:
         if self.provider == "openai":
