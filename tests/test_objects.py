@@ -85,3 +85,18 @@ def test_chat_evaluation_predicts_over_the_conversation(make_client: Any, llm: F
     assert "user: How do I import tasks?\nassistant: Use the Import button." in prompt
     assert {r["from_name"]: r["value"] for r in item["result"]} == {"answered": {"choices": ["Yes"]},
                                                                      "comments": {"text": ["Answered."]}}
+
+
+def test_every_object_read_as_text_has_an_example_task_its_reader_reads() -> None:
+    """`prompts init` previews the prompt for an example task: each text object's example has its shape."""
+    from llm_backend.cli.main import example_task
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.core.objects import OBJECT_TAGS, TEXT
+    from llm_backend.engine.inputs import task_texts
+
+    tags = [kind.tag for kind in OBJECT_TAGS.values() if kind.medium == TEXT]
+    objects = "".join(f'<{tag} name="o{i}" value="$f{i}"/>' for i, tag in enumerate(tags))
+    controls = "".join(f'<TextArea name="c{i}" toName="o{i}"/>' for i in range(len(tags)))
+    config = parse_label_config(f"<View>{objects}{controls}</View>")
+    texts = task_texts(config, example_task(config))
+    assert len(texts) == len(tags) and all("Acme" in text for text in texts.values())

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..core.config import parse_label_config
+from ..core.objects import object_kind
 from ..engine.inputs import task_texts
 from ..errors import LLMBackendError, SettingsError
 from ..settings import Settings, load_settings
@@ -162,8 +163,9 @@ def example_task(config: Any) -> dict[str, Any]:
     for obj in config.objects.values():
         if not obj.data_key:
             continue
-        if obj.tag == "paragraphs":
-            data[obj.data_key] = [{"author": "Ana", "text": EXAMPLE_TEXT}, {"author": "Ben", "text": "Me too."}]
+        shape = object_kind(obj.tag).example
+        if shape is not None:
+            data[obj.data_key] = shape(EXAMPLE_TEXT)  # a list of utterances, of messages, a table row...
         else:
             data[obj.data_key] = EXAMPLE_TEXT if obj.is_text else f"https://example.com/{obj.data_key}.jpg"
     return {"id": 0, "data": data}

@@ -114,6 +114,8 @@ class ObjectKind:
     medium: str | None = None  # TEXT, IMAGE, or None: Label Studio shows it, this backend does not read it
     read: Reader | None = None  # for TEXT: the task's data value -> the text the model reads
     markup: bool = False  # regions on it point into its markup (XPaths), so region building gets it too
+    # A task value of its shape around a sentence (a preview's example task); None: the sentence itself.
+    example: Callable[[str], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -123,10 +125,13 @@ class ObjectKind:
 OBJECT_TAGS: dict[str, ObjectKind] = {kind.name: kind for kind in (
     ObjectKind("Text", TEXT, read_text),
     ObjectKind("HyperText", TEXT, read_hypertext, markup=True),
-    ObjectKind("Paragraphs", TEXT, read_paragraphs),
-    ObjectKind("List", TEXT, read_list),
-    ObjectKind("Chat", TEXT, read_chat),
-    ObjectKind("Table", TEXT, read_table),
+    ObjectKind("Paragraphs", TEXT, read_paragraphs,
+               example=lambda text: [{"author": "Ana", "text": text}, {"author": "Ben", "text": "Me too."}]),
+    ObjectKind("List", TEXT, read_list, example=lambda text: [{"id": 1, "title": "First", "body": text},
+                                                               {"id": 2, "title": "Second", "body": "Me too."}]),
+    ObjectKind("Chat", TEXT, read_chat, example=lambda text: [{"role": "user", "content": text},
+                                                               {"role": "assistant", "content": "Me too."}]),
+    ObjectKind("Table", TEXT, read_table, example=lambda text: {"review": text, "stars": 5}),
     ObjectKind("Image", IMAGE),
     # Known to Label Studio, not read here: controls on them are skipped with that reason.
     ObjectKind("Audio"), ObjectKind("AudioPlus"), ObjectKind("Video"), ObjectKind("TimeSeries"),
