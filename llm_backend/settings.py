@@ -33,7 +33,7 @@ def cpu_cores() -> int:
 # What does not change an answer: how the process serves, where its stores are, and secrets.
 NOT_IN_FINGERPRINT = frozenset({
     "host", "port", "workers", "threads", "log_level", "predict_deadline", "jobs_enabled", "max_request_bytes",
-    "max_tasks_per_request", "llm_concurrency", "job_retention_hours",
+    "max_tasks_per_request", "llm_concurrency", "job_retention_hours", "second_click_grace",
     "cache_dir", "cache_url", "label_studio_url", "label_studio_api_key",
     "llm_api_key", "basic_auth_user", "basic_auth_pass", "webhook_secret",
 })
@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     jobs_enabled: bool = True
     # Finished task records (answered, written back, failed) leave the job ledger this long after they finished.
     job_retention_hours: float = Field(168.0, gt=0, le=24 * 3650)
+    # Seconds after a /predict answered a task during which the task is not answered again (engine/jobs.py).
+    second_click_grace: float = Field(30.0, ge=0, le=3600)
     max_request_bytes: int = Field(32 * 1024 * 1024, gt=0)
     max_tasks_per_request: int = Field(10_000, ge=1)
     # A resource limit, not a context one: longer texts fail that task (never truncated); shorter ones

@@ -149,6 +149,8 @@ def make_settings(tmp_path: Path, llm_server: FakeLLMServer) -> Callable[..., Se
             "cache_dir": tmp_path / "cache",
             # The shipped defaults only: tests never read a user's edited prompts/ folder.
             "prompts_dir": tmp_path / "prompts",
+            # Tests that post one batch twice in a row mean a later click, not the second-click window.
+            "second_click_grace": 0,
         }
         values.update(overrides)
         return Settings(**values)
@@ -228,6 +230,7 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
             "LLM_TIMEOUT": "10",
             "CACHE_DIR": str(tmp_path / "cache"),
             "PROMPTS_DIR": str(tmp_path / "prompts"),
+            "SECOND_CLICK_GRACE": "0",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
         values.update(env)

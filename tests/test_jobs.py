@@ -280,21 +280,22 @@ def test_a_consumer_with_other_settings_leaves_the_task_to_one_that_has_the_subm
 
 
 def test_a_second_click_before_label_studio_saved_the_first_answer_gets_no_second_prediction(
-    make_client: Callable[..., Any], llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+    make_client: Callable[..., Any], llm: FakeLLMServer
 ) -> None:
     """Label Studio stores a /predict's answer after receiving it: a click in that moment sends the same tasks
-    again. They are not answered twice; after SAVE_GRACE (the predictions were deleted, or never stored) they are."""
-    import llm_backend.engine.jobs as jobs_module
+    again. They are not answered twice; after SECOND_CLICK_GRACE (the predictions were deleted, or never stored)
+    they are."""
+    from llm_backend.web.app import services_of
 
     llm.set_default(Reply(json={"sentiment": "Neutral"}))
-    client = make_client(llm_concurrency=2, predict_deadline=30)
+    client = make_client(llm_concurrency=2, predict_deadline=30, second_click_grace=30)
     body = {"label_config": CHOICES_CONFIG, "project": "12.2", "tasks": _tasks(range(1, 5))}
     first = client.post("/predict", json=body).get_json()["results"]
     assert all("result" in item for item in first)
     second = client.post("/predict", json=body).get_json()["results"]
     assert [("result" in item, "already delivered" in item.get("error", "")) for item in second] == [(False, True)] * 4
 
-    monkeypatch.setattr(jobs_module, "SAVE_GRACE", 0.0)  # later: Label Studio asks again, so it holds none
+    services_of(client.application).jobs.save_grace = 0.0  # later: Label Studio asks again, so it holds none
     third = client.post("/predict", json=body).get_json()["results"]
     assert all("result" in item for item in third)
     assert llm.calls == 4  # the answers again came from the cache
@@ -346,7 +347,7 @@ def test_a_task_a_predict_waits_for_is_retried_until_its_deadline_by_a_consumer_
     waiting = _services(make_settings, cache_dir=shared, llm_max_retries=1, llm_retry_max_wait=0.05)
     other = _services(make_settings, cache_dir=shared, llm_max_retries=1, llm_retry_max_wait=0.05)
     job = waiting.jobs.job("31", "v-wait", CHOICES_CONFIG, None, {})
-    waiting.jobs.submit(job, [{"id": 1, "data": {"text": "busy"}}], await_until=time.monotonic() + 30)
+    waiting.jobs.submit(job, [{"id": 1, "data": {"text": "busy"}}], await_until=time.time() + 30)
     record = other.job_store.get_task(job.id, 1)
     assert record is not None and other.jobs.awaited(job.id, record)  # another process's write-back leaves it
 

@@ -20,7 +20,8 @@ class PredictionJob:
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     fewshot: bool = True  # False: no examples in the prompt (the "without examples" evaluation)
-    # time.monotonic() by which the answer is wanted (a /predict's deadline): transient failures are
+    # time.time() by which the answer is wanted (a /predict's deadline; every deadline is on the wall clock, the one
+    # clock the ledger shares between processes and hosts): transient failures are
     # retried until then. None (offline commands): LLM_MAX_RETRIES retries.
     deadline: float | None = None
 

@@ -42,9 +42,6 @@ BOUNCE_PATIENCE = 30.0  # seconds a task waits for a consumer with its submitter
 HALT_AFTER = 3  # consecutive failures of one systemic cause, with no success in between, halt a job
 POLL_EVERY = 0.2  # seconds between a waiting /predict's ledger reads when no task finishes in this process
 POLL_GAP = 0.02  # and at least this between two reads when tasks finish here one after another
-# Seconds after a /predict answered a task during which a new submission of it is not answered again: Label Studio
-# stores a /predict's answer only after receiving it, so a second click in that moment still sends the task.
-SAVE_GRACE = 30.0
 
 
 @dataclass
@@ -79,9 +76,12 @@ class Jobs:
         self._huey_task: Any = None
         self._pid = 0
         self._changed = threading.Condition()
-        self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> monotonic deadline of a waiting /predict
+        self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> deadline (time.time()) of a waiting /predict
         self.wake = threading.Event()  # set on enqueue: this process's idle workers look at the queue at once
         self.prompts = prompts
+        # Seconds after a /predict answered a task during which a new submission of it is not answered again: Label
+        # Studio stores a /predict's answer only after receiving it, so a second click in that moment still sends it.
+        self.save_grace = settings.second_click_grace
         self.settings_fingerprint = settings.prediction_fingerprint()
 
     # -- the queue --------------------------------------------------------------------------------
@@ -151,9 +151,9 @@ class Jobs:
         """Queue every task that is not already queued, running or delivered since the request arrived."""
         submission = Submission(job, [int(task["id"]) for task in tasks], received or time.time())
         now = time.time()
-        awaited_until = None  # in the records: a consumer in another process (WORKERS > 1) runs them too
+        # In the records too: a consumer in another process (WORKERS > 1, a replica) runs them as well.
+        awaited_until = await_until
         if await_until is not None:
-            awaited_until = now + (await_until - time.monotonic())
             for task_id in submission.task_ids:
                 self._awaited[(job.id, task_id)] = await_until
         data: dict[int, dict[str, Any]] = {}
@@ -183,7 +183,7 @@ class Jobs:
             return False  # queued, running, or finished and about to be delivered: this request waits for it
         if record.state in DELIVERED and record.updated >= received:
             return False  # delivered while this request was on its way: Label Studio has it or is storing it
-        if record.state == "returned" and time.time() - record.updated < SAVE_GRACE:
+        if record.state == "returned" and time.time() - record.updated < self.save_grace:
             return False  # answered to a /predict a moment ago: Label Studio is storing it (a second click)
         # Failed, or delivered before this request arrived and asked for again, so Label Studio no longer
         # holds it (deleted): predict again, through the cache, so settings changed since are honoured, with
@@ -220,7 +220,7 @@ class Jobs:
         # LLM_MAX_RETRIES times, as offline.
         deadline = self._awaited.get((job_id, task_id))
         if deadline is None and record.awaited_until is not None and record.awaited_until > time.time():
-            deadline = time.monotonic() + (record.awaited_until - time.time())
+            deadline = record.awaited_until
         # parse_label_config keeps the parsed configs (an LRU cache): a job's XML is parsed once per process.
         prediction = PredictionJob(parse_label_config(job.label_config), job.project, data, None, job.model,
                                    dict(job.params), deadline=deadline)
@@ -279,7 +279,7 @@ class Jobs:
     # -- collecting (in a /predict) ---------------------------------------------------------------
 
     def wait(self, submission: Submission, deadline: float) -> list[TaskRecord]:
-        """Block until every submitted task is settled or the monotonic `deadline` passes, then read them once.
+        """Block until every submitted task is settled or the `deadline` (time.time()) passes, then read them once.
 
         While waiting it asks the ledger only which of the tasks still pending are queued or running (ids, no
         records): at most every POLL_GAP seconds when tasks finish in this process, every POLL_EVERY when they
@@ -288,7 +288,7 @@ class Jobs:
         pending = set(submission.task_ids)
         polled = 0.0
         while pending:
-            now = time.monotonic()
+            now = time.time()
             if now >= deadline:
                 break
             if now - polled >= POLL_GAP:
@@ -298,9 +298,9 @@ class Jobs:
                     break
             with self._changed:
                 self._changed.wait(timeout=min(POLL_EVERY, max(0.0, deadline - now)))
-            gap = polled + POLL_GAP - time.monotonic()
+            gap = polled + POLL_GAP - time.time()
             if gap > 0:  # a burst of finishes: one ledger read for all of them
-                time.sleep(min(gap, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(gap, max(0.0, deadline - time.time())))
         return self.store.records(job_id, submission.task_ids)
 
     def collect(self, submission: Submission, records: list[TaskRecord]) -> Collected:
@@ -329,7 +329,7 @@ class Jobs:
         it to that /predict)."""
         until = self._awaited.get((job_id, record.task_id))
         if until is not None:
-            return time.monotonic() < until
+            return time.time() < until
         return record.awaited_until is not None and time.time() < record.awaited_until
 
 

@@ -53,7 +53,8 @@ class PredictRequest:
     project: str | None
     model_version: str
     tasks: list[Any]
-    started: float  # time.monotonic() when the request arrived: its deadline counts from here
+    started: float  # time.time() when the request arrived: its deadline counts from here (every deadline is on
+    # the wall clock: the job ledger shares them between processes and hosts)
     model: str | None = None  # the project's model (extra_params), None: LLM_MODEL
     params: dict[str, Any] = field(default_factory=dict)
     instruction: str | None = None  # an annotator's interactive context
@@ -88,7 +89,7 @@ class PredictPipeline:
         through_job = (self.settings.jobs_enabled and request.project is not None and request.instruction is None
                        and job_task_ids(request.tasks))
         outcomes, note = self._through_job(request) if through_job else (self._direct(request), "")
-        summary = BatchSummary.of(outcomes, time.monotonic() - request.started)
+        summary = BatchSummary.of(outcomes, time.time() - request.started)
         log.info("%s%s", summary.log_line(), note)
         self._check_whole_batch(request, outcomes)
         if any(outcome.regions is not None for outcome in outcomes):
@@ -109,7 +110,7 @@ class PredictPipeline:
                           dict(request.params), deadline=deadline) if isinstance(task, dict) else None
             for task in request.tasks
         ]
-        ran = iter(self.runner.outcomes([job for job in jobs if job is not None], deadline - time.monotonic()))
+        ran = iter(self.runner.outcomes([job for job in jobs if job is not None], deadline - time.time()))
         return [next(ran) if job is not None else TaskOutcome("failed", error=NOT_AN_OBJECT, project=request.project)
                 for job in jobs]
 
@@ -117,10 +118,9 @@ class PredictPipeline:
 
     def _through_job(self, request: PredictRequest) -> tuple[list[TaskOutcome], str]:
         project = str(request.project)
-        received = time.time() - (time.monotonic() - request.started)
         deadline = self._deadline(request)
         job = self.jobs.job(project, request.model_version, request.config.xml, request.model, dict(request.params))
-        submission = self.jobs.submit(job, request.tasks, received=received, await_until=deadline)
+        submission = self.jobs.submit(job, request.tasks, received=request.started, await_until=deadline)
         collected = self.jobs.collect(submission, self.jobs.wait(submission, deadline))
         outcomes = [_outcome_of(int(task["id"]), collected, job.writeback, project) for task in request.tasks]
         note = f" (job {job.id}: {len(collected.pending)} left to it"

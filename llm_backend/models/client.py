@@ -125,7 +125,7 @@ class Completion:
 
 class CompletionClient(Protocol):
     def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
-        """One answer to `request`; transient failures are retried until `deadline` (a time.monotonic()
+        """One answer to `request`; transient failures are retried until `deadline` (a time.time()
         value) when one is given, else a fixed number of times."""
         ...
 
@@ -320,7 +320,7 @@ class LiteLLMClient:
         except LLMError as exc:
             # The caller bills every attempt; failed calls cost nothing at the providers we know.
             usage = Usage(calls=attempts, retries=max(0, attempts - 1))
-            past = deadline is not None and time.monotonic() > deadline
+            past = deadline is not None and time.time() > deadline
             why = ("the request's deadline" if attempts > self.max_retries + 1 else
                    f"LLM_MAX_RETRIES={self.max_retries}" + (", past the request's deadline" if past else ""))
             raise gave_up(exc, attempts, why, usage) from exc.__cause__

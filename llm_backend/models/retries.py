@@ -48,7 +48,7 @@ class StopAtDeadline(stop_base):
             # named failure (which the job layer reports once, with its fix) beats waiting out the deadline.
             return True
         wait = retry_state.upcoming_sleep or 0.0
-        return time.monotonic() + wait + self.expected_call() + self.MARGIN > self.deadline
+        return time.time() + wait + self.expected_call() + self.MARGIN > self.deadline
 
 
 def gave_up(exc: LLMError, attempts: int, why: str, usage: Usage) -> LLMError:

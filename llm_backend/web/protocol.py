@@ -86,7 +86,7 @@ class ProtocolHandler:
         return {"model_version": version}
 
     def predict(self, body: dict[str, Any], started: float | None = None) -> dict[str, Any]:
-        started = time.monotonic() if started is None else started
+        started = time.time() if started is None else started
         settings = self.settings
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
