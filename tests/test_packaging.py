@@ -81,4 +81,7 @@ def test_make_serve_installs_only_the_backend_and_make_test_the_test_tools(tmp_p
         assert "pip install -q -e .\n" in steps and "[test]" not in steps and "testkit" not in steps, steps
     assert "LLM_MODEL=demo" in plan("demo") and f"{tmp_path}/venv/bin/llm-backend serve" in plan("serve")
     steps = plan("test")
-    assert "pip install -q -e '.[test]'" in steps and "-m testkit.label_studio" in steps and "-m pytest" in steps
+    # Label Studio installs inside the run, on first use by its tests (LS_VENV tells them where).
+    assert "pip install -q -e '.[test,lab]'" in steps and f"LS_VENV={tmp_path}/ls" in steps and "-m pytest" in steps
+    steps = plan("check")
+    assert "pip install -q -e '.[test,lab]'" in steps and "-m pytest" in steps and "not label_studio" in steps
