@@ -64,17 +64,19 @@ class PreparedTask:
 
 def log_answer(task_id: object, outcome: TaskOutcome) -> None:
     """The task's own log line when its answer took more than one clean reply: repairs, a partial answer."""
-    notes = [f"confidence: {outcome.signal}"] if outcome.signal and outcome.signal != "off" else []
+    signal = [f"confidence: {outcome.signal}"] if outcome.signal and outcome.signal != "off" else []
+    notes = []
     if outcome.repairs:
         notes.append("reply read with repairs: " + ", ".join(outcome.repairs))
     if outcome.usage.repairs:
         notes.append("valid after a repair round")
     if outcome.invalid_controls:
-        log.warning("task %s answered in part: %s%s", task_id, outcome.error, "".join(f"; {n}" for n in notes))
-    elif len(notes) > 1 or (notes and not outcome.signal):
-        log.info("task %s answered: %s", task_id, "; ".join(notes))
-    elif notes:
-        log.debug("task %s answered: %s", task_id, notes[0])
+        log.warning("task %s answered in part: %s%s", task_id, outcome.error,
+                    "".join(f"; {n}" for n in signal + notes))
+    elif notes:  # worth INFO: the reply needed help
+        log.info("task %s answered: %s", task_id, "; ".join(signal + notes))
+    elif signal:  # a clean reply: which signal scored it is DEBUG detail
+        log.debug("task %s answered: %s", task_id, signal[0])
 
 
 class Predictor:
