@@ -173,6 +173,9 @@ def test_eval_reads_predictions_prints_the_table_and_gates_on_accuracy(llm: Fake
     saved = json.loads(numbers.read_text())
     assert saved["controls"][0]["matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert saved["model_version"] == "sentiment-v1" and llm.calls == 0
+    # These predictions carry no score: a threshold has nothing to cover, and says so by printing nothing.
+    thresholded = run_eval([*args, "--accept-threshold", "0.9"], env)
+    assert thresholded.exit_code == 0 and "coverage at the accept threshold" not in thresholded.output
 
     failing = run_eval([*args, "--min-accuracy", "0.7"], env)
     assert failing.exit_code == 1

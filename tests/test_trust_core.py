@@ -153,3 +153,37 @@ def test_eval_reports_the_reliability_of_the_scores_and_draws_it() -> None:
     assert f"expected calibration error {shown['ece']:.3f} over 400" in render_text(report)
     page = render_html(report)
     assert "score reliability (ECE)" in page and page.count("<circle") == sum(1 for b in shown["bins"] if b["count"])
+
+
+def test_eval_shows_the_coverage_at_the_accept_threshold() -> None:
+    """Coverage at the certified threshold: the share of scored tasks reaching it and how many of those are right,
+    from `--accept-threshold` or, with --project, the threshold `accept` stored for the project."""
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.core.evaluate import evaluate
+    from llm_backend.engine.projects import ProjectState, certified_threshold
+    from llm_backend.offline.report import render_html, render_text
+    from tests.conftest import CHOICES_CONFIG
+
+    config = parse_label_config(CHOICES_CONFIG)
+    scores = [0.95, 0.9, 0.85, 0.6, 0.3]
+    right = [True, True, False, True, False]
+    tasks, predictions = [], {}
+    for index, (score, ok) in enumerate(zip(scores, right, strict=True)):
+        tasks.append({"id": index, "data": {"text": str(index)}, "annotations": [{"result": [
+            {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]}]})
+        predictions[str(index)] = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                    "value": {"choices": ["Positive" if ok else "Negative"]}, "score": score}]
+    shown = evaluate(config, tasks, predictions, accept_threshold=0.85).confidence["sentiment"]
+    assert (shown["threshold"], shown["coverage"], shown["precision_above"]) == (0.85, 0.6, round(2 / 3, 4))
+    report = evaluate(config, tasks, predictions, accept_threshold=0.85)
+    assert ("coverage at the accept threshold 0.85: 60.0% of the scored tasks score at least that "
+            "(66.7% of those right)") in render_text(report)
+    assert "coverage at the accept threshold" in render_html(report)
+    assert "coverage" not in evaluate(config, tasks, predictions).confidence["sentiment"]  # no threshold, no figure
+    none_reach = evaluate(config, tasks, predictions, accept_threshold=0.99).confidence["sentiment"]
+    assert (none_reach["coverage"], none_reach["precision_above"]) == (0.0, None)
+
+    assert certified_threshold(None) is None
+    assert certified_threshold(ProjectState("7", calibration={"accept": {"threshold": 0.9}})) == 0.9
+    assert certified_threshold(ProjectState("7", calibration={"accept": {"threshold": None}})) is None
+    assert certified_threshold(ProjectState("7")) is None

@@ -18,6 +18,7 @@ from ..core.causes import Cause
 from ..core.config import LabelConfig
 from ..core.evaluate import EvalReport, evaluate, gold_result, task_key
 from ..engine.outcome import BatchSummary
+from ..engine.projects import certified_threshold
 from ..errors import LLMBackendError
 from ..label_studio import TOKEN_WHERE, LabelStudioClient
 from ..offline.files import TaskFileError, import_task, write_json
@@ -279,11 +280,15 @@ def _chosen_predictions(path: Path, annotated: list[str], version: str | None
               help="How many of the worst-agreeing tasks to list.")
 @click.option("--project", default=None, metavar="ID",
               help="Use the prompt templates of this project (prompts/projects/<ID>/) instead of the defaults.")
+@click.option("--accept-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Show each control's coverage at this score: the share of scored tasks that reach it, and how "
+                   "many of those are right (default: the threshold `accept` last certified for --project).")
 @_common
 def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | None, model_version: str | None,
                  out_path: Path | None, json_path: Path | None, min_accuracy: float | None, worst: int,
                  project: str | None, model: str | None, concurrency: int | None, progress: bool | None,
-                 verbose: bool, compare: tuple[str, str] | None = None) -> None:
+                 verbose: bool, compare: tuple[str, str] | None = None,
+                 accept_threshold: float | None = None) -> None:
     """Measure the prompts against human annotations.
 
     Runs the current prompts on the annotated tasks (answers are cached, so re-running after a
@@ -318,15 +323,19 @@ def eval_command(config_path: Path, tasks_path: Path, predictions_path: Path | N
                            linked=from_project)
     if predictions_path is not None:
         predictions, version = _chosen_predictions(predictions_path, annotated, model_version)
-        report = evaluate(config, tasks, predictions, model_version=version, worst=worst)
+        report = evaluate(config, tasks, predictions, model_version=version, worst=worst,
+                          accept_threshold=accept_threshold)
     elif model_version is not None:
         raise InputError("--model-version only applies with --predictions")
     else:
         settings = _settings(llm_model=model, llm_concurrency=concurrency)
         _logging(verbose, settings)
         services = _services(settings)
+        if accept_threshold is None and project is not None:
+            accept_threshold = certified_threshold(services.projects.get(project))
         with Progress(len(annotated), "eval", progress) as bar:
-            report, run = evaluate_tasks(services, config, tasks, project, progress=bar, worst=worst)
+            report, run = evaluate_tasks(services, config, tasks, project, progress=bar, worst=worst,
+                                         accept_threshold=accept_threshold)
         if run.interrupted:
             click.echo("interrupted: run the same command to continue; finished tasks come from the cache", err=True)
             raise SystemExit(INTERRUPTED)

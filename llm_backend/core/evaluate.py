@@ -127,9 +127,12 @@ def evaluate(
     usage: Usage | None = None,
     model_version: str | None = None,
     worst: int = 10,
+    accept_threshold: float | None = None,
 ) -> EvalReport:
     """Score `predictions_by_task` (task_key -> result regions, None when the prediction failed)
-    against each task's newest non-cancelled annotation. Tasks without one are skipped."""
+    against each task's newest non-cancelled annotation. Tasks without one are skipped. With
+    `accept_threshold` (the score `accept` certified), each control's reliability also says how many
+    scored tasks reach it (coverage) and how many of those the prediction got right."""
     reports = {control.name: spec_for(control.kind).report(control) for control in config.controls}
     per_task: dict[str, dict[str, TaskScore]] = {control.name: {} for control in config.controls}
     scored: dict[str, list[tuple[float, bool]]] = {control.name: [] for control in config.controls}
@@ -178,7 +181,7 @@ def evaluate(
         usage=usage,
         model_version=model_version,
         per_task=per_task,
-        confidence={name: _reliability(pairs) for name, pairs in scored.items() if pairs},
+        confidence={name: _reliability(pairs, accept_threshold) for name, pairs in scored.items() if pairs},
     )
 
 
@@ -188,7 +191,14 @@ def _control_score(predicted: Sequence[Region] | None, control: Control) -> floa
     return float(min(values)) if values else None
 
 
-def _reliability(pairs: list[tuple[float, bool]]) -> dict[str, Any]:
+def _reliability(pairs: list[tuple[float, bool]], threshold: float | None = None) -> dict[str, Any]:
     scores, right = [p for p, _ in pairs], [r for _, r in pairs]
-    return {"n": len(pairs), "ece": round(ece(scores, right), 4),
-            "bins": [asdict(b) for b in reliability(scores, scores, right)]}
+    found: dict[str, Any] = {"n": len(pairs), "ece": round(ece(scores, right), 4),
+                             "bins": [asdict(b) for b in reliability(scores, scores, right)]}
+    if threshold is not None:
+        above = [ok for score, ok in pairs if score >= threshold]
+        found["threshold"] = threshold
+        found["coverage"] = round(len(above) / len(pairs), 4)
+        # Observed on these annotated tasks only: the certified bound is `accept`'s, not this figure.
+        found["precision_above"] = round(sum(above) / len(above), 4) if above else None
+    return found

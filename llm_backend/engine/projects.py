@@ -101,3 +101,10 @@ def open_project_store(cache_dir: Path, cache_url: str | None) -> ProjectStore:
     if cache_url:
         return RedisProjectStore(cache_url)
     return SQLiteProjectStore(Path(cache_dir) / "projects.sqlite3")
+
+
+def certified_threshold(state: ProjectState | None) -> float | None:
+    """The score `accept` last certified for the project (stored beside its calibration), if any."""
+    accept = ((state.calibration or {}).get("accept") or {}) if state else {}
+    threshold = accept.get("threshold")
+    return float(threshold) if isinstance(threshold, (int, float)) else None

@@ -65,6 +65,8 @@ def render_text(report: EvalReport) -> str:
         if confidence:
             lines.append(f"  scores: expected calibration error {confidence['ece']:.3f} over {confidence['n']} "
                          "scored tasks (llm-backend calibrate makes them mean what they say)")
+            if "coverage" in confidence:
+                lines.append(f"  {coverage_text(confidence)}")
     if report.cascade:
         lines += ["", *cascade_lines(report.cascade)]
     if report.worst:
@@ -185,10 +187,20 @@ def reliability_svg(bins: Sequence[dict[str, Any]], title: str = "") -> str:
     return "".join(parts)
 
 
+def coverage_text(confidence: dict[str, Any]) -> str:
+    precision = confidence["precision_above"]
+    right = "none reach it" if precision is None else f"{precision:.1%} of those right"
+    return (f"coverage at the accept threshold {confidence['threshold']}: {confidence['coverage']:.1%} of the "
+            f"scored tasks score at least that ({right})")
+
+
 def _confidence_html(name: str, confidence: dict[str, Any] | None) -> str:
     if not confidence:
         return ""
-    return (_metric("score reliability (ECE)", f"{confidence['ece']:.3f} over {confidence['n']} scored tasks")
+    coverage = (_metric("coverage at the accept threshold", html.escape(coverage_text(confidence)))
+                if "coverage" in confidence else "")
+    ece = f"{confidence['ece']:.3f} over {confidence['n']} scored tasks"
+    return (coverage + _metric("score reliability (ECE)", ece)
             + reliability_svg(confidence["bins"], f"{name}: reliability of the scores")
             + "<p class=\"muted\">Each dot: the tasks whose score fell in one tenth of [0, 1], at their mean score "
               "and the share the prediction got right; on the dashed diagonal a score means what it says.</p>")

@@ -133,6 +133,7 @@ def evaluate_tasks(
     *,
     progress: Progress | None = None,
     worst: int = 10,
+    accept_threshold: float | None = None,
 ) -> tuple[EvalReport, PredictionRun]:
     """Run the current prompts on the annotated `tasks` and score them against the annotations.
 
@@ -144,7 +145,8 @@ def evaluate_tasks(
     predictions = {task_key(task, index): outcome.regions if outcome is not None else None
                    for (index, task), outcome in zip(annotated, run.outcomes, strict=True)}
     summary = run.summary
-    report = evaluate(config, tasks, predictions, usage=summary.usage, model_version=run.model_version, worst=worst)
+    report = evaluate(config, tasks, predictions, usage=summary.usage, model_version=run.model_version, worst=worst,
+                      accept_threshold=accept_threshold)
     report.cascade = cascade_steps(config, annotated, run.outcomes)
     return report, run
 
