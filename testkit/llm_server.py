@@ -129,8 +129,9 @@ class Reply:
     refusal: str | None = None
     reasoning_content: str | None = None
     more_choices: list[dict[str, Any]] | None = None  # choices after the first ({"content", "logprobs"}): `n`
-    # Hold the answer until this many calls have been in flight at once (at most 30 s): a test of a
-    # concurrency limit then knows the limit was reached, without counting on timing to get there.
+    # Hold the answer until this many calls have been in flight at once (at most 5 s, well inside the
+    # tests' 10 s client timeout: a client that gave up and retried would leave its held call in flight
+    # beside the retry): a test of a concurrency limit then reaches the limit without counting on timing.
     gate: int = 0
 
     @classmethod
@@ -1124,7 +1125,7 @@ class FakeLLMServer:
                 self.max_in_flight_seen = max(self.max_in_flight_seen, self._in_flight)
             self._slots.notify_all()  # wakes gated answers waiting for this many in flight
 
-    def _await_gate(self, size: int, timeout: float = 30.0) -> None:
+    def _await_gate(self, size: int, timeout: float = 5.0) -> None:
         # The peak seen since the last reset, not the count now: once reached, every held answer goes,
         # even if one of them was quicker to finish and lowered the count before the others woke.
         deadline = time.monotonic() + timeout

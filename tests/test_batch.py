@@ -148,7 +148,7 @@ def test_concurrent_requests_share_the_process_wide_limit(make_client: Any, llm:
     for thread in threads:
         thread.join()
     assert all(_choices(o.get_json()["results"]) == [["Neutral"]] * 6 for o in outputs)
-    assert llm.max_in_flight_seen == 3
+    assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
 
 
 def test_cache_is_shared_by_processes_through_sqlite(

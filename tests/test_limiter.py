@@ -84,7 +84,7 @@ def test_one_serve_never_sends_more_than_llm_concurrency_calls(start_backend: Ca
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(predict, range(6))) == [6] * 6
     assert llm.calls == 36
-    assert llm.max_in_flight_seen == 3
+    assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
 
 
 def test_serve_starts_with_workers_auto(start_backend: Callable[..., BackendProcess], llm: FakeLLMServer) -> None:

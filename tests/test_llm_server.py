@@ -352,7 +352,7 @@ def test_max_concurrent_queues_requests(litellm: ModuleType) -> None:
 
 def test_without_limit_requests_run_concurrently(litellm: ModuleType) -> None:
     with FakeLLMServer() as server, ThreadPoolExecutor(6) as pool:
-        server.set_default(Reply(gate=6))  # each answer waits until all six are in flight (or 30 s)
+        server.set_default(Reply(gate=6))  # each answer waits until all six are in flight (or 5 s)
         list(pool.map(lambda i: complete(litellm, server, f"item {i}"), range(6)))
         assert server.max_in_flight_seen == 6
 
