@@ -974,6 +974,12 @@ class FakeLLMServer:
     # ---- scripting
 
     @property
+    def in_flight(self) -> int:
+        """Calls being answered now."""
+        with self._slots:
+            return self._in_flight
+
+    @property
     def max_concurrent(self) -> int | None:
         return self._max_concurrent
 

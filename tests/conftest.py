@@ -126,7 +126,11 @@ def llm_server() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture
 def llm(llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
-    """The shared test LLM server, reset before each test."""
+    """The shared test LLM server, reset before each test, once no call is in flight: a call a previous test left
+    running (its consumers stopped within their bound, a loaded machine) must not count in this test's peak."""
+    deadline = time.monotonic() + 30
+    while llm_server.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
     llm_server.reset()
     llm_server.latency = 0.0
     llm_server.context_tokens = None
