@@ -607,7 +607,9 @@ class _Handler(BaseHTTPRequestHandler):
                     payload = json.dumps(completion).encode()
                 # Recorded before writing: a client that already holds its answer must see it counted.
                 fake._finish(record, reply.status)
-                self._send(reply.status, payload, content_type, reply.headers)
+            # Written after leaving the slot: a client that holds its answer may send its next call at once, and
+            # that call must not meet this one still counted in flight (a peak one over the client's real limit).
+            self._send(reply.status, payload, content_type, reply.headers)
         except Exception:
             if record["_status"] is None:
                 fake._finish(record, 500)
