@@ -74,12 +74,12 @@ def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ..
     spec = SPECS.get(tag)
     if spec is None:
         return SkippedControl(name, tag, "this control type is not supported yet")
-    if spec.option_tag is not None and (_attr(element, "value") or "").startswith("$"):
-        return SkippedControl(name, tag, f"options taken from task data (value=\"{_attr(element, 'value')}\") "
-                                         "are not supported")
     reason = spec.skip_reason(attrs)
     if reason is not None:
         return SkippedControl(name, tag, reason)
+    if spec.option_tag is not None and (_attr(element, "value") or "").startswith("$"):
+        # Options taken from each task's data: read per task (core/task_options.py).
+        return Control(name, spec.kind, to_name, (), spec.multiple(attrs), attrs, task_options=True)
     options: tuple[Option, ...] = ()
     if spec.option_tag is not None:
         options = _options(element, spec.option_tag.lower(), spec.option_attr)

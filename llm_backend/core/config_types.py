@@ -69,6 +69,9 @@ class Control:
     options: tuple[Option, ...] = ()
     multiple: bool = False
     attrs: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # The options are read from each task (`value="$field"`, or a Chat's messages): `options` is empty in the
+    # parsed config and filled per task by `core/task_options.py`.
+    task_options: bool = False
 
     @property
     def hint(self) -> str | None:
@@ -96,6 +99,8 @@ class LabelConfig:
     # Objects no control labels that the model reads too, when a control judges against them (the query
     # a Ranker orders by, the prompt two answers of a Pairwise reply to).
     context: tuple[str, ...] = ()
+    # Set on a config resolved for one task (`core/task_options.py`): why that task cannot be asked.
+    problems: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:

@@ -45,6 +45,8 @@ def object_text(task: dict[str, Any], obj: ObjectTag, fetcher: MediaFetcher | No
 def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, str]:
     """{object name: text} for every text object a supported control points to, and the context objects
     (config.context) whose field the task has."""
+    if config.problems:  # options this task should give its controls (core/task_options.py)
+        raise TaskError("; ".join(config.problems))
     used = {name for control in config.controls for name in control.to_name}
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     context = {name for name in config.context if config.objects[name].data_key in data}

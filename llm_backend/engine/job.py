@@ -7,6 +7,7 @@ from typing import Any
 
 from ..core.answer import Answer
 from ..core.config import LabelConfig
+from ..core.task_options import for_task
 from ..core.usage import Usage
 from ..models.client import Completion
 
@@ -24,6 +25,10 @@ class PredictionJob:
     # clock the ledger shares between processes and hosts): transient failures are
     # retried until then. None (offline commands): LLM_MAX_RETRIES retries.
     deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        # The config as this task shows it: options some controls take from the task's data.
+        object.__setattr__(self, "config", for_task(self.config, self.task))
 
 
 @dataclass(frozen=True)

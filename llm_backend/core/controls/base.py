@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final
 
 from ..align import AlignOptions, Span
 from ..config_types import Control, ObjectTag, Option
+from ..html_text import readable_html
 from ..objects import TEXT
 from .combine import MAJORITY, Combined, majority
 from .demo_rules import schema_answer
@@ -74,6 +75,26 @@ def as_list(value: object) -> list[Any]:
 
 def allowed_values(control: Control) -> str:
     return ", ".join(option.value for option in control.options)
+
+
+def options_in_data(value: object, field_name: str) -> tuple[Option, ...]:
+    """Options Label Studio takes from a task (`<Choices value="$field">`): a list of {"value", "alias"?,
+    "hint"?, "html"?, "children"?} objects, or of plain strings; an option shown as HTML is described
+    to the model by its visible text. Raises ValueError naming the expected shape."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"task data field \"{field_name}\" must be a non-empty list of options "
+                         "({\"value\": ...} objects), as Label Studio reads it")
+    options: list[Option] = []
+    for item in value:
+        if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+            item = {"value": str(item)}
+        if not isinstance(item, dict) or not str(item.get("value", "")).strip():
+            raise ValueError(f"an option in task data field \"{field_name}\" has no \"value\"")
+        shown = readable_html(str(item["html"])).strip() if item.get("html") else ""
+        hint = item.get("hint") or shown or None
+        options.append(Option(str(item["value"]), item.get("alias") or None, str(hint) if hint else None,
+                              options_in_data(item["children"], field_name) if item.get("children") else ()))
+    return tuple(options)
 
 
 def drop(dropped: list[Dropped], control: Control, value: object, reason: str) -> None:
@@ -181,6 +202,13 @@ class ControlSpec:
     def multiple(self, attrs: dict[str, str]) -> bool:
         """Whether a control with these attributes takes several values."""
         return False
+
+    def options_from_task(self, control: Control, objects: dict[str, ObjectTag], data: dict[str, Any]
+                          ) -> tuple[Option, ...]:
+        """The options of a control that takes them from each task (`control.task_options`): by default
+        Label Studio's dynamic options, the list in the field its `value="$field"` names."""
+        field_name = attr(control.attrs, "value").lstrip("$")
+        return options_in_data(data.get(field_name), field_name)
 
     def skip_reason(self, attrs: dict[str, str]) -> str | None:
         """Why a control with these attributes is not predicted, or None when it is."""
