@@ -66,7 +66,7 @@ def expected_signal(services: Services) -> str:
     if settings.confidence != "auto":
         return settings.confidence
     predictor: Any = getattr(services.predictor, "predictor", services.predictor)  # a cascade's first model
-    asks = predictor._wants_logprobs(settings.llm_model) if hasattr(predictor, "_wants_logprobs") else False
+    asks = predictor.requests.wants_logprobs(settings.llm_model) if hasattr(predictor, "requests") else False
     return "logprobs" if asks else "samples" if settings.confidence_samples else "off"
 
 

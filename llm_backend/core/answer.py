@@ -11,6 +11,7 @@ controls and why are in `Answer.invalid`. An answer with no valid control at all
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +49,52 @@ def _explain(items: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def parse_answer(config: LabelConfig, content: str | None, reasoning: str | None = None, *,
-                 partial: bool = False) -> Answer:
-    reading = read_reply(content, reasoning, [control.name for control in config.controls])
+@dataclass(frozen=True)
+class ReadAnswer:
+    """One reading of a reply, validated both ways at once: strictly (every control valid) and in part.
+
+    Reading the reply is the costly step (core/reading.py); with both results kept, a caller that wants
+    the strict answer first and the partial one after a failed repair reads the reply once."""
+
+    answer: Answer | None  # the valid controls (all of them when `error` is None); None when none is valid
+    error: AnswerError | None  # why the strict answer fails; None when it does not
+
+    def strict(self) -> Answer:
+        """The answer when every control is valid; else the AnswerError (the message sent in a repair round)."""
+        if self.error is not None:
+            raise copy.copy(self.error)  # a copy: the same reading may be raised again (the cache, a twin)
+        assert self.answer is not None
+        return self.answer
+
+    def partial(self) -> Answer:
+        """The valid controls (`Answer.invalid` names the others); the AnswerError when none is valid."""
+        if self.answer is None:
+            assert self.error is not None
+            raise copy.copy(self.error)
+        return self.answer
+
+
+def read_answer(config: LabelConfig, content: str | None, reasoning: str | None = None) -> ReadAnswer:
+    """The reply read once, and validated against the config strictly and in part."""
+    try:
+        reading = read_reply(content, reasoning, [control.name for control in config.controls])
+    except AnswerError as exc:
+        return ReadAnswer(None, exc)
     try:
         values, dropped = validate_answer(config, reading.value)
-        invalid: dict[str, str] = {}
     except ValidationError as exc:
-        if not partial:
-            raise AnswerError(f"the JSON object is not valid: {_explain(exc.errors())}", content=content) from None
+        error = AnswerError(f"the JSON object is not valid: {_explain(exc.errors())}", content=content)
         values, dropped, problems = validate_controls(config, reading.value, exc)
         if not values:
-            raise AnswerError(f"the JSON object is not valid: {_explain(exc.errors())}", content=content) from None
+            return ReadAnswer(None, error)
         invalid = {name: _explain(items) for name, items in problems.items()}
-    return Answer(values=values, dropped=dropped, repairs=reading.repairs, invalid=invalid, start=reading.start)
+        return ReadAnswer(Answer(values=values, dropped=dropped, repairs=reading.repairs, invalid=invalid,
+                                 start=reading.start), error)
+    return ReadAnswer(Answer(values=values, dropped=dropped, repairs=reading.repairs, start=reading.start), None)
+
+
+def parse_answer(config: LabelConfig, content: str | None, reasoning: str | None = None, *,
+                 partial: bool = False) -> Answer:
+    """The reply's answer: strict, or with `partial` the valid controls (see `ReadAnswer`)."""
+    reading = read_answer(config, content, reasoning)
+    return reading.partial() if partial else reading.strict()

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from ..core.answer import Answer, parse_answer
+from ..core.answer import Answer, ReadAnswer, read_answer
 from ..core.config import LabelConfig
 from ..core.demo import DEMO_MODEL, demo_reply
 from ..core.regions import RegionInputs
@@ -41,27 +41,38 @@ PROBLEMS = ("refused", "cut_off", "empty")
 
 @dataclass
 class Exchange:
-    """A validated (possibly partial) answer, the reply it was read from, and what it all took."""
+    """A validated (possibly partial) answer, the reply it was read from, and what it all took; `reading` is
+    that reply read (both ways), kept so that the same reply met again in the cache is not read again."""
 
     completion: Completion
     answer: Answer
     usage: Usage
+    reading: ReadAnswer
+
+
+def judge_reply(config: LabelConfig, completion: Completion) -> tuple[str | None, ReadAnswer | None]:
+    """What makes a reply unreadable before reading it ("refused", "cut_off", "empty", or None), and the
+    reply read when judging it took reading it (an empty content whose reasoning may hold the answer)."""
+    if completion.refusal or completion.finish_reason == "content_filter":
+        return "refused", None
+    if completion.finish_reason == "length":
+        return "cut_off", None
+    if not completion.content.strip():
+        reading = read_answer(config, completion.content, completion.reasoning)
+        if isinstance(reading.error, EmptyReplyError):
+            return "empty", None
+        return None, reading  # an answer in the reasoning (valid or not: the repair round is for that)
+    return None, None
 
 
 def reply_problem(config: LabelConfig, completion: Completion) -> str | None:
     """What makes a reply unreadable before reading it: "refused", "cut_off", "empty", or None."""
-    if completion.refusal or completion.finish_reason == "content_filter":
-        return "refused"
-    if completion.finish_reason == "length":
-        return "cut_off"
-    if not completion.content.strip():
-        try:
-            parse_answer(config, completion.content, completion.reasoning, partial=True)
-        except EmptyReplyError:
-            return "empty"
-        except AnswerError:
-            return None  # an answer in the reasoning, just not a valid one: the repair round is for that
-    return None
+    return judge_reply(config, completion)[0]
+
+
+def read_settled(config: LabelConfig, completion: Completion, reading: ReadAnswer | None) -> ReadAnswer:
+    """A settled reply read: the reading judging it made, or one made now."""
+    return reading if reading is not None else read_answer(config, completion.content, completion.reasoning)
 
 
 def problem_error(problem: str, completion: Completion, request: LLMRequest, asked_again: LLMRequest | None
@@ -125,12 +136,12 @@ class Exchanger:
         return completion, usage + completion.usage
 
     def _settled(self, client: CompletionClient, config: LabelConfig, request: LLMRequest, deadline: float | None,
-                 usage: Usage) -> tuple[Completion, Usage]:
-        """A reply worth reading; a refused, cut-off or empty one is asked again only when that can help."""
+                 usage: Usage) -> tuple[Completion, Usage, ReadAnswer]:
+        """A reply worth reading, read; a refused, cut-off or empty one is asked again only when that can help."""
         completion, usage = self._call(client, request, deadline, usage)
-        problem = reply_problem(config, completion)
+        problem, reading = judge_reply(config, completion)
         if problem is None:
-            return completion, usage
+            return completion, usage, read_settled(config, completion, reading)
         self.metrics.reply_problems.labels(problem).inc()
         again: LLMRequest | None = None
         if problem == "cut_off" and request.max_tokens:
@@ -141,9 +152,9 @@ class Exchanger:
             log.info("reply %s; asking once more%s", problem.replace("_", " "),
                      f" with max_tokens={again.max_tokens}" if again is not request else "")
             completion, usage = self._call(client, again, deadline, usage)
-            problem = reply_problem(config, completion)
+            problem, reading = judge_reply(config, completion)
             if problem is None:
-                return completion, usage
+                return completion, usage, read_settled(config, completion, reading)
             self.metrics.reply_problems.labels(problem).inc()
         error = problem_error(problem, completion, request, again if again is not request else None)
         raise error.with_usage(usage)
@@ -152,39 +163,40 @@ class Exchanger:
             client: CompletionClient | None = None) -> Exchange:
         """The exchange for `request`, through `client` (default: the model client; the demo model has its own)."""
         client = client or self.client
-        completion, usage = self._settled(client, config, request, deadline, Usage())
+        completion, usage, reading = self._settled(client, config, request, deadline, Usage())
         try:
-            answer = parse_answer(config, completion.content, completion.reasoning)
+            answer = reading.strict()
         except AnswerError as first_error:
-            completion, answer, usage = self._repair(client, config, project, request, deadline, completion,
-                                                     first_error, usage + Usage(repairs=1))
+            completion, reading, answer, usage = self._repair(client, config, project, request, deadline,
+                                                              (completion, reading), first_error,
+                                                              usage + Usage(repairs=1))
         # Stored under the ORIGINAL request: a re-run of a repaired task is free too.
         self.cache.set(request.cache_key, completion.to_cache())
-        return Exchange(completion, answer, usage)
+        return Exchange(completion, answer, usage, reading)
 
     def _repair(self, client: CompletionClient, config: LabelConfig, project: str | None, request: LLMRequest,
-                deadline: float | None, first: Completion, first_error: AnswerError, usage: Usage
-                ) -> tuple[Completion, Answer, Usage]:
+                deadline: float | None, first: tuple[Completion, ReadAnswer], first_error: AnswerError, usage: Usage
+                ) -> tuple[Completion, ReadAnswer, Answer, Usage]:
         """One repair round: show the model its reply and what was wrong with it; then keep what is valid."""
         controls = [{"name": c.name} for c in config.controls]
         repair_text = self.prompts.render(project, "repair.j2", {"error": first_error.message, "controls": controls})
-        retry = request.followed_by({"role": "assistant", "content": first.content[:20_000]},
+        retry = request.followed_by({"role": "assistant", "content": first[0].content[:20_000]},
                                     {"role": "user", "content": repair_text})
         replies = [first]
         try:
             # The repair call is a repair, not a retry: its own retries count, its first call does not.
-            repaired, usage = self._settled(client, config, retry, deadline, usage)
-            replies.insert(0, repaired)
-            return repaired, parse_answer(config, repaired.content, repaired.reasoning), usage
+            repaired, usage, reading = self._settled(client, config, retry, deadline, usage)
+            replies.insert(0, (repaired, reading))
+            return repaired, reading, reading.strict(), usage
         except AnswerError as exc:
             second_error: TaskError = exc
             usage = exc.usage if exc.usage.calls else usage
-        for reply in replies:  # the repaired reply first, then the original
+        for reply, read in replies:  # the repaired reply first, then the original
             try:
-                return reply, parse_answer(config, reply.content, reply.reasoning, partial=True), usage
+                return reply, read, read.partial(), usage
             except AnswerError:
                 continue
         if isinstance(second_error, (CutOffError, RefusalError, EmptyReplyError)):
             raise second_error.with_usage(usage)
-        raise AnswerError(f"invalid answer after one repair: {second_error.message}", content=replies[0].content,
+        raise AnswerError(f"invalid answer after one repair: {second_error.message}", content=replies[0][0].content,
                           usage=usage) from None

@@ -1,20 +1,20 @@
-"""One task through the pure core: inputs -> prompt -> (cached) model answer -> validation -> regions."""
+"""One task: the request builder's request, the answer source's answer, then regions and scores.
+
+`Predictor` composes the two parts (engine/request_builder.py: task -> the exact request and what regions
+need; engine/answer_source.py: request -> the validated answer, from the cache, a twin in flight or the model)
+with long texts (engine/longtext.py), other orders (engine/orders.py), scores (engine/confidence.py) and the
+task's outcome.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.align import AlignOptions
-from ..core.answer import Answer, parse_answer
+from ..core.answer import Answer
 from ..core.config import LabelConfig
 from ..core.demo import is_demo
 from ..core.regions import RegionInputs, build_regions
-from ..core.schema import json_schema
 from ..core.usage import Usage
 from ..errors import ContextWindowError, LLMBackendError, TaskError
 from ..models.client import Completion, CompletionClient, LLMRequest
@@ -23,24 +23,24 @@ from ..models.pricing import Pricing
 from ..models.router import load_routing
 from ..redact import redact
 from ..settings import Settings
+from .answer_source import AnswerSource
 from .cache import Cache
 from .confidence import Confidence, calibrate_task
-from .examples import ExampleStore, Snapshot, select_examples
-from .exchange import DemoClient, Exchanger, problem_error, reply_problem
+from .examples import ExampleStore
 from .fetch import MediaFetcher
-from .inputs import ImageInput, task_images, task_markup, task_texts
+from .inputs import ImageInput
 from .job import Answered, PredictionJob
 from .longtext import LongTexts
 from .metrics import Metrics
 from .orders import apply_caps, ask_reordered, with_reorders
 from .outcome import TaskOutcome, count_outcome
 from .prompts import PromptLibrary
-from .singleflight import SingleFlight
+from .request_builder import PreparedTask, RequestBuilder
+
+__all__ = ["PredictionJob", "Predictor", "PreparedTask", "TaskPredictor", "log_answer"]
 
 log = logging.getLogger(__name__)
 
-
-LOGPROB_PROVIDERS = ("openai/", "hosted_vllm/", "azure/", "gpt-")
 
 
 class TaskPredictor(Protocol):
@@ -52,14 +52,6 @@ class TaskPredictor(Protocol):
 
     def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
                       params: dict[str, Any] | None = None) -> str: ...
-
-
-@dataclass(frozen=True)
-class PreparedTask:
-    """A task ready to send: the exact request (its `cache_key` keys the cache) and what its regions need."""
-
-    request: LLMRequest
-    inputs: RegionInputs
 
 
 def log_answer(task_id: object, outcome: TaskOutcome) -> None:
@@ -80,6 +72,8 @@ def log_answer(task_id: object, outcome: TaskOutcome) -> None:
 
 
 class Predictor:
+    """One task: its request (the request builder), its answer (the answer source), then regions and scores."""
+
     def __init__(
         self,
         settings: Settings,
@@ -95,121 +89,45 @@ class Predictor:
         confidence: Confidence | None = None,
     ) -> None:
         self.settings = settings
-        self.fetcher = fetcher
-        self.examples = examples
-        self.prompts = prompts
-        self.client = client
-        self.cache = cache
         self.metrics = metrics
+        self.requests = RequestBuilder(settings, prompts, fetcher, examples, routes)
+        self.answers = AnswerSource(client, prompts, cache, metrics)
         # Scores: the confidence signal, and the project's calibration (engine/confidence.py).
         self.confidence = confidence or Confidence(settings, client, cache)
-        # Router model name -> its deployments' LiteLLM models (from LLM_ROUTER_CONFIG).
-        self.routes: dict[str, tuple[str, ...]] = routes or {}
-        self.exchanger = Exchanger(client, prompts, cache, metrics)
-        self._flights: SingleFlight[Answered] = SingleFlight()
-        self.align_options = AlignOptions(
-            fuzzy_threshold=settings.align_fuzzy_threshold, all_occurrences=settings.ner_all_occurrences
-        )
+        self.align_options = self.requests.align_options
         # Texts longer than the model's context window (see engine/longtext.py).
         self.long_texts = LongTexts(settings, windows or ContextWindows(settings.llm_context_tokens),
                                     pricing or Pricing(settings, load_routing(settings)), self, self.align_options)
 
+    # -- the two parts, as the long-text engine, the orders and the offline commands use them ----------
+
+    @property
+    def client(self) -> CompletionClient:
+        return self.answers.client
+
+    @property
+    def cache(self) -> Cache:
+        return self.answers.cache
+
     def model_version(self, config: LabelConfig, project: str | None, model: str | None = None,
                       params: dict[str, Any] | None = None) -> str:
-        """Stable while model, templates and config stay the same; changes when any of them changes."""
-        model = model or self.settings.llm_model
-        parts = {
-            "model": model,
-            "temperature": self.settings.llm_temperature,
-            "max_tokens": self.settings.llm_max_tokens,
-            "mode": self.settings.llm_output_mode,
-            "config": config.fingerprint,
-            "prompts": self.prompts.fingerprint(project),
-            "align": [self.align_options.fuzzy_threshold, self.align_options.all_occurrences],
-            "examples": self._snapshot_id(project),
-            "long_text": [self.settings.long_text_strategy, self.settings.ner_passes, self.settings.llm_context_tokens],
-        }
-        if params:
-            parts["params"] = params  # a project's extra_params, the cascade
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1])[:40] or "model"
-        return f"{slug}-{digest}"
-
-    def _snapshot(self, project: str | None) -> Snapshot | None:
-        if self.examples is None or project is None or self.settings.fewshot_k == 0:
-            return None
-        return self.examples.latest(project)
-
-    def _snapshot_id(self, project: str | None) -> str | None:
-        snapshot = self._snapshot(project)
-        return snapshot.id if snapshot else None
-
-    def _examples_for(self, job: PredictionJob, texts: dict[str, str]) -> list[dict[str, str]]:
-        snapshot = self._snapshot(job.project) if job.fewshot else None
-        if snapshot is None:
-            return []
-        chosen = select_examples(snapshot.examples, "\n".join(texts.values()), k=self.settings.fewshot_k,
-                                 budget_tokens=self.settings.fewshot_max_tokens,
-                                 exclude_task=str(job.task.get("id")) if job.task.get("id") is not None else None)
-        return [{"text": example.text, "answer": example.answer_json} for example in chosen]
+        return self.requests.model_version(config, project, model, params)
 
     def examples_in_use(self, job: PredictionJob) -> bool:
-        return job.fewshot and self._snapshot(job.project) is not None
-
-    def _wants_logprobs(self, model: str) -> bool:
-        mode = self.settings.llm_logprobs
-        if mode != "auto":
-            return mode == "on"
-        # Providers known to return token log-probabilities; asking others may be refused outright.
-        return all(target.startswith(LOGPROB_PROVIDERS) for target in self.routes.get(model, (model,)))
-
-    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
-        mode = self.settings.llm_output_mode
-        if mode == "schema":
-            return {"type": "json_schema", "json_schema": {"name": "annotation", "schema": schema, "strict": True}}
-        if mode == "json":
-            return {"type": "json_object"}
-        return None
+        return self.requests.examples_in_use(job)
 
     def build_request(self, job: PredictionJob, texts: dict[str, str],
                       images: dict[str, ImageInput] | None = None, long_text: dict[str, Any] | None = None
                       ) -> LLMRequest:
-        """The request for a task; `long_text` tells the templates that the text is a part of a longer one."""
-        images = images or {}
-        schema = json_schema(job.config)
-        context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
-        objects = []
-        for name, obj in job.config.objects.items():
-            if name in texts:
-                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": texts[name],
-                                "is_image": False})
-            elif name in images:
-                objects.append({"name": name, "tag": obj.tag, "field": obj.data_key, "text": "",
-                                "is_image": True, "width": images[name].width, "height": images[name].height})
-        context.update(
-            task={"id": job.task.get("id"), "data": job.task.get("data", {})},
-            objects=objects,
-            instruction=job.instruction,
-            examples=self._examples_for(job, texts),
-        )
-        if long_text is not None:
-            context["long_text"] = long_text
-        messages = [message.as_dict() for message in self.prompts.messages(job.project, context)]
-        if images:
-            # Images travel as content parts of the user message, in the order the prompt names them.
-            user: dict[str, Any] = messages[-1]
-            user["content"] = [{"type": "text", "text": user["content"]},
-                               *({"type": "image_url", "image_url": {"url": image.url}} for image in images.values())]
-        return LLMRequest(
-            model=job.model or self.settings.llm_model,
-            messages=tuple(messages),
-            response_format=self._response_format(schema),
-            temperature=job.extra.get("temperature", self.settings.llm_temperature),
-            max_tokens=job.extra.get("max_tokens", self.settings.llm_max_tokens),
-            # A routing file's deployments carry their own api_base; one set here would bypass the Router.
-            api_base=None if self.settings.llm_router_config else self.settings.api_base,
-            logprobs=self._wants_logprobs(job.model or self.settings.llm_model),
-        )
+        return self.requests.build_request(job, texts, images, long_text)
+
+    def prepare(self, job: PredictionJob) -> PreparedTask:
+        return self.requests.prepare(job)
+
+    def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
+        return self.answers.answer(job, request, inputs)
+
+    # -- one task ------------------------------------------------------------------------------------
 
     def predict(self, job: PredictionJob) -> TaskOutcome:
         outcome = self.attempt(job)
@@ -236,28 +154,13 @@ class Predictor:
         outcome.project = job.project
         return outcome
 
-    def prepare(self, job: PredictionJob) -> PreparedTask:
-        """Read the task's inputs and render the request a run would send (raises TaskError when it cannot)."""
-        texts = task_texts(job.config, job.task, self.fetcher)
-        images = task_images(job.config, job.task, self.fetcher, self.settings.image_url_passthrough)
-        size = sum(len(text) for text in texts.values())
-        if size > self.settings.max_task_chars:
-            # A resource limit, not a context one: longer texts are split to fit the model (engine/longtext.py).
-            raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
-                            "split the document or raise the limit")
-        inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
-                              self.align_options, task_markup(job.config, job.task))
-        return PreparedTask(self.build_request(job, texts, images), inputs)
-
     def answer_outcome(self, status: str, job: PredictionJob, prepared: PreparedTask, completion: Completion,
                        usage: Usage | None = None, *, partial: bool = False) -> TaskOutcome:
-        """A completion received some other way (the cache, a provider batch) as an outcome: judged, read,
-        validated, aligned and scored like every answer. Raises AnswerError when it is cut off, refused,
-        empty or not valid for the config (with `partial`, only when no control is valid)."""
-        problem = reply_problem(job.config, completion)
-        if problem is not None:
-            raise problem_error(problem, completion, prepared.request, None)
-        answer = parse_answer(job.config, completion.content, completion.reasoning, partial=partial)
+        """A completion received some other way (a provider batch) as an outcome: judged, read, validated,
+        aligned and scored like every answer. Raises AnswerError when it is cut off, refused, empty or not
+        valid for the config (with `partial`, only when no control is valid)."""
+        reading = self.answers.received(job.config, prepared.request, completion)
+        answer = reading.partial() if partial else reading.strict()
         outcome = self._outcome(status, job, prepared.inputs, answer, completion, usage, prepared.request)
         outcome.model, outcome.project = job.model or self.settings.llm_model, job.project
         return outcome
@@ -276,42 +179,10 @@ class Predictor:
             outcome = self.long_texts.predict(job, inputs.texts, plan)
             outcome.usage = exc.usage + outcome.usage
             return outcome
-        reorders = ask_reordered(self, job, inputs.texts, answered.answer)  # Pairwise: both orders
+        reorders = ask_reordered(self, job, inputs.texts, answered.answer)  # a spec's other orders (Pairwise)
         outcome = self._outcome(answered.status, job, inputs, with_reorders(answered.answer, reorders),
                                 answered.completion, answered.usage, request)
         return apply_caps(outcome, reorders)
-
-    def answer(self, job: PredictionJob, request: LLMRequest, inputs: RegionInputs) -> Answered:
-        """The validated answer to one request: from the cache, from an identical request in flight, or paid for
-        (`inputs`: the texts the request shows, which the demo model answers from)."""
-        cached = self._cached(job, request)
-        if cached is not None:
-            return cached
-        # The demo model answers from rules in this process: nothing is sent anywhere or paid for.
-        client = DemoClient(job.config, inputs) if is_demo(request.model) else None
-
-        def ask() -> Answered:
-            # Read again as the flight's leader: an identical flight that ended between the read above and now
-            # has left its answer in the cache, and asking again would pay twice for it.
-            again = self._cached(job, request)
-            if again is not None:
-                return again
-            exchange = self.exchanger.run(job.config, job.project, request, job.deadline, client)
-            return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
-
-        answered, shared = self._flights.do(request.cache_key, ask)
-        if shared:
-            return Answered("cached", answered.completion, answered.answer, Usage())
-        return answered
-
-    def _cached(self, job: PredictionJob, request: LLMRequest) -> Answered | None:
-        cached = self.cache.get(request.cache_key)
-        if cached is None:
-            return None
-        completion = Completion.from_cache(cached)
-        # Partial answers are cached too (they were returned): reading one again gives the same result.
-        answer = parse_answer(job.config, completion.content, completion.reasoning, partial=True)
-        return Answered("cached", completion, answer, Usage())
 
     def _outcome(self, status: str, job: PredictionJob, inputs: RegionInputs, answer: Answer,
                  completion: Completion, usage: Usage | None = None, request: LLMRequest | None = None) -> TaskOutcome:
