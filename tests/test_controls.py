@@ -15,7 +15,7 @@ from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
 from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
 from llm_backend.core.html_text import readable_html
-from llm_backend.core.objects import read_list
+from llm_backend.core.objects import paragraph_lines, read_list, read_paragraphs
 from llm_backend.core.regions import build_regions
 from llm_backend.core.schema import json_schema, validate_answer
 from llm_backend.engine.examples import result_to_answer
@@ -35,6 +35,7 @@ DEMO_PAGE = [  # capitalised phrases of the page's visible text, placed in the p
      "globalOffsets": {"start": 20, "end": 35}, "text": "Charles Babbage", "hypertextlabels": ["Person"]},
     {"start": "/p[1]/text()[2]", "startOffset": 4, "end": "/p[1]/text()[2]", "endOffset": 10,
      "globalOffsets": {"start": 39, "end": 45}, "text": "London", "hypertextlabels": ["City"]}]
+DIALOG = [{"author": "Ada", "text": TEXT}, {"author": "Ben", "text": "Me too."}]
 ITEMS = [{"id": 1, "title": "Engines", "body": "Babbage designed engines."}, {"id": 2, "body": "Lovelace wrote notes."},
          {"id": "x3", "title": "London"}]
 
@@ -105,11 +106,21 @@ CASES: dict[str, Case] = {
         '<Ranker name="c" toName="l"/>', [{"value": {"ranker": {"c": ["2", "x3", "1"]}}}],
         [{"ranker": {"c": ["1", "2", "x3"]}}],  # the list's own order
         TEXT_OBJECT + '<List name="l" value="$items"/>', "l"),
+    "paragraphlabels": Case(
+        '<ParagraphLabels name="c" toName="p"><Label value="Person"/><Label value="Reply"/></ParagraphLabels>',
+        [{"value": {"start": "0", "end": "0", "startOffset": 0, "endOffset": 12, "text": "Ada Lovelace",
+                    "paragraphlabels": ["Person"]}},
+         {"value": {"start": "1", "end": "1", "startOffset": 0, "endOffset": 6, "text": "Me too",
+                    "paragraphlabels": ["Reply"]}}],
+        [{"start": "0", "end": "0", "startOffset": 0, "endOffset": 57, "text": TEXT[:-1], "paragraphlabels": ["Reply"]},
+         {"start": "1", "end": "1", "startOffset": 0, "endOffset": 6, "text": "Me too", "paragraphlabels": ["Person"]}],
+        '<Paragraphs name="p" value="$dialog"/>', "p"),
 }
 KINDS = list(CASES)
-DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "html": HTML, "image": "x.png"}
-INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {}), "h": readable_html(HTML)},
-                      image_sizes={"i": (200, 100)}, markup={"h": HTML})
+DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "html": HTML, "image": "x.png", "dialog": DIALOG}
+INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {}), "h": readable_html(HTML),
+                             "p": read_paragraphs(DIALOG, {})},
+                      image_sizes={"i": (200, 100)}, markup={"h": HTML, "p": paragraph_lines(DIALOG, {})})
 
 
 def config_for(kind: str) -> Any:

@@ -100,3 +100,35 @@ def test_every_object_read_as_text_has_an_example_task_its_reader_reads() -> Non
     config = parse_label_config(f"<View>{objects}{controls}</View>")
     texts = task_texts(config, example_task(config))
     assert len(texts) == len(tags) and all("Acme" in text for text in texts.values())
+
+
+DIALOGUE = ('<View><Paragraphs name="text" value="$text" nameKey="speaker" textKey="line"/>'
+            '<ParagraphLabels name="label" toName="text"><Label value="Question"/><Label value="Name"/>'
+            '</ParagraphLabels></View>')
+UTTERANCES = [{"speaker": "Mia", "line": "Don't you hate that?"}, {"speaker": "Vincent", "line": "Hate what?"},
+              {"speaker": "Mia", "line": "Uncomfortable silences."}]
+
+
+def test_paragraph_spans_point_at_utterances_and_offsets_in_their_text(make_client: Any, llm: FakeLLMServer
+                                                                       ) -> None:
+    llm.set_default(Reply(json={"label": [
+        {"text": "hate that?", "label": "Question"},
+        {"text": "that?\nVincent: Hate what", "label": "Question"},  # across two utterances
+        {"text": "Vincent", "label": "Name"},  # only a speaker's name: no utterance text to point at
+        {"text": "silences", "label": "Question"}]}))
+    task = {"data": {"text": UTTERANCES}}
+    response = make_client().post("/predict", json={"label_config": DIALOGUE, "tasks": [task]})
+    [item] = response.get_json()["results"]
+    assert "Mia: Don't you hate that?\nVincent: Hate what?\nMia: Uncomfortable silences." in \
+        llm.requests[0]["messages"][-1]["content"]
+    assert [(r["type"], r["to_name"], r["value"]) for r in item["result"]] == [
+        ("paragraphlabels", "text", {"start": "0", "end": "0", "startOffset": 10, "endOffset": 20,
+                                     "text": "hate that?", "paragraphlabels": ["Question"]}),
+        ("paragraphlabels", "text", {"start": "0", "end": "1", "startOffset": 15, "endOffset": 9,
+                                     "text": "that?\nHate what", "paragraphlabels": ["Question"]}),
+        ("paragraphlabels", "text", {"start": "2", "end": "2", "startOffset": 14, "endOffset": 22,
+                                     "text": "silences", "paragraphlabels": ["Question"]})]
+    for region in item["result"]:
+        value = region["value"]
+        if value["start"] == value["end"]:
+            assert UTTERANCES[int(value["start"])]["line"][value["startOffset"]:value["endOffset"]] == value["text"]

@@ -43,18 +43,24 @@ def read_hypertext(value: Any, attrs: Mapping[str, str]) -> str:
     return readable_html(_scalar(value))
 
 
-def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
-    """One "author: text" line per utterance (nameKey/textKey say which fields hold them)."""
+def paragraph_lines(value: Any, attrs: Mapping[str, str]) -> list[tuple[str, int, str]]:
+    """Each utterance as the model reads it: (its line, where its text starts in that line, its text).
+    ParagraphLabels regions point into the texts (paragraph index, offset), so the line is built here once."""
     if not isinstance(value, list):
         raise ValueError("expects a list of utterances")
     name_key, text_key = _attr(attrs, "nameKey", "author"), _attr(attrs, "textKey", "text")
     lines = []
     for item in value:
-        if isinstance(item, dict):
-            lines.append(f"{item.get(name_key, '')}: {item.get(text_key, '')}".strip(": "))
-        else:
-            lines.append(str(item))
-    return "\n".join(lines)
+        author, text = (str(item.get(name_key) or "").strip(), str(item.get(text_key) or "")) \
+            if isinstance(item, dict) else ("", str(item))
+        prefix = f"{author}: " if author else ""
+        lines.append((prefix + text, len(prefix), text))
+    return lines
+
+
+def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
+    """One "author: text" line per utterance (nameKey/textKey say which fields hold them)."""
+    return "\n".join(line for line, _start, _text in paragraph_lines(value, attrs))
 
 
 def read_chat(value: Any, attrs: Mapping[str, str]) -> str:
@@ -113,7 +119,9 @@ class ObjectKind:
     tag: str
     medium: str | None = None  # TEXT, IMAGE, or None: Label Studio shows it, this backend does not read it
     read: Reader | None = None  # for TEXT: the task's data value -> the text the model reads
-    markup: bool = False  # regions on it point into its markup (XPaths), so region building gets it too
+    # Regions on it point into its structure (HyperText: XPaths in the markup; Paragraphs: an utterance and
+    # an offset in it): the task's value -> what region building needs of it (RegionInputs.markup).
+    structure: Callable[[Any, Mapping[str, str]], Any] | None = None
     # A task value of its shape around a sentence (a preview's example task); None: the sentence itself.
     example: Callable[[str], Any] | None = None
 
@@ -124,8 +132,8 @@ class ObjectKind:
 
 OBJECT_TAGS: dict[str, ObjectKind] = {kind.name: kind for kind in (
     ObjectKind("Text", TEXT, read_text),
-    ObjectKind("HyperText", TEXT, read_hypertext, markup=True),
-    ObjectKind("Paragraphs", TEXT, read_paragraphs,
+    ObjectKind("HyperText", TEXT, read_hypertext, structure=lambda markup, _attrs: _scalar(markup)),
+    ObjectKind("Paragraphs", TEXT, read_paragraphs, structure=paragraph_lines,
                example=lambda text: [{"author": "Ana", "text": text}, {"author": "Ben", "text": "Me too."}]),
     ObjectKind("List", TEXT, read_list, example=lambda text: [{"id": 1, "title": "First", "body": text},
                                                                {"id": 2, "title": "Second", "body": "Me too."}]),

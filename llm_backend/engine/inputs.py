@@ -54,14 +54,22 @@ def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher 
             if (name in used or name in context) and obj.is_text}
 
 
-def task_markup(config: LabelConfig, task: dict[str, Any]) -> dict[str, str]:
-    """{object name: markup} for the objects a control labels whose regions point into their markup
-    (HyperText), when the task holds it inline (markup behind a URL is read as text only)."""
+def task_markup(config: LabelConfig, task: dict[str, Any]) -> dict[str, Any]:
+    """{object name: its structure} for the objects a control labels whose regions point into it
+    (HyperText's markup, Paragraphs' utterances; `ObjectKind.structure`), when the task holds the value
+    inline (markup behind a URL is read as text only)."""
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     used = {name for control in config.controls for name in control.to_name}
-    return {name: data[obj.data_key] for name, obj in config.objects.items()
-            if name in used and object_kind(obj.tag).markup and obj.data_key
-            and isinstance(data.get(obj.data_key), str) and not is_reference(data[obj.data_key])}
+    structures: dict[str, Any] = {}
+    for name, obj in config.objects.items():
+        structure, value = object_kind(obj.tag).structure, data.get(obj.data_key or "")
+        if name not in used or structure is None or value is None or (isinstance(value, str) and is_reference(value)):
+            continue
+        try:
+            structures[name] = structure(value, obj.attrs)
+        except ValueError:
+            continue  # reading the text reports the task's bad value
+    return structures
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ class TaskOutcome:
     usage: Usage = field(default_factory=Usage)
     dropped: int = 0
     unaligned: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)  # valid items that became no region, by reason
     model: str | None = None  # the model name asked (LLM_MODEL, a project's model, a cascade step)
     error_code: str | None = None  # the LLMBackendError code of a failure, e.g. invalid_answer
     invalid_controls: int = 0  # controls left out of a partial answer (`error` says which and why)
@@ -103,6 +104,8 @@ def count_outcome(metrics: Metrics, outcome: TaskOutcome) -> None:
         metrics.dropped.labels("invalid_value").inc(outcome.dropped)
     if outcome.unaligned:
         metrics.dropped.labels("unaligned_entity").inc(outcome.unaligned)
+    for reason, count in outcome.left_out.items():  # RegionReport.left_out: an empty shape, an unplaced span
+        metrics.dropped.labels(reason).inc(count)
     for region in outcome.regions or ():
         if kind := (region.get("meta") or {}).get(ALIGNMENT_META):
             metrics.aligned_spans.labels(kind).inc()

@@ -197,6 +197,7 @@ class Predictor:
             usage=(usage or Usage()) + sampled,
             dropped=len(answer.dropped),
             unaligned=len(report.unaligned),
+            left_out=report.left_out,
             error=answer.invalid_text() or None,
             invalid_controls=len(answer.invalid),
             repairs=answer.repairs,

@@ -6,6 +6,9 @@
     scalar.py     Rating, Number, DateTime
     taxonomy.py   Taxonomy
     shapes.py     RectangleLabels, KeyPointLabels (on images)
+    hypertext.py  HyperTextLabels (NER on a web page)
+    paragraphs.py ParagraphLabels (spans in dialogue utterances)
+    pairwise.py   Pairwise; ranker.py Ranker
 
 `registry.py` lists them; `spec_for(kind)` is the only lookup, and a kind without a spec is an
 error there, never a guess elsewhere. To add a control: a spec module here (its `tag`, the objects

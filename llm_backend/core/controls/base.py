@@ -134,8 +134,9 @@ class RegionInputs:
     texts: dict[str, str] = field(default_factory=dict)
     image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     align: AlignOptions = field(default_factory=AlignOptions)
-    # The markup of objects whose regions point into it (HyperText: XPaths), by object name.
-    markup: dict[str, str] = field(default_factory=dict)
+    # The task's value of objects whose regions point into its structure (HyperText's markup: XPaths;
+    # Paragraphs' utterances: index and offset), by object name.
+    markup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,7 +146,12 @@ class RegionReport:
     regions: list[dict[str, Any]] = field(default_factory=list)
     unaligned: list[Span] = field(default_factory=list)
     match_kinds: dict[str, int] = field(default_factory=dict)
-    dropped_shapes: int = 0
+    # Items of a valid answer that could not become a region, by reason (counted in
+    # llm_backend_dropped_total{reason=...}): "empty_shape", "unplaced_span", "span_outside_utterances".
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def leave_out(self, reason: str) -> None:
+        self.left_out[reason] = self.left_out.get(reason, 0) + 1
 
 
 def region_id(control: Control, index: int, value: Value) -> str:

@@ -35,7 +35,7 @@ class HyperTextLabelsSpec(LabelsSpec):
             value = region["value"]
             place = page.place(value["start"], value["end"]) if page is not None else None
             if place is None:
-                report.dropped_shapes += 1
+                report.leave_out("unplaced_span")
                 continue
             placed = {"start": place.start, "startOffset": place.start_offset, "end": place.end,
                       "endOffset": place.end_offset, "globalOffsets": {"start": place.global_start,

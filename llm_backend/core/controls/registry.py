@@ -12,6 +12,7 @@ from .choices import ChoicesSpec
 from .hypertext import HyperTextLabelsSpec
 from .labels import LabelsSpec
 from .pairwise import PairwiseSpec
+from .paragraphs import ParagraphLabelsSpec
 from .ranker import RankerSpec
 from .scalar import DateTimeSpec, NumberSpec, RatingSpec
 from .shapes import KeyPointsSpec, RectanglesSpec
@@ -21,6 +22,7 @@ from .text import TextAreaSpec
 SPECS: dict[str, ControlSpec] = {spec.kind: spec for spec in (
     ChoicesSpec(), LabelsSpec(), TextAreaSpec(), RatingSpec(), NumberSpec(), DateTimeSpec(), TaxonomySpec(),
     RectanglesSpec(), KeyPointsSpec(), PairwiseSpec(), RankerSpec(), HyperTextLabelsSpec(),
+    ParagraphLabelsSpec(),
 )}
 
 

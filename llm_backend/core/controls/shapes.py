@@ -138,7 +138,7 @@ class _ShapesSpec(ControlSpec):
         for index, shape in enumerate(answer):
             value = self.value(control, shape, width, height)
             if value is None:
-                report.dropped_shapes += 1
+                report.leave_out("empty_shape")  # under a pixel, or outside the image
                 continue
             region = make_region(control, index, value, item_score(scores, shape.source_index))
             region.update(original_width=width, original_height=height, image_rotation=0)
