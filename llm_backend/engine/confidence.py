@@ -20,7 +20,6 @@ score. Every answer, cached ones too, is re-scored this way without a model call
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -46,38 +45,17 @@ DEFAULT_SAMPLES = 5
 Scores = dict[str, list[float | None]]
 
 
-def _canonical(value: Any) -> str:
-    """A decision as comparable text: lists as sets (the order of chosen options carries no meaning)."""
-    if isinstance(value, (list, tuple)):
-        return json.dumps(sorted(_canonical(item) for item in value))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def agreement_scores(config: LabelConfig, answer: Answer, samples: Sequence[Answer | None]) -> Scores:
-    """Per control, the share of samples that agree with the answer (`None` samples could not be read)."""
+    """Per control, the share of samples that agree with the answer (`None` samples could not be read); what
+    agreeing means is the control's spec's (`ControlSpec.sample_scores`)."""
     if not samples:
         return {}
     scores: Scores = {}
     for control in config.controls:
         if control.name not in answer.values:
             continue
-        mine = answer.values[control.name]
         theirs = [s.values.get(control.name) if s is not None else None for s in samples]
-        if spec_for(control.kind).score_style == "items":
-            # One score per entity, at its position in the reply (what core/scores.py gives for Labels).
-            size = max((getattr(e, "source_index", -1) for e in mine), default=-1) + 1
-            entity_scores: list[float | None] = [None] * size
-            for entity in mine:
-                agree = sum(1 for other in theirs if other is not None and entity in other)
-                if 0 <= entity.source_index < size:
-                    entity_scores[entity.source_index] = round(agree / len(samples), 4)
-            scores[control.name] = entity_scores
-        else:
-            key = _canonical(mine)
-            scores[control.name] = [round(sum(other is not None and _canonical(other) == key for other in theirs)
-                                          / len(samples), 4)]
+        scores[control.name] = spec_for(control.kind).sample_scores(control, answer.values[control.name], theirs)
     return scores
 
 

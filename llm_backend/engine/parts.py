@@ -149,7 +149,7 @@ class MergedRegions:
     seconds: float = 0.0
 
 
-def _found(answers: list[PartAnswer], obj: str, lengths: dict[str, int]
+def _found(answers: list[PartAnswer], obj: str, lengths: dict[str, int], controls: dict[str, Control]
            ) -> tuple[dict[str, list[Found]], dict[str, list[Chunk]], dict[int, dict[str, Any]]]:
     """Per object: the spans found and the parts (geometry) they came from; region payloads by id."""
     found: dict[str, list[Found]] = {}
@@ -166,9 +166,9 @@ def _found(answers: list[PartAnswer], obj: str, lengths: dict[str, int]
                 geometry.append(chunk)
                 index = len(geometry) - 1
             value = region["value"]
-            # A span region's labels sit under its own type: "labels", "hypertextlabels".
-            item = Found(value["start"], value["end"], value[region["type"]][0], region["from_name"], index,
-                         float(region.get("score", 1.0)))
+            control = controls[region["from_name"]]
+            label = spec_for(control.kind).span_label(control, value)
+            item = Found(value["start"], value["end"], label, control.name, index, float(region.get("score", 1.0)))
             payload[id(item)] = region
             found.setdefault(target, []).append(item)
     return found, parts, payload
@@ -182,8 +182,10 @@ def merge_regions(answers: list[PartAnswer], obj: str, texts: dict[str, str], co
     merged = MergedRegions({control.name: [] for control in controls})
     kept: list[Found] = []
     payload: dict[int, dict[str, Any]] = {}
+    by_control = {control.name: control for control in controls}
     for pass_index in sorted({answer.part.pass_index for answer in answers}):
-        found, parts, regions = _found([a for a in answers if a.part.pass_index == pass_index], obj, lengths)
+        found, parts, regions = _found([a for a in answers if a.part.pass_index == pass_index], obj, lengths,
+                                       by_control)
         payload.update(regions)
         this_pass: list[Found] = []
         for target, items in found.items():
@@ -192,7 +194,6 @@ def merge_regions(answers: list[PartAnswer], obj: str, texts: dict[str, str], co
             merged.cut_off += result.cut_off
             this_pass.extend(items[i] for i in result.kept)
         kept.extend(this_pass if pass_index == 0 else add_new_pass(kept, this_pass))
-    by_control = {control.name: control for control in controls}
     for item in sorted(kept, key=lambda found: (found.start, found.end)):
         control = by_control[item.group]
         region = payload[id(item)]

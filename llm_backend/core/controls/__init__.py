@@ -10,6 +10,8 @@
     paragraphs.py ParagraphLabels (spans in dialogue utterances)
     pairwise.py   Pairwise; ranker.py Ranker
 
+    scoring.py    how decisions are scored (token log-probabilities, samples), by `score_style`
+
 `registry.py` lists them; `spec_for(kind)` is the only lookup, and a kind without a spec is an
 error there, never a guess elsewhere. To add a control: a spec module here (its `tag`, the objects
 it reads, schema, validation, regions), its line in `registry.py`, a template

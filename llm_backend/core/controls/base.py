@@ -21,8 +21,10 @@ from ..align import AlignOptions, Span
 from ..config_types import Control, ObjectTag, Option
 from ..html_text import readable_html
 from ..objects import TEXT
+from ..reply_tokens import CharRange, ReplyTokens
 from .combine import MAJORITY, Combined, majority
 from .demo_rules import schema_answer
+from .scoring import SAMPLE_SCORERS, TOKEN_SCORERS
 
 Value = dict[str, Any]  # a region's "value" object, e.g. {"choices": ["Positive"]}
 
@@ -187,8 +189,9 @@ class ControlSpec:
     `object_tags` the object tags it can label besides (a span control lists the tags whose text
     its offsets point into).
 
-    `score_style` tells `scores.py` where a decision sits in the raw reply: "value" (the value
-    itself), "items" (each list item's "label") or "text" (free text: mean per-token confidence).
+    `score_style` names how its decisions are scored (scoring.py): "value" (the value itself),
+    "items" (each list item's "label") or "text" (free text: mean per-token confidence); a family
+    with another notion of its decisions overrides `token_scores` and `sample_scores` instead.
     """
 
     tag: ClassVar[str] = ""
@@ -296,6 +299,21 @@ class ControlSpec:
     def reconcile(self, control: Control, first: Any, again: list[Any]) -> Reconciled:
         """One answer from the first one and those given in `reorderings`' orders (same order)."""
         return Reconciled(first, None, "")
+
+    def token_scores(self, control: Control, reply: ReplyTokens, span: CharRange) -> list[float | None]:
+        """One score per decision from the reply's token log-probabilities; `span` is where this control's
+        value lies in the raw reply (see core/scores.py)."""
+        return TOKEN_SCORERS[self.score_style](reply, span)
+
+    def sample_scores(self, control: Control, mine: Any, theirs: list[Any]) -> list[float | None]:
+        """One score per decision: how many of the sampled answers' values (`None`: unreadable) agree with
+        `mine` (CONFIDENCE=samples, engine/confidence.py)."""
+        return SAMPLE_SCORERS[self.score_style](mine, theirs)
+
+    def span_label(self, control: Control, value: Value) -> str:
+        """The label of a span region's value, for merging a long text's parts (long_text SPANS): Label
+        Studio keeps it under the control's result type ("labels", "hypertextlabels")."""
+        return str(value[control.result_type][0])
 
     def long_text(self, control: Control) -> str:
         """How the answers of a long text's parts become one (a strategy name of `combine.py`)."""
