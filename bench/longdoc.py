@@ -19,11 +19,14 @@ tokens in LiteLLM's map) with LLM_CONTEXT_TOKENS=8192 and a server that counts a
 same with a server that counts characters / 3.5 (another tokenizer); and no LLM_CONTEXT_TOKENS with
 that server, so the map's window is wrong and the provider's error teaches it. Reported per case:
 refusals, re-splits, calls, recall and false spans, and `plan`'s estimate (calls, prompt tokens,
-cost) rendered before the run against what the run paid.
+cost) rendered before the run against what the run paid: once with no answer measured (answer tokens
+guessed from the control types), once with `--sample-parts N` (N parts asked for real first, their
+answers cached, the other parts' answer tokens and the provider's bill per token extrapolated from them;
+the run then pays only for the parts it does not find in the cache, and so does the plan's figure).
 
     python bench/longdoc.py [--chars 1000000] [--entities 500] [--repeat 3] [--latency 0.25]
                             [--concurrency 16] [--context 8192] [--seed 1234] [--fast-path on|off]
-                            [--cases-only]
+                            [--cases-only] [--sample-parts 4]
 """
 
 from __future__ import annotations
@@ -121,7 +124,12 @@ class Case:
     cost: float | None
     plan_calls: float
     plan_prompt: float
-    plan_cost: float | None
+    plan_cost: float | None  # with no answer measured: answer tokens guessed from the control types
+    sampled_calls: float  # with --sample-parts: the calls left to pay for
+    sampled_prompt: float
+    sampled_cost: float | None
+    sample_cost: float | None  # what the sampled parts cost (the run finds them in the cache)
+    source: str  # where the sampled plan's answer tokens came from, in words
 
 
 CASES = (  # name, LLM_CONTEXT_TOKENS, the server's characters per token (None: it counts as OpenAI does)
@@ -136,25 +144,32 @@ def _case(name: str, setting: int | None, chars_per_token: float | None, args: a
     options = ["--context-tokens", str(args.context)]
     options += ["--chars-per-token", str(chars_per_token)] if chars_per_token else []
     truth = _truth(planted)
-    with llm_server(args.latency, *options) as control:
+    with llm_server(args.latency, *options) as control, tempfile.TemporaryDirectory() as cache:
         control.set_gazetteer(gazetteer_for(planted, cut_edges=True))
+        # The cache holds the sampled parts' answers, as `plan --sample-parts` leaves them for the run.
         settings = Settings(llm_model="openai/gpt-4o-mini", llm_api_base=control.base_url, llm_api_key="sk-bench",
-                            llm_concurrency=args.concurrency, llm_context_tokens=setting, cache_enabled=False,
-                            cache_dir=Path(tempfile.gettempdir()), predict_deadline=600,
+                            llm_concurrency=args.concurrency, llm_context_tokens=setting, cache_enabled=True,
+                            cache_dir=Path(cache), predict_deadline=600,
                             prompts_dir=DEFAULT_PROMPTS_DIR, llm_fast_path=args.fast_path)
         config = parse_label_config(CONFIG)
         task = {"id": 1, "data": {"text": text}}
         plan = Planner(build_services(settings), config).plan([task], progress=False).models[0]
+        sampled_plan = Planner(build_services(settings), config).plan([task], progress=False,
+                                                                      sample_parts=args.sample_parts)
+        sampled = sampled_plan.models[0]
+        before = int(control.stats()["by_status"].get("400", 0))
         services = build_services(settings)
         [outcome], _summary = services.runner.run([PredictionJob(config, None, task)], deadline=600)
         services.runner.shutdown()
-        refused = int(control.stats()["by_status"].get("400", 0))
+        refused = int(control.stats()["by_status"].get("400", 0)) - before
     found = _spans(outcome, text)
     report = outcome.long_text
     usage = outcome.usage
+    part_sample = sampled_plan.part_sample or {}
     return Case(name, len(found & truth) / len(truth), len(found - truth), usage.calls, refused,
                 report.resplits if report else 0, usage.prompt_tokens, usage.cost, plan.calls or 0.0,
-                plan.prompt_tokens or 0.0, plan.cost_usd)
+                plan.prompt_tokens or 0.0, plan.cost_usd, sampled.calls or 0.0, sampled.prompt_tokens or 0.0,
+                sampled.cost_usd, (part_sample.get("usage") or {}).get("cost"), sampled.completion_basis)
 
 
 def _print_cases(cases: list[Case]) -> None:
@@ -165,12 +180,19 @@ def _print_cases(cases: list[Case]) -> None:
         return "-" if estimate is None or not paid else f"{estimate / paid - 1:+.1%}"
 
     print("| case | refusals | re-splits | calls | recall (exact offsets) | false spans | plan calls | "
-          "plan prompt tokens | paid prompt tokens | plan vs paid | plan cost | paid cost |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "plan prompt tokens | plan cost | sampled plan: calls | prompt tokens | cost | the sample cost | "
+          "run paid: prompt tokens | cost | plan cost vs paid (guess) | (sampled) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: | ---: |")
     for case in cases:
         print(f"| {case.name} | {case.refusals} | {case.resplits} | {case.calls} | {case.recall:.1%} | "
-              f"{case.false_spans} | {case.plan_calls:.0f} | {case.plan_prompt:,.0f} | {case.prompt_tokens:,} | "
-              f"{off(case.plan_prompt, case.prompt_tokens)} | {usd(case.plan_cost)} | {usd(case.cost)} |")
+              f"{case.false_spans} | {case.plan_calls:.0f} | {case.plan_prompt:,.0f} | {usd(case.plan_cost)} | "
+              f"{case.sampled_calls:.0f} | {case.sampled_prompt:,.0f} | {usd(case.sampled_cost)} | "
+              f"{usd(case.sample_cost)} | {case.prompt_tokens:,} | {usd(case.cost)} | "
+              f"{off(case.plan_cost, case.cost)} | {off(case.sampled_cost, case.cost)} |")
+    print()
+    for case in cases:
+        print(f"{case.name}: the sampled plan's answer tokens: {case.source}")
 
 
 def _truth(planted: list[Planted]) -> set[tuple[int, int, str]]:
@@ -201,6 +223,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--fast-path", choices=("on", "off"), default="on", help="LLM_FAST_PATH")
     parser.add_argument("--cases-only", action="store_true", help="only the windows-and-tokenizer cases")
+    parser.add_argument("--sample-parts", type=int, default=4, help="parts the sampled plan asks for real")
     args = parser.parse_args()
 
     text, planted = planted_document(args.seed, args.chars, args.entities)
@@ -211,7 +234,7 @@ def main() -> None:
     load_litellm()
     cases = [_case(name, setting, chars, args, text, planted) for name, setting, chars in CASES]
     if args.cases_only:
-        print(header)
+        print(f"{header}, {os.cpu_count()} CPU cores, load average {load_average()} at the end")
         print()
         _print_cases(cases)
         return

@@ -51,9 +51,17 @@ def model_lines(plan: Plan, model: ModelPlan) -> list[str]:
     interval = model.prompt_tokens_interval
     spread = "" if interval is None or interval[0] == interval[1] else \
         f" (95%: {interval[0]:,.0f}–{interval[1]:,.0f})"
-    lines.append(f"  prompt tokens {_count(model.prompt_tokens)}{spread}, answer tokens "
-                 f"{_count(model.completion_tokens)} (from the {model.completion_source})")
-    lines.append(f"  cost {_usd(model.cost_usd)}; through the batch API (--batch-api, answers within 24 h) "
+    answers = model.completion_tokens_interval
+    answer_spread = "" if answers is None else f" (95%: {answers[0]:,.0f}–{answers[1]:,.0f})"
+    billed = "" if model.prompt_basis == "our count" else f" ({model.prompt_basis})"
+    lines.append(f"  prompt tokens {_count(model.prompt_tokens)}{spread}{billed}, answer tokens "
+                 f"{_count(model.completion_tokens)}{answer_spread} (from the {model.completion_source})")
+    if model.completion_basis:
+        lines.append(f"  answer tokens: {model.completion_basis}")
+    costs = model.cost_usd_interval
+    cost_spread = "" if costs is None else f" (95%: {_usd(costs[0])}–{_usd(costs[1])})"
+    lines.append(f"  cost {_usd(model.cost_usd)}{cost_spread}; through the batch API (--batch-api, answers within "
+                 f"24 h) "
                  f"{_usd(model.batch_cost_usd)}")
     latency = f", {measured.latency:.2f} s per call measured" if measured.latency is not None else ""
     limits = ", ".join(f"{name} {value:,}" for name, value in (("rpm", model.rpm), ("tpm", model.tpm)) if value)
@@ -86,6 +94,18 @@ def sample_lines(sample: dict[str, Any]) -> list[str]:
     return lines
 
 
+def part_sample_lines(sample: dict[str, Any]) -> list[str]:
+    """The long texts' parts asked for real: what they cost, what they taught, what failed."""
+    cost = "an unknown cost" if sample["usage"]["cost"] is None else _usd(sample["usage"]["cost"])
+    lines = [f"part sample: {sample['answered']} of {sample['wanted']} parts of the long texts answered for real "
+             f"({sample['asked']} asked, {sample['refused']} refused as too long, {sample['failed']} failed) "
+             f"for {cost}; "
+             "their answers are cached: the run does not pay again for a part it sends the same way"]
+    lines += [f"  learned: {learned}" for learned in sample["learned"]]
+    lines += [f"  failed: {redact(error)}" for error in sample["errors"]]
+    return lines
+
+
 def render_plan(plan: Plan) -> str:
     rendered = "all" if plan.rendered == plan.tasks else f"a seeded sample of {plan.rendered}"
     lines = [f"plan for {plan.tasks} tasks (prompts of {rendered} rendered and counted), "
@@ -94,6 +114,8 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  {count} tasks cannot be predicted: {reason}")
     if plan.sample:
         lines += sample_lines(plan.sample)
+    if plan.part_sample:
+        lines += part_sample_lines(plan.part_sample)
     elif plan.annotated:
         lines.append(f"{plan.annotated} tasks are annotated: --sample {min(plan.annotated, 50)} measures each model's "
                      "accuracy on them (free for the tasks `eval` already answered: they are cached)")
@@ -127,6 +149,10 @@ def _project_tasks(services: Any, project_id: int) -> tuple[Any, list[dict[str, 
 @click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True,
               help="Predict this many tasks for real first (annotated ones first) to measure answer tokens, "
                    "latency, escalations and accuracy. Their answers are cached: the run does not pay twice.")
+@click.option("--sample-parts", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Ask N parts of the long texts for real first (spread over them) to measure their answer tokens "
+                   "per character and what the provider bills; the other parts are estimated from them, with a "
+                   "95% interval. Their answers are cached: the run does not pay twice.")
 @click.option("--max-render", type=click.IntRange(min=2), default=2000, show_default=True,
               help="Above this many tasks, render and count the prompts of a seeded random sample and scale it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples.")
@@ -137,15 +163,16 @@ def _project_tasks(services: Any, project_id: int) -> tuple[Any, list[dict[str, 
 @click.option("--progress/--no-progress", default=None, help="A progress bar for the --sample run.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each task's problems.")
 def plan_command(config_path: Path | None, tasks_path: Path | None, project_id: int | None, sample: int,
-                 max_render: int, seed: int, as_json: bool, model: str | None, concurrency: int | None,
-                 progress: bool | None, verbose: bool) -> None:
+                 sample_parts: int, max_render: int, seed: int, as_json: bool, model: str | None,
+                 concurrency: int | None, progress: bool | None, verbose: bool) -> None:
     """Estimate a run before paying for it: calls, tokens, cost and time per model.
 
     Renders every prompt the run would send (or a seeded sample of them), counts its tokens with
     LiteLLM's counter, leaves out what the response cache already holds, and prices the rest with
     LiteLLM's cost map or the routing file's prices, at the regular and at the batch-API price.
 
-    Exit codes: 0 done, 1 some --sample task failed, 2 unusable input, 130 interrupted.
+    Exit codes: 0 done, 1 some --sample task failed (or no --sample-parts part was answered), 2 unusable
+    input, 130 interrupted.
     """
     if (project_id is None) == (tasks_path is None) or (tasks_path is not None and config_path is None):
         raise InputError("give either --config and --tasks, or --project")
@@ -163,9 +190,11 @@ def plan_command(config_path: Path | None, tasks_path: Path | None, project_id: 
         if not tasks:
             raise InputError("no task to plan: every task already has a prediction of the current model_version")
         plan = Planner(services, config, project, timings=timings).plan(tasks, sample=sample, max_render=max_render,
-                                                                         seed=seed, progress=progress)
+                                                                         seed=seed, progress=progress,
+                                                                         sample_parts=sample_parts)
     except LLMBackendError as exc:
         raise InputError(exc.message) from None
     click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else render_plan(plan))
-    if plan.sample and plan.sample["failed"]:
+    if (plan.sample and plan.sample["failed"]) or (plan.part_sample and not plan.part_sample["answered"]
+                                                    and plan.part_sample["asked"]):
         raise SystemExit(1)

@@ -16,6 +16,13 @@ def text_budget(window: int, reserve: int, overhead: int, examples: int, ratio: 
     return int(((window - reserve) / max(ratio, 1.0) - overhead - examples) * MARGIN)
 
 
+def overlap_for(budget: int) -> int:
+    """Tokens a part of `budget` tokens re-reads before its first new character: about a twelfth of it, 32 to
+    512, so an entity cut by one part's end is whole in the next. Parts cut smaller after a refusal re-read
+    less, as parts planned that small would."""
+    return min(512, max(32, budget // 12))
+
+
 def provider_prompt(prompt_tokens: int | None, requested_tokens: int | None, answer_room: int | None) -> int | None:
     """The provider's count of a refused prompt: stated, or what it requested less the answer's room."""
     if prompt_tokens:

@@ -29,6 +29,9 @@ SUMMARIES_NOTE: dict[str, Any] = {"mode": "summaries"}
 class PlannedCall:
     request: LLMRequest
     text: str  # the text the request shows (a typical answer is sized from it)
+    kind: str = "part"  # part (of the text, any pass) | combine (head-and-tail, or a summary of the parts)
+    job: PredictionJob | None = None  # a part's job and texts: what `plan --sample-parts` asks it with
+    texts: dict[str, str] | None = None
 
 
 def head_tail_view(text: str, tokenizer: LiteLLMTokenizer, half: int) -> tuple[str, int]:
@@ -66,15 +69,15 @@ def planned_calls(settings: Settings, asker: Asker, job: PredictionJob, texts: d
         for chunk in split_text(text, plan.tokenizer, budget, overlap):
             piece = text[chunk.start : chunk.end]
             pieces += [piece] if index == 0 else []
-            request = asker.build_request(with_text(job, obj, piece, part_config), {**texts, obj: piece},
-                                          long_text=PART_NOTE)
-            calls.append(PlannedCall(request, piece))
+            part_job, part_texts = with_text(job, obj, piece, part_config), {**texts, obj: piece}
+            request = asker.build_request(part_job, part_texts, long_text=PART_NOTE)
+            calls.append(PlannedCall(request, piece, "part", part_job, part_texts))
     if head_tail:
         shown, omitted = head_tail_view(text, plan.tokenizer, plan.budget // 2)
         asked = only(config, others)
         request = asker.build_request(with_text(job, obj, shown, asked), {**texts, obj: shown},
                                       long_text={"mode": "head_tail", "omitted": omitted})
-        return [*calls, PlannedCall(request, shown)]
+        return [*calls, PlannedCall(request, shown, "combine")]
     for control in others:
         if spec_for(control.kind).long_text(control) != SUMMARY or len(pieces) < 2:
             continue
@@ -83,5 +86,5 @@ def planned_calls(settings: Settings, asker: Asker, job: PredictionJob, texts: d
         target = control.to_name[0]
         request = asker.build_request(with_text(job, target, summary, only(config, [control])), {target: summary},
                                       long_text=SUMMARIES_NOTE)
-        calls.append(PlannedCall(request, summary))
+        calls.append(PlannedCall(request, summary, "combine"))
     return calls

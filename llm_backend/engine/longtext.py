@@ -36,7 +36,7 @@ from ..core.chunks import Chunk, split_after, split_text
 from ..core.config import LabelConfig
 from ..core.controls import RegionInputs, RegionReport, spec_for
 from ..core.controls.combine import SUMMARY
-from ..core.fitting import provider_prompt, text_budget
+from ..core.fitting import overlap_for, provider_prompt, text_budget
 from ..core.gaps import gap_score
 from ..core.regions import build_regions
 from ..core.scores import control_scores
@@ -131,8 +131,7 @@ class LongTexts:
                 f"{window.describe(model)} leaves no room for the text: the prompt around it takes {overhead:,} "
                 f"tokens{kept} and the answer {reserve:,}; shorten the prompt templates, lower FEWSHOT_MAX_TOKENS "
                 "or LLM_MAX_TOKENS, or use a model with a larger window", window=window.tokens)
-        return Plan(model, window, obj, budget, min(512, max(32, budget // 12)), reserve, overhead, tokenizer,
-                    examples)
+        return Plan(model, window, obj, budget, overlap_for(budget), reserve, overhead, tokenizer, examples)
 
     def after_overflow(self, job: PredictionJob, request: LLMRequest, texts: dict[str, str],
                        images: dict[str, Any], error: ContextWindowError) -> Plan:
@@ -210,7 +209,9 @@ class _LongTask:
             if not part_config.controls:
                 continue
             # Further passes read smaller parts (2/3, 1/2, ...) so their edges fall elsewhere.
-            budget, overlap = self.fitter.budget * 2 // (index + 2), self.plan.overlap * 2 // (index + 2)
+            # The overlap follows the budget: parts cut smaller after a refusal re-read as parts planned that small.
+            budget = self.fitter.budget
+            budget, overlap = budget * 2 // (index + 2), overlap_for(budget) * 2 // (index + 2)
             for chunk in self.cut(index, budget, overlap):
                 self.submit(Part(chunk, part_config, index))
         self.collect()

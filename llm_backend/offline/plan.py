@@ -16,29 +16,32 @@ escalation rate, so their numbers are unknown (None) rather than guessed.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..core.config import LabelConfig
 from ..core.demo import is_demo
-from ..core.estimate import run_seconds, scaled_total, typical_answer
+from ..core.estimate import run_seconds, scaled_total
 from ..core.evaluate import evaluate, gold_result, task_key
 from ..core.usage import Usage
 from ..engine.cascade import Cascade
 from ..engine.confidence import sample_count
+from ..engine.longplan import PlannedCall
 from ..engine.outcome import TaskOutcome
 from ..engine.predictor import PredictionJob
 from ..engine.provider_batch_answers import plain_predictor
 from ..errors import LLMBackendError
 from ..models.client import Completion, CompletionClient, LLMRequest, load_litellm
 from ..services import Services
+from .answer_tokens import AnswerTokens
 from .cascade_report import cascade_steps
+from .part_sample import PartSample, PartSampler
+from .planned import PlannedRequest, PlannedTask
 from .runs import Progress, predict_tasks
 
 
@@ -84,7 +87,7 @@ class ModelPlan:
     calls: float | None
     prompt_tokens: float | None
     completion_tokens: float | None
-    completion_source: str  # how answer tokens were estimated: "cached answers" or "control types"
+    completion_source: str  # how answer tokens were estimated: cached answers, sampled parts, control types
     cost_usd: float | None
     batch_cost_usd: float | None
     price_source: str
@@ -94,6 +97,10 @@ class ModelPlan:
     tpm: int | None
     prompt_tokens_interval: tuple[float, float] | None = None  # 95%, when the prompts of a sample were rendered
     cost_usd_max: float | None = None  # a later cascade step if every task reached it
+    completion_basis: str = ""  # the answer tokens' estimate in words: the rate measured and on what, or the guess
+    completion_tokens_interval: tuple[float, float] | None = None  # 95%, when measured on two calls or more
+    cost_usd_interval: tuple[float, float] | None = None  # 95%, from the answer tokens' interval
+    prompt_basis: str = "our count"  # or our count times what the provider billed per token of ours (a sample)
     measured: Measured = field(default_factory=Measured)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +124,7 @@ class Plan:
     sample: dict[str, Any] | None = None  # the real sample run: tasks, annotated, usage, accuracy
     skipped: dict[str, int] = field(default_factory=dict)  # tasks that cannot be predicted, by reason
     annotated: int = 0  # tasks with an annotation, on which a sample run measures accuracy
+    part_sample: dict[str, Any] | None = None  # the long texts' parts asked for real (--sample-parts)
 
     def _total(self, name: str) -> float | None:
         values = [getattr(model, name) for model in self.models]
@@ -127,33 +135,11 @@ class Plan:
             "tasks": self.tasks, "annotated": self.annotated, "rendered": self.rendered,
             "model_version": self.model_version,
             "concurrency": self.concurrency, "skipped": self.skipped, "sample": self.sample,
+            "part_sample": self.part_sample,
             "models": {model.model: model.to_dict() for model in self.models},
             "total": {"cost_usd": self._total("cost_usd"), "batch_cost_usd": self._total("batch_cost_usd"),
                       "seconds": self._total("seconds")},
         }
-
-
-@dataclass
-class _Request:
-    key: str
-    prompt_tokens: int
-    cached: Completion | None
-    text: str  # what it shows (the answer's typical size is estimated from it)
-
-
-@dataclass
-class _Rendered:
-    """One task's requests: one, or a long text's parts as the run will send them (engine/longplan.py)."""
-
-    requests: list[_Request]
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(request.prompt_tokens for request in self.requests)
-
-    @property
-    def cached(self) -> bool:
-        return all(request.cached is not None for request in self.requests)
 
 
 class Planner:
@@ -168,29 +154,37 @@ class Planner:
         self.models: tuple[str, ...] = cascade.steps if cascade else (services.settings.llm_model,)
 
     def plan(self, tasks: list[dict[str, Any]], *, sample: int = 0, max_render: int = 2000, seed: int = 0,
-             progress: bool | None = None) -> Plan:
+             progress: bool | None = None, sample_parts: int = 0) -> Plan:
         load_litellm()  # before the sample run, whose first call would otherwise time the import
         measured = self._sample(tasks, sample, seed, progress) if sample else ({}, None)
         rendered_tasks = tasks if len(tasks) <= max_render else random.Random(seed).sample(tasks, max_render)
+        parts = None
+        if sample_parts:  # the first model asked: what the run sends first
+            first = self.models[0]
+            parts = PartSampler(self.plain, self.plain.long_texts.windows, first,
+                                lambda: self._render(rendered_tasks, first, {}),
+                                self.services.settings.llm_concurrency).run(sample_parts)
         skipped: dict[str, int] = {}
         plans, reach = [], 1.0
         for step, model in enumerate(self.models, start=1):
             rows = self._render(rendered_tasks, model, skipped if step == 1 else {})
             known = measured[0].get(model, Measured())
+            if parts is not None and step == 1 and known.latency is None and self.timings is not None:
+                known = replace(known, latency=self.timings.latency(model))  # the sampled parts' calls
             plans.append(self._model_plan(model, step if len(self.models) > 1 else None, rows, len(tasks),
-                                          reach, known))
+                                          reach, known, parts if step == 1 else None))
             rate = known.escalation_rate
             reach = reach * rate if reach is not None and rate is not None else None
         version = self.services.predictor.model_version(self.config, self.project)
         annotated = sum(gold_result(task) is not None for task in tasks)
         return Plan(len(tasks), len(rendered_tasks), version, self.services.settings.llm_concurrency, plans,
-                    measured[1], skipped, annotated)
+                    measured[1], skipped, annotated, parts.to_dict() if parts else None)
 
     # ---- rendering
 
-    def _render(self, tasks: list[dict[str, Any]], model: str, skipped: dict[str, int]) -> list[_Rendered | None]:
+    def _render(self, tasks: list[dict[str, Any]], model: str, skipped: dict[str, int]) -> list[PlannedTask | None]:
         pricing, cache = self.services.pricing, self.services.cache
-        rows: list[_Rendered | None] = []
+        rows: list[PlannedTask | None] = []
         for task in tasks:
             job = PredictionJob(self.config, self.project, task, model=model)
             try:
@@ -206,31 +200,21 @@ class Planner:
                 skipped[exc.message] = skipped.get(exc.message, 0) + 1
                 rows.append(None)
                 continue
-            calls = [(call.request, call.text) for call in parts] if parts is not None else \
-                [(prepared.request, "\n".join(inputs.texts.values()))]
+            calls = parts if parts is not None else \
+                [PlannedCall(prepared.request, "\n".join(inputs.texts.values()), "task")]
             requests = []
-            for request, text in calls:
-                cached = cache.get(request.cache_key)
-                requests.append(_Request(request.cache_key, pricing.prompt_tokens(request, model),
-                                         Completion.from_cache(cached) if cached else None, text))
-            rows.append(_Rendered(requests))
+            for index, call in enumerate(calls):
+                request, cached = call.request, cache.get(call.request.cache_key)
+                requests.append(PlannedRequest(request.cache_key, pricing.prompt_tokens(request, model),
+                                               Completion.from_cache(cached) if cached else None, call.text,
+                                               call.kind, request, call.job, call.texts, index == 0))
+            rows.append(PlannedTask(requests))
         return rows
-
-    def _answer_tokens(self, model: str, rows: list[_Rendered]) -> tuple[float, str]:
-        """Answer tokens of one call: measured on cached answers where there are any, else typical."""
-        requests = [request for row in rows for request in row.requests]
-        cached = [r.cached.completion_tokens for r in requests if r.cached and r.cached.completion_tokens]
-        if cached:
-            return statistics.mean(cached), "cached answers"
-        pricing = self.services.pricing
-        counts = [pricing.text_tokens(json.dumps(typical_answer(self.config, r.text), ensure_ascii=False), model)
-                  for r in requests]
-        return (statistics.mean(counts) if counts else 0.0), "control types"
 
     # ---- one model
 
-    def _model_plan(self, model: str, step: int | None, rows: list[_Rendered | None], population: int,
-                    reach: float | None, measured: Measured) -> ModelPlan:
+    def _model_plan(self, model: str, step: int | None, rows: list[PlannedTask | None], population: int,
+                    reach: float | None, measured: Measured, parts: PartSample | None = None) -> ModelPlan:
         pricing, settings = self.services.pricing, self.services.settings
         valid = [row for row in rows if row is not None]
         if is_demo(model):  # answers from rules in this process: no call, no token, no bill, no wait
@@ -238,18 +222,27 @@ class Planner:
             return ModelPlan(model, step, float(population), cached, 0.0, 0.0, 0.0, "demo model", 0.0, 0.0,
                              "the demo model calls nothing", 0.0, "the demo model answers in this process",
                              None, None, measured=measured)
+        answers = AnswerTokens(self.config, pricing, model, valid, parts)
         seen: set[str] = set()
         to_send: list[float] = []  # per rendered task: the prompt tokens it adds to the bill
         sent: list[float] = []  # per rendered task: the calls it adds (a long text's parts)
+        answer_ends = [0.0, 0.0, 0.0]  # answer tokens of the rendered tasks' new calls, and the 95% interval's ends
         for row in rows:
             new = [r for r in (row.requests if row is not None else []) if r.cached is None and r.key not in seen]
             to_send.append(float(sum(request.prompt_tokens for request in new)))
             sent.append(float(len(new)))
+            for request in new:
+                answer_ends = [total + value for total, value in zip(answer_ends, answers.tokens(request), strict=True)]
             seen.update(request.key for request in (row.requests if row is not None else []))
         calls_est = scaled_total(sent, population)
-        prompt_est = scaled_total(to_send, population)
+        # A sample measured what the provider bills per token of ours (another tokenizer): the bill follows it.
+        billed = parts.bill_ratio if parts is not None and parts.bill_ratio else 1.0
+        prompt_est = scaled_total(to_send, population).scaled(billed)
+        answer_total = answer_ends[0] * population / max(len(rows), 1)
         cached_tasks = scaled_total([1.0 if row is not None and row.cached else 0.0 for row in rows], population)
-        per_answer, source = self._answer_tokens(model, valid)
+        per_answer = answer_total / calls_est.value if calls_est.value else \
+            (statistics.mean(answers.tokens(r)[0] for row in valid for r in row.requests) if valid else 0.0)
+        source = answers.source
         scale = 1.0 + measured.repairs_per_call  # a repair is one more call of about the same size
         price, limits = pricing.price(model), pricing.limits(model)
         interval: tuple[float, float] | None = None
@@ -266,19 +259,27 @@ class Planner:
             mean_prompt = statistics.mean([row.prompt_tokens for row in valid]) if valid else 0.0
             mean_calls = statistics.mean([len(row.requests) for row in valid]) if valid else 1.0
             calls, prompt = reaching * mean_calls * scale, reaching * mean_prompt * scale
-        completion = calls * per_answer
+        completion = answer_total * scale if step in (None, 1) else calls * per_answer
         samples = sample_count(settings, self.plain._wants_logprobs(model))
         if samples:  # the samples signal: one more call per answer with n=k (the prompt again, k answers)
             calls, prompt, completion = calls * 2, prompt * 2, completion * (1 + samples)
+        answer_interval = (completion * answer_ends[1] / answer_ends[0], completion * answer_ends[2] / answer_ends[0]) \
+            if answer_ends[0] and answer_ends[1:] != [answer_ends[0]] * 2 else None
         timing = run_seconds(calls, prompt + completion, latency=measured.latency,
                              concurrency=settings.llm_concurrency, rpm=limits.rpm, tpm=limits.tpm)
         cost = price.cost(round(prompt), round(completion))
+        ends = [price.cost(round(prompt), round(answers)) for answers in answer_interval or ()]
+        cost_interval = (ends[0], ends[1]) if len(ends) == 2 and None not in ends else None
         if cost is None and price.hourly is not None and timing.seconds is not None:
             cost = price.hourly * timing.seconds / 3600  # a machine rented by the hour, busy for the run
         tasks = population * (1.0 if reach is None else reach)
         return ModelPlan(model, step, tasks, cached_tasks.value, calls, prompt, completion, source, cost,
                          price.cost(round(prompt), round(completion), batch=True), price.source,
-                         timing.seconds, timing.basis, limits.rpm, limits.tpm, interval, measured=measured)
+                         timing.seconds, timing.basis, limits.rpm, limits.tpm, interval, measured=measured,
+                         completion_basis=answers.basis(), completion_tokens_interval=answer_interval,
+                         cost_usd_interval=cost_interval,  # type: ignore[arg-type]
+                         prompt_basis=f"our count x {billed:.3f}, what the provider billed per token of ours on the "
+                                      "sampled parts" if billed != 1.0 else "our count")
 
     # ---- the sample run
 
