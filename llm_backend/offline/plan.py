@@ -260,7 +260,7 @@ class Planner:
             mean_calls = statistics.mean([len(row.requests) for row in valid]) if valid else 1.0
             calls, prompt = reaching * mean_calls * scale, reaching * mean_prompt * scale
         completion = answer_total * scale if step in (None, 1) else calls * per_answer
-        samples = sample_count(settings, self.plain._wants_logprobs(model))
+        samples = sample_count(settings, self.plain.requests.wants_logprobs(model))
         if samples:  # the samples signal: one more call per answer with n=k (the prompt again, k answers)
             calls, prompt, completion = calls * 2, prompt * 2, completion * (1 + samples)
         answer_interval = (completion * answer_ends[1] / answer_ends[0], completion * answer_ends[2] / answer_ends[0]) \
