@@ -12,7 +12,10 @@ LS_VENV ?= .venv-ls
 # Test workers: the suite waits on subprocesses and servers more than it computes, so more workers than
 # cores pays; tests marked `serial` (time limits Label Studio sets) then run alone.
 TEST_JOBS ?= 4
-PYTEST := $(BIN)/python -m pytest
+# Bytecode caches on even where the shell turns them off (PYTHONDONTWRITEBYTECODE, common in containers): each test
+# worker would otherwise rewrite the asserts of every test module and plugin again (seconds of CPU per worker), and
+# each of the suite's ~100 subprocesses compile the backend again.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 PARALLEL := $(PYTEST) -n $(TEST_JOBS) --dist loadgroup
 
 .PHONY: help install serve demo doctor check test lint bench clean label-studio

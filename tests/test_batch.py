@@ -152,18 +152,47 @@ def test_concurrent_requests_share_the_process_wide_limit(make_client: Any, llm:
 
 
 def test_cache_is_shared_by_processes_through_sqlite(
-    start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    start_backend: Callable[..., BackendProcess], make_client: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
+    """Three processes on one CACHE_DIR: a `serve` with two gunicorn workers (forked from the master that built the
+    stores) and this test's own app. One answer per task is paid for, whichever process is asked."""
     llm.set_default(Reply(json={"sentiment": "Positive"}))
-    cache_dir = str(tmp_path / "shared-cache")
-    one = start_backend(CACHE_DIR=cache_dir, WORKERS="2")
-    two = start_backend(CACHE_DIR=cache_dir, WORKERS="2")
-    first = requests.post(f"{one.url}/predict", json=_batch(8), timeout=60).json()
+    cache_dir = tmp_path / "shared-cache"
+    served = start_backend(CACHE_DIR=str(cache_dir), WORKERS="2")
+    here = make_client(cache_dir=cache_dir)
+    first = requests.post(f"{served.url}/predict", json=_batch(8), timeout=60).json()
     assert llm.calls == 8
-    for _ in range(4):  # new connections, spread over both processes' workers
-        assert requests.post(f"{two.url}/predict", json=_batch(8), timeout=60).json() == first
-        assert requests.post(f"{one.url}/predict", json=_batch(8), timeout=60).json() == first
+    assert here.post("/predict", json=_batch(8)).get_json() == first
+    for _ in range(4):  # new connections, spread over the served workers
+        assert requests.post(f"{served.url}/predict", json=_batch(8), timeout=60).json() == first
     assert llm.calls == 8
+
+
+def test_a_consumers_heartbeat_is_stored_before_its_workers_can_claim_a_task(
+    make_settings: Callable[..., Any]
+) -> None:
+    """Another process's recovery queues again a task running under an owner without a fresh heartbeat: a consumer
+    whose workers claimed tasks before its first heartbeat was written had them run twice (the model paid twice;
+    9 calls for 8 tasks in the test above, now and then, on a busy machine)."""
+    from llm_backend.engine.jobs import current_consumer
+    from llm_backend.services import build_services
+
+    services = build_services(make_settings())
+    store, beat = services.job_store, services.job_store.heartbeat
+    thread_may_beat = threading.Event()
+
+    def heartbeat(consumer: str) -> None:  # the heartbeat thread has not had its turn yet (a busy host)
+        if threading.current_thread().name == "llm-job-heartbeat":
+            thread_may_beat.wait(30)
+        beat(consumer)
+
+    store.heartbeat = heartbeat  # type: ignore[method-assign]
+    try:
+        assert services.consumers.start()
+        assert current_consumer() in store.consumers()  # written before start() returned and a worker ran
+    finally:
+        thread_may_beat.set()
+        services.close()
 
 
 @pytest.mark.redis

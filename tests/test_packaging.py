@@ -29,7 +29,11 @@ def test_a_non_editable_install_works_from_an_empty_directory(tmp_path: Path, ll
     [wheel] = wheels.glob("llm_backend-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300)
+    # Without the caller's PYTHONPATH: a source tree on it (PYTHONPATH=$PWD, with the llm_backend.egg-info that
+    # `pip wheel` leaves there) counts as installed, and pip would skip the wheel.
+    outside = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300,
+                   env=outside)
     empty = tmp_path / "empty"
     empty.mkdir()
     # The dependencies come from the test environment; llm_backend itself only from the fresh install.

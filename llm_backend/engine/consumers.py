@@ -82,6 +82,11 @@ class Consumers:
                 writeback = self._writeback_factory(self)
                 self._threads.append(threading.Thread(target=self._write, args=(writeback,), name="llm-writeback",
                                                       daemon=True))
+            # This process's heartbeat is in the store before any worker can claim a task: another process's recovery
+            # would otherwise see a task running under an owner with no heartbeat yet, count that owner as dead and
+            # queue the task again, and a fresh worker still importing LiteLLM would meet its duplicate at the model
+            # (an extra paid call; seen as 9 calls for 8 tasks when two `serve` share one CACHE_DIR on a busy host).
+            self._beat(current_consumer())
             for thread in self._threads:
                 thread.start()
             _started.add(self)
@@ -147,6 +152,12 @@ class Consumers:
             return delay
         self.jobs.wake.wait(0.5)
         return IDLE_POLL[0]
+
+    def _beat(self, me: str) -> None:
+        try:
+            self.store.heartbeat(me)
+        except Exception:  # the heartbeat thread tries again; a store that is down must not stop the start
+            log.exception("job heartbeat failed")
 
     def _maintain(self) -> None:
         me = current_consumer()
