@@ -252,7 +252,7 @@ class Jobs:
         finished = record.moved("done" if item is not None else "failed", owner=None, finished=now, item=item,
                                 status=outcome.status, error=outcome.error, error_code=outcome.error_code,
                                 cause=cause.key if cause else None, usage=outcome.usage.to_dict(),
-                                ran_by=consumer or record.ran_by)
+                                ran_by=consumer or record.ran_by, facts=outcome.facts())
         self.store.move(job.id, finished, {record.state}, owner=consumer)
         with self._changed:
             self._changed.notify_all()

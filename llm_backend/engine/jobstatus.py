@@ -14,6 +14,7 @@ from typing import Any
 from ..core.causes import BY_KEY, INTERNAL
 from ..core.usage import Usage
 from .jobstore import DELIVERED, JobInfo, TaskRecord
+from .outcome import TaskOutcome, signal_counts
 
 RATE_WINDOW = 60.0  # seconds of finished tasks the rate is measured over
 TASKS_LISTED = 20  # failed task ids shown per cause: enough to open a few, not a page of numbers
@@ -52,6 +53,11 @@ class JobStatus:
     eta_seconds: float | None
     halted: str | None
     errors: list[ErrorGroup] = field(default_factory=list)
+    # As the batch summary counts them (engine/outcome.py), over the answered tasks:
+    partial: int = 0  # some controls left out, or some of a long text not read
+    unread: int = 0  # some of a long text not read
+    reply_repairs: int = 0  # the reply needed a repair to be read
+    signals: dict[str, int] = field(default_factory=dict)  # where the scores came from
 
     @property
     def done(self) -> int:
@@ -105,10 +111,13 @@ def job_status(job: JobInfo, records: list[TaskRecord], now: float | None = None
     rate = len(recent) / span if span else None
     remaining = queued + running
     eta = remaining / rate if rate and remaining else (0.0 if not remaining else None)
+    outcomes = [TaskOutcome("ok", regions=[], **TaskOutcome.from_facts(r.facts)) for r in answered]
     return JobStatus(
         id=job.id, project=job.project, model_version=job.model_version, model=job.model, writeback=job.writeback,
         created=job.created, total=len(records), queued=queued, running=running, finished=finished,
         delivered=delivered, failed=failed, written_back=states.count("posted"),
         cached=sum(r.status == "cached" for r in answered), answered=len(answered), usage=_usage(records),
         rate=rate, eta_seconds=eta, halted=job.halted_message, errors=_errors(records, errors_shown),
+        partial=sum(o.partial for o in outcomes), unread=sum(o.unread_characters > 0 for o in outcomes),
+        reply_repairs=sum(bool(o.repairs) for o in outcomes), signals=signal_counts(outcomes),
     )

@@ -81,6 +81,7 @@ class TaskRecord:
     # (Epoch seconds) a /predict waits for this task until then, in whichever process: the consumer that runs it
     # retries transient failures until then, and the write-back leaves it to that /predict.
     awaited_until: float | None = None
+    facts: dict[str, Any] | None = None  # TaskOutcome.facts(): controls left out, text not read, repairs, signal
 
     def moved(self, state: str, **changes: Any) -> TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)

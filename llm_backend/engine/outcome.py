@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.align import ALIGNMENT_META
@@ -81,6 +81,35 @@ class TaskOutcome:
     signal: str | None = None  # where the scores came from: logprobs | samples | off (engine/confidence.py)
     cause: str | None = None  # core.causes key of a failure known before classifying it (a halted job's task)
 
+    @property
+    def partial(self) -> bool:
+        """Answered in part: some controls left out, or some of a long text not read."""
+        return self.invalid_controls > 0 or self.unread_characters > 0
+
+    @property
+    def unread_characters(self) -> int:
+        return sum(gap.end - gap.start for gap in self.long_text.gaps) if self.long_text else 0
+
+    def facts(self) -> dict[str, Any]:
+        """What a job's record keeps of the outcome besides its item and usage, so that the job path's batch
+        summary counts what the direct path's does: controls left out, text not read, repairs, score signal."""
+        return {"invalid_controls": self.invalid_controls, "repairs": list(self.repairs), "signal": self.signal,
+                "dropped": self.dropped, "unaligned": self.unaligned,
+                "long_text": asdict(self.long_text) if self.long_text else None}
+
+    @staticmethod
+    def from_facts(facts: dict[str, Any] | None) -> dict[str, Any]:
+        """The TaskOutcome fields that `facts()` kept (none from a record written before they were kept)."""
+        if not facts:
+            return {}
+        long_text = facts.get("long_text")
+        report = LongTextReport(**{**long_text, "gaps": [Gap(**gap) for gap in long_text.get("gaps") or ()]}) \
+            if long_text else None
+        return {"invalid_controls": int(facts.get("invalid_controls") or 0),
+                "repairs": tuple(facts.get("repairs") or ()), "signal": facts.get("signal"),
+                "dropped": int(facts.get("dropped") or 0),
+                "unaligned": int(facts.get("unaligned") or 0), "long_text": report}
+
     def to_result(self, model_version: str) -> dict[str, Any]:
         """The item Label Studio expects; failures carry no `result` so LS asks again later.
 
@@ -148,6 +177,10 @@ class BatchSummary:
     seconds: float
     project: str | None = None  # when every task belongs to one project
     partial: int = 0  # tasks answered with some controls left out, or some of a long text unread
+    unread: int = 0  # of those, tasks with characters of a long text no part read
+    unread_characters: int = 0
+    reply_repairs: int = 0  # tasks whose reply needed a repair to be read (core/reading.py REPAIRS)
+    signals: dict[str, int] = field(default_factory=dict)  # tasks by where their scores came from
 
     @classmethod
     def of(cls, outcomes: list[TaskOutcome], seconds: float) -> BatchSummary:
@@ -163,7 +196,11 @@ class BatchSummary:
             unaligned=sum(o.unaligned for o in outcomes),
             seconds=seconds,
             project=projects.pop() if len(projects) == 1 else None,
-            partial=sum(o.invalid_controls > 0 or bool(o.long_text and o.long_text.gaps) for o in outcomes),
+            partial=sum(o.partial for o in outcomes),
+            unread=sum(o.unread_characters > 0 for o in outcomes),
+            unread_characters=sum(o.unread_characters for o in outcomes),
+            reply_repairs=sum(bool(o.repairs) for o in outcomes),
+            signals=signal_counts(outcomes),
         )
 
     def log_line(self) -> str:
@@ -173,5 +210,16 @@ class BatchSummary:
             f"predict:{where} {self.tasks} tasks in {self.seconds:.2f} s: ok={self.ok} cached={self.cached} "
             f"failed={self.failed} timed_out={self.timeout} llm_calls={u.calls} retries={u.retries} "
             f"repairs={u.repairs} tokens={u.prompt_tokens}+{u.completion_tokens} cost={u.cost_text()} "
-            f"dropped={self.dropped} unaligned={self.unaligned} partial={self.partial}"
+            f"dropped={self.dropped} unaligned={self.unaligned} partial={self.partial} "
+            f"unread={self.unread} ({self.unread_characters} characters) reply_repairs={self.reply_repairs} "
+            f"signals={','.join(f'{name}:{count}' for name, count in sorted(self.signals.items())) or '-'}"
         )
+
+
+def signal_counts(outcomes: list[TaskOutcome]) -> dict[str, int]:
+    """Answered tasks by where their scores came from (logprobs, samples, off)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.signal and outcome.regions is not None:
+            counts[outcome.signal] = counts.get(outcome.signal, 0) + 1
+    return counts

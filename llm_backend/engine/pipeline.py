@@ -151,7 +151,8 @@ def _outcome_of(task_id: int, collected: Collected, writeback: bool, project: st
         record = collected.records.get(task_id)
         return TaskOutcome(record.status if record is not None and record.status else "ok",
                            regions=item.get("result"), score=item.get("score"), error=item.get("error"),
-                           usage=_usage(record), project=project)
+                           usage=_usage(record), project=project,
+                           **TaskOutcome.from_facts(record.facts if record is not None else None))
     failed = collected.failed.get(task_id)
     if failed is not None:
         return TaskOutcome("failed", error=redact(failed.error or "failed"), error_code=failed.error_code,
