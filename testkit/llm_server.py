@@ -574,6 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
         record = fake._record(body, path, received, None, self.client_address)
         # What a keyless server sees of the client's credentials (tests of "no key needed" read it).
         record["_authorization"] = self.headers.get("Authorization")
+        record["_user_agent"] = self.headers.get("User-Agent")  # which client sent it (the OpenAI SDK, aiohttp)
         limit = fake.context_tokens
         refused = char_refusal(body, limit, fake.chars_per_token) if limit and fake.chars_per_token else None
         if refused is not None:  # a provider with its own tokenizer (testkit/provider_tokens.py)

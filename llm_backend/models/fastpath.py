@@ -43,7 +43,8 @@ LITELLM = "LiteLLM call"
 FAST_PROVIDERS = frozenset({"openai", "hosted_vllm", "ollama_chat"})
 # completion() arguments the fast path maps; any other (from LiteLLMClient.extra) means a LiteLLM call.
 _KNOWN = frozenset({"model", "messages", "temperature", "timeout", "num_retries", "max_retries", "drop_params",
-                    "response_format", "max_tokens", "max_completion_tokens", "logprobs", "api_base", "api_key"})
+                    "response_format", "max_tokens", "max_completion_tokens", "logprobs", "api_base", "api_key",
+                    "input_cost_per_token", "output_cost_per_token"})  # the last two: a routing file's own price
 _PARAMS = ("temperature", "response_format", "max_tokens", "max_completion_tokens", "logprobs")
 # Where a reply's price depends on more than its two token counts (cached prompt tokens, a long-context
 # tier), that reply is priced by LiteLLM's own calculator, so the figure stays what it was.
@@ -343,8 +344,15 @@ def resolve(litellm: Any, kwargs: Mapping[str, Any]) -> Choice:
     entry = next((litellm.model_cost.get(key) for key in (requested, requested.split("/", 1)[-1])
                   if litellm.model_cost.get(key)), None) or {}
     tiers = [int(match[1]) * (1000 if match[2] else 1) for match in map(_TIER.search, entry) if match]
+    rates, cache_priced = _rates(litellm, requested), "cache_read_input_token_cost" in entry
+    own = (kwargs.get("input_cost_per_token"), kwargs.get("output_cost_per_token"))
+    if own != (None, None):  # a deployment's price from a routing file, which acompletion bills its replies at
+        if None in own:
+            return Choice(LITELLM, "the deployment's price names only one of input_cost_per_token and "
+                                   "output_cost_per_token")
+        # A reply with cached prompt tokens is left to LiteLLM's calculator, which knows how it prices those.
+        rates, cache_priced, tiers = (float(own[0]), float(own[1])), True, []  # type: ignore[arg-type]
     route = Route(provider, model, requested, url, MappingProxyType(dict(headers)), MappingProxyType(optional),
                   MappingProxyType(litellm_params), json_mode, api_key, float(kwargs.get("timeout") or 600),
-                  config, _rates(litellm, requested),
-                  "cache_read_input_token_cost" in entry, min(tiers) if tiers else None)
+                  config, rates, cache_priced, min(tiers) if tiers else None)
     return Choice(FAST, f"{provider} at {url}", route)

@@ -31,8 +31,10 @@ from ..core.usage import Usage
 from ..errors import BadRequestError, LLMError, SettingsError, TransientLLMError
 from ..redact import register_secrets
 from ..settings import Settings
+from .aio import LOOP
 from .client import NO_KEY, Completion, LiteLLMClient, LLMRequest, classify, load_litellm, needs_no_key
-from .fastpath import LITELLM, Choice
+from .fastpath import Choice, FastPath
+from .routed import ATTEMPTS, build_router, install_call_counter, path_of_group, routing_problem
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +209,7 @@ class Routing:
             max_retries=settings.llm_max_retries,
             retry_max_wait=settings.llm_retry_max_wait,
             config=self.config,
+            fast=FastPath(enabled=settings.llm_fast_path == "on"),
         )
 
 
@@ -230,34 +233,14 @@ def load_routing(settings: Settings) -> Routing:
     return Routing(config, names)
 
 
-# HTTP calls made by the current thread's Router call, counted by a LiteLLM callback that runs in the
-# calling thread before each request: the Router does not say how many deployments it tried.
-_calls = threading.local()
-_counter_lock = threading.Lock()
-_counter_installed = False
-
-
-def _install_call_counter(litellm: ModuleType) -> None:
-    global _counter_installed
-    with _counter_lock:
-        if _counter_installed:
-            return
-        from litellm.integrations.custom_logger import CustomLogger
-
-        class CallCounter(CustomLogger):  # type: ignore[misc]
-            def log_pre_api_call(self, model: str, messages: Any, kwargs: Any) -> None:
-                _calls.count = getattr(_calls, "count", 0) + 1
-
-        litellm.callbacks.append(CallCounter())
-        _counter_installed = True
-
-
 @dataclass
 class RouterClient(LiteLLMClient):
     """`LiteLLMClient`'s retries around `litellm.Router.completion` instead of `litellm.completion`."""
 
     config: RouterConfig | None = None
     _router: Any = field(default=None, init=False, repr=False)
+    _slow: str | None = field(default=None, init=False, repr=False)  # why its calls are LiteLLM calls (None: fast)
+    _attempts: threading.local = field(default_factory=threading.local, init=False, repr=False)
     _priced: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -268,37 +251,54 @@ class RouterClient(LiteLLMClient):
                     if self.config is None:
                         raise SettingsError(f"{VARIABLE} is not set")
                     litellm = load_litellm()
-                    _install_call_counter(litellm)
+                    install_call_counter(litellm)
                     self._priced = frozenset(
                         d["litellm_params"]["model"] for d in self.config.model_list if _has_price(litellm, d)
                     )
-                    self._router = litellm.Router(**self.config.router_kwargs())
-                    log.info("LiteLLM Router built from %s: %s", self.config.path, ", ".join(self.config.model_names))
+                    self._router, self._slow = build_router(self.config.router_kwargs(), self.fast)
+                    log.info("LiteLLM Router built from %s: %s (%s)", self.config.path,
+                             ", ".join(self.config.model_names), self._slow or "fast path where a deployment allows")
         return self._router
 
     def path_of(self, request: LLMRequest) -> Choice:
-        return Choice(LITELLM, f"the models of {VARIABLE} are called through LiteLLM's Router")
+        if self.config is None:
+            raise SettingsError(f"{VARIABLE} is not set")
+        problem = ("the fast path is off (LLM_FAST_PATH=off)" if not self.fast.enabled
+                   else routing_problem(self.config.router_settings))
+        group = [d for d in self.config.router_kwargs()["model_list"] if d["model_name"] == request.model]
+        return path_of_group(self.fast, problem, group, self._request_kwargs(request))
 
     def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
         # Calls, not Router calls, are what the metrics and the batch summary count: a deployment that
         # failed before a fallback answered is one call, a deployment skipped while cooling down none.
-        _calls.count = 0
+        self._attempts.count = 0
         try:
             completion = super().complete(request, deadline)
         except LLMError as exc:
-            raise exc.with_usage(Usage(calls=_calls.count, retries=max(0, _calls.count - 1))) from exc.__cause__
-        completion.attempts = max(1, _calls.count)
+            calls = self._attempts.count
+            raise exc.with_usage(Usage(calls=calls, retries=max(0, calls - 1))) from exc.__cause__
+        completion.attempts = max(1, self._attempts.count)
         return completion
+
+    async def _routed(self, router: Any, kwargs: dict[str, Any], counter: list[int]) -> Any:
+        ATTEMPTS.set(counter)  # this call's task's own context: its attempts count here
+        return await router.acompletion(**kwargs)
 
     def _call_once(self, request: LLMRequest) -> Completion:
         router = self.router()
         litellm = load_litellm()
         # No api_base/api_key: each deployment carries its own, and passing one would override them all.
         kwargs = self._request_kwargs(request)
+        counter = [0]
+        fallbacks = int(self.config.router_settings.get("max_fallbacks") or 5) if self.config else 5
         try:
-            response = router.completion(**kwargs)
+            # On the process's event loop (models/aio.py), as every model call; the safety net allows a call per
+            # fallback group.
+            response = LOOP.run(self._routed(router, kwargs, counter), timeout=(fallbacks + 1) * self.timeout + 30)
         except Exception as exc:
             raise (self._refusal_of(exc, kwargs) or router_error(exc)) from exc
+        finally:
+            self._attempts.count = getattr(self._attempts, "count", 0) + counter[0]
         completion = self._completion(litellm, response)
         hidden = getattr(response, "_hidden_params", None) or {}
         group = str((hidden.get("additional_headers") or {}).get("x-litellm-model-group") or request.model)
