@@ -31,7 +31,7 @@ from .engine.predictor import Predictor, TaskPredictor
 from .engine.problems import Problems
 from .engine.projects import ProjectStore, open_project_store
 from .engine.prompts import PromptLibrary
-from .engine.provider_batch_store import BatchStore, open_batch_store
+from .engine.provider_batch_store import ProviderBatchStore, open_provider_batch_store
 from .engine.task_runner import TaskRunner
 from .engine.training import Trainer
 from .engine.writeback import WriteBack
@@ -67,7 +67,7 @@ class Services:
     trainer: Trainer
     events: EventHandler
     pricing: Pricing  # prices, rate limits and token counts per model name
-    batches: BatchStore  # provider batches submitted and not yet used (--batch-api)
+    provider_batches: ProviderBatchStore  # provider batches submitted and not yet used (--batch-api)
     job_store: JobStore
     jobs: Jobs
     consumers: Consumers
@@ -99,7 +99,7 @@ class Services:
         process; a server closes them on shutdown). Using a store afterwards opens a connection again."""
         self.consumers.stop(timeout)
         self.jobs.close()
-        for store in (self.cache, self.examples, self.projects, self.batches, self.job_store):
+        for store in (self.cache, self.examples, self.projects, self.provider_batches, self.job_store):
             store.disconnect()
         _open.pop(id(self), None)
 
@@ -172,8 +172,8 @@ def build_services(
     pipeline = PredictPipeline(settings, runner, jobs, health)
     services = Services(settings, metrics, prompts, cache, routing, client, label_studio, examples, projects,
                         predictor, runner, trainer, events, pricing,
-                        open_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers, health,
-                        pipeline)
+                        open_provider_batch_store(settings.cache_dir, settings.cache_url), job_store, jobs, consumers,
+                        health, pipeline)
     _open[id(services)] = services
     return services
 

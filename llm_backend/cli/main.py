@@ -192,7 +192,7 @@ def prompts_show(config_path: Path, task_path: Path, project: str | None) -> Non
     _print_prompt(settings, PromptLibrary(settings.prompts_dir), config, project, task)
 
 
-def _register_batch_commands() -> None:
+def _register_offline_commands() -> None:
     from .lab import register as register_lab
     from .offline import commands
     from .plan import plan_command
@@ -204,20 +204,19 @@ def _register_batch_commands() -> None:
 
 
 def _print_prompt(settings: Settings, library: Any, config: Any, project: str | None, task: dict[str, Any]) -> None:
-    from ..engine.cache import NullCache
-    from ..engine.metrics import Metrics
-    from ..engine.predictor import PredictionJob, Predictor
+    from ..engine.predictor import PredictionJob
+    from ..engine.request_builder import RequestBuilder
 
-    # No model client: a prompt is shown, never sent.
-    predictor = Predictor(settings, library, client=None, cache=NullCache(), metrics=Metrics())  # type: ignore[arg-type]
+    # Only the request builder: a prompt is shown, never sent.
+    builder = RequestBuilder(settings, library)
     try:
-        request = predictor.build_request(PredictionJob(config, project, task), task_texts(config, task))
+        request = builder.build_request(PredictionJob(config, project, task), task_texts(config, task))
     except LLMBackendError as exc:
         raise click.ClickException(exc.message) from None
     for message in request.messages:
         click.echo(f"--- {message['role']} ---")
         click.echo(message["content"])
-    click.echo(f"--- model_version: {predictor.model_version(config, project)}")
+    click.echo(f"--- model_version: {builder.model_version(config, project)}")
 
 
-_register_batch_commands()
+_register_offline_commands()

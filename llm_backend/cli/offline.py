@@ -197,7 +197,7 @@ def label_project(project_id: int, page_size: int, limit: int | None, dry_run: b
             return
         batch = _provider_batch(labeler.services, labeler.config, str(project_id), poll_interval) if batch_api else None
         if batch is not None:
-            result = labeler.run_batch(batch, limit=limit, progress=progress)
+            result = labeler.run_provider_batch(batch, limit=limit, progress=progress)
             if result.interrupted and batch.report.pending:
                 batch_interrupted(batch)
         else:

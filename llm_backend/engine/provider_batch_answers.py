@@ -1,6 +1,6 @@
 """Answers that came back from a provider batch, turned into outcomes exactly like any other answer.
 
-`BatchAnswers` is a `TaskPredictor` for the batch runner: a task whose request was answered in the
+`ProviderBatchAnswers` is a `TaskPredictor` for the batch runner: a task whose request was answered in the
 batch is validated, aligned, scored and cached by the plain predictor's own functions
 (`prepare`, `answer_outcome`); with a cascade, that answer is the first step and the cascade goes
 on from it. A task whose line failed, or whose answer is not valid for the config, goes through
@@ -42,7 +42,7 @@ def first_model(predictor: TaskPredictor) -> str:
     return plain_predictor(predictor).settings.llm_model
 
 
-class BatchAnswers:
+class ProviderBatchAnswers:
     def __init__(self, predictor: TaskPredictor, answers: dict[str, Completion]) -> None:
         self.predictor = predictor
         self.plain = plain_predictor(predictor)

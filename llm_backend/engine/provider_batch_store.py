@@ -22,7 +22,7 @@ MAX_AGE = 30 * 86_400
 
 
 @dataclass(frozen=True)
-class BatchRecord:
+class ProviderBatchRecord:
     id: str
     name: str  # the model name whose requests it holds
     model: str  # the LiteLLM model string it was sent to
@@ -35,7 +35,7 @@ class BatchRecord:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> BatchRecord:
+    def from_json(cls, raw: str | bytes) -> ProviderBatchRecord:
         data = json.loads(raw)
         return cls(**{**data, "keys": tuple(data["keys"])})
 
@@ -43,51 +43,56 @@ class BatchRecord:
         return self.model == model and (self.api_base or None) == (api_base or None)
 
 
-class BatchStore(Protocol):
-    def add(self, record: BatchRecord) -> None: ...
-    def open(self) -> list[BatchRecord]: ...
+class ProviderBatchStore(Protocol):
+    def add(self, record: ProviderBatchRecord) -> None: ...
+    def open(self) -> list[ProviderBatchRecord]: ...
     def close(self, batch_id: str) -> None: ...
     def disconnect(self) -> None: ...
 
 
-def _fresh(records: list[BatchRecord]) -> list[BatchRecord]:
+def _fresh(records: list[ProviderBatchRecord]) -> list[ProviderBatchRecord]:
     oldest = time.time() - MAX_AGE
     return sorted((r for r in records if r.created >= oldest), key=lambda r: r.created)
 
 
-class SQLiteBatchStore(SQLiteFile):
+class SQLiteProviderBatchStore(SQLiteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, "CREATE TABLE IF NOT EXISTS batches"
                                " (id TEXT PRIMARY KEY, body TEXT NOT NULL, closed REAL)")
 
-    def add(self, record: BatchRecord) -> None:
+    def add(self, record: ProviderBatchRecord) -> None:
         self._connect().execute("INSERT OR REPLACE INTO batches (id, body, closed) VALUES (?, ?, NULL)",
                                 (record.id, record.to_json()))
 
-    def open(self) -> list[BatchRecord]:
+    def open(self) -> list[ProviderBatchRecord]:
         rows = self._connect().execute("SELECT body FROM batches WHERE closed IS NULL").fetchall()
-        return _fresh([BatchRecord.from_json(row[0]) for row in rows])
+        return _fresh([ProviderBatchRecord.from_json(row[0]) for row in rows])
 
     def close(self, batch_id: str) -> None:
         self._connect().execute("UPDATE batches SET closed = ? WHERE id = ?", (time.time(), batch_id))
 
 
-class RedisBatchStore(RedisConnection):
+class RedisProviderBatchStore(RedisConnection):
     def __init__(self, url: str, prefix: str = "llm-backend:") -> None:
         super().__init__(url)
         self._key = f"{prefix}open-batches"
 
-    def add(self, record: BatchRecord) -> None:
+    def add(self, record: ProviderBatchRecord) -> None:
         self._redis.hset(self._key, record.id, record.to_json())
 
-    def open(self) -> list[BatchRecord]:
-        return _fresh([BatchRecord.from_json(raw) for raw in self._redis.hgetall(self._key).values()])
+    def open(self) -> list[ProviderBatchRecord]:
+        return _fresh([ProviderBatchRecord.from_json(raw) for raw in self._redis.hgetall(self._key).values()])
 
     def close(self, batch_id: str) -> None:
         self._redis.hdel(self._key, batch_id)
 
 
-def open_batch_store(cache_dir: Path, cache_url: str | None) -> BatchStore:
+def open_provider_batch_store(cache_dir: Path, cache_url: str | None) -> ProviderBatchStore:
     if cache_url:
-        return RedisBatchStore(cache_url)
-    return SQLiteBatchStore(Path(cache_dir) / "batches.sqlite3")
+        return RedisProviderBatchStore(cache_url)
+    return SQLiteProviderBatchStore(Path(cache_dir) / "batches.sqlite3")
+
+
+# The names before "provider" was spelled out (every batch here is a provider's Batch API batch).
+BatchRecord = ProviderBatchRecord
+open_batch_store = open_provider_batch_store

@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class BatchTarget:
+class ProviderBatchTarget:
     """Where one model's batches go: LiteLLM's provider, the model name in each line, credentials."""
 
     name: str  # the model name of this backend (LLM_MODEL, a cascade step, a routing file model_name)
@@ -69,7 +69,7 @@ def _resolve(value: object) -> object:
     return value
 
 
-def batch_target(settings: Settings, routing: Routing, name: str) -> BatchTarget:
+def provider_batch_target(settings: Settings, routing: Routing, name: str) -> ProviderBatchTarget:
     """The target of `name`'s batches: its first deployment a batch API exists for; ProviderBatchError if none."""
     litellm = load_litellm()
     if routing.config is None:
@@ -84,12 +84,12 @@ def batch_target(settings: Settings, routing: Routing, name: str) -> BatchTarget
         providers.append(provider)
         if provider in BATCH_PROVIDERS:
             chosen = {key: _resolve(params.get(key)) for key in ("api_base", "api_key", "api_version", "organization")}
-            return BatchTarget(name, model, provider, provider_model, {k: v for k, v in chosen.items() if v})
+            return ProviderBatchTarget(name, model, provider, provider_model, {k: v for k, v in chosen.items() if v})
     raise ProviderBatchError(f"{name} has no batch API: its provider ({', '.join(dict.fromkeys(providers))}) is not "
                              f"one LiteLLM runs batches for ({', '.join(BATCH_PROVIDERS)}); run without --batch-api")
 
 
-def request_line(key: str, request: LLMRequest, target: BatchTarget) -> dict[str, Any]:
+def request_line(key: str, request: LLMRequest, target: ProviderBatchTarget) -> dict[str, Any]:
     """One JSONL line: the request's completion arguments, as the provider's API takes them."""
     kwargs = LiteLLMClient()._request_kwargs(request)
     body = {k: v for k, v in kwargs.items() if k not in ("timeout", "num_retries", "max_retries")}
@@ -115,7 +115,7 @@ def chunks(lines: list[dict[str, Any]]) -> Iterator[tuple[list[str], bytes]]:
 
 
 @dataclass(frozen=True)
-class BatchStatus:
+class ProviderBatchStatus:
     id: str
     status: str
     total: int = 0
@@ -143,12 +143,12 @@ class LineResult:
     error: str | None = None
 
 
-def _status(batch: Any) -> BatchStatus:
+def _status(batch: Any) -> ProviderBatchStatus:
     counts = getattr(batch, "request_counts", None)
     errors = getattr(batch, "errors", None)
     data = getattr(errors, "data", None) or (errors.get("data") if isinstance(errors, dict) else None) or []
     messages = [str(getattr(e, "message", None) or (e.get("message") if isinstance(e, dict) else e)) for e in data]
-    return BatchStatus(
+    return ProviderBatchStatus(
         id=str(batch.id), status=str(batch.status),
         total=int(getattr(counts, "total", 0) or 0), completed=int(getattr(counts, "completed", 0) or 0),
         failed=int(getattr(counts, "failed", 0) or 0), output_file_id=getattr(batch, "output_file_id", None),
@@ -156,10 +156,10 @@ def _status(batch: Any) -> BatchStatus:
     )
 
 
-class BatchClient:
+class ProviderBatchClient:
     """LiteLLM's files and batches functions for one target, with our timeouts and retries."""
 
-    def __init__(self, target: BatchTarget, pricing: Pricing, *, timeout: float = 60.0, max_retries: int = 4,
+    def __init__(self, target: ProviderBatchTarget, pricing: Pricing, *, timeout: float = 60.0, max_retries: int = 4,
                  retry_max_wait: float = 30.0) -> None:
         self.target = target
         self.pricing = pricing
@@ -188,7 +188,7 @@ class BatchClient:
         except LLMError as exc:
             raise ProviderBatchError(f"{what} failed for {self.target.where}: {exc.message}") from exc
 
-    def submit(self, data: bytes, metadata: dict[str, str]) -> BatchStatus:
+    def submit(self, data: bytes, metadata: dict[str, str]) -> ProviderBatchStatus:
         """Upload one JSONL file and start a batch on it."""
         litellm = load_litellm()
         uploaded = self._call("uploading the batch file", lambda: litellm.create_file(
@@ -207,12 +207,12 @@ class BatchClient:
                                      "again, or the requests may be paid for twice") from exc
         return _status(batch)
 
-    def retrieve(self, batch_id: str) -> BatchStatus:
+    def retrieve(self, batch_id: str) -> ProviderBatchStatus:
         litellm = load_litellm()
         return _status(self._call(f"checking batch {batch_id}",
                                   lambda: litellm.retrieve_batch(batch_id=batch_id, **self._kwargs())))
 
-    def results(self, status: BatchStatus) -> list[LineResult]:
+    def results(self, status: ProviderBatchStatus) -> list[LineResult]:
         """Every line of the batch's output and error files."""
         lines: list[LineResult] = []
         for file_id in (status.output_file_id, status.error_file_id):

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..core.answer import parse_answer
 from ..core.config import parse_label_config
-from ..engine.cache import NullCache
-from ..engine.exchange import problem_error, reply_problem
+from ..engine.exchange import judge_reply, problem_error, read_settled
 from ..engine.inputs import task_texts
-from ..engine.metrics import Metrics
-from ..engine.predictor import PredictionJob, Predictor
+from ..engine.job import PredictionJob
 from ..engine.prompts import PromptLibrary
+from ..engine.request_builder import RequestBuilder
 from ..errors import AnswerError, LLMBackendError
 from ..models.client import CompletionClient
 from ..settings import Settings
@@ -55,15 +53,15 @@ def probe_mode(settings: Settings, client: CompletionClient, mode: str,
                routes: dict[str, tuple[str, ...]] | None = None) -> ModeResult:
     config = parse_label_config(PROBE_CONFIG)
     in_mode = settings.model_copy(update={"llm_output_mode": mode, "fewshot_k": 0})
-    predictor = Predictor(in_mode, PromptLibrary(settings.prompts_dir), client, NullCache(), Metrics(), routes=routes)
-    request = predictor.build_request(PredictionJob(config, None, PROBE_TASK, fewshot=False),
-                                      task_texts(config, PROBE_TASK))
+    builder = RequestBuilder(in_mode, PromptLibrary(settings.prompts_dir), routes=routes)
+    request = builder.build_request(PredictionJob(config, None, PROBE_TASK, fewshot=False),
+                                    task_texts(config, PROBE_TASK))
     try:
         completion = client.complete(request)
-        problem = reply_problem(config, completion)
+        problem, reading = judge_reply(config, completion)
         if problem is not None:
             return ModeResult(mode, False, problem=problem_error(problem, completion, request, None).message)
-        answer = parse_answer(config, completion.content, completion.reasoning)
+        answer = read_settled(config, completion, reading).strict()
     except (AnswerError, LLMBackendError) as exc:
         return ModeResult(mode, False, problem=exc.message)
     return ModeResult(mode, True, answer.repairs)

@@ -7,7 +7,7 @@ model_version, a page at a time, and submits them to the project's job, the same
 write-back posts them to Label Studio in batches, at most one prediction per task and version.
 With `wait` (the default) this process runs consumers itself and shows progress until the job
 is done; without, `serve` or `llm-backend worker` on the same queue does the work. With
-`--batch-api` (`run_batch`) the tasks go through the provider's batch API instead, and their
+`--batch-api` (`run_provider_batch`) the tasks go through the provider's batch API instead, and their
 predictions are imported with the same once-only post (`engine/writeback.post_once`).
 
 Label Studio 1.23.2 endpoints used:
@@ -160,7 +160,7 @@ class ProjectLabeler:
         result.seconds = time.monotonic() - started
         return result
 
-    def run_batch(self, batch: ProviderBatchRun, *, limit: int | None = None,
+    def run_provider_batch(self, batch: ProviderBatchRun, *, limit: int | None = None,
                   progress: bool | None = None) -> LabelProjectResult:
         """The whole project (or `limit` tasks) through the provider's batch API in one go, then imported
         a page at a time. Ctrl-C while the batch runs leaves it running; the next run resumes it."""

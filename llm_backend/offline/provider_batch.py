@@ -28,12 +28,18 @@ from typing import Any
 from ..core.config import LabelConfig
 from ..core.usage import Usage
 from ..engine.predictor import PredictionJob
-from ..engine.provider_batch_answers import BatchAnswers, first_model, plain_predictor
-from ..engine.provider_batch_store import BatchRecord
+from ..engine.provider_batch_answers import ProviderBatchAnswers, first_model, plain_predictor
+from ..engine.provider_batch_store import ProviderBatchRecord
 from ..engine.task_runner import TaskRunner
 from ..errors import LLMBackendError
 from ..models.client import Completion, LLMRequest
-from ..models.provider_batches import BatchClient, BatchStatus, batch_target, chunks, request_line
+from ..models.provider_batches import (
+    ProviderBatchClient,
+    ProviderBatchStatus,
+    chunks,
+    provider_batch_target,
+    request_line,
+)
 from ..services import Services
 from .runs import PredictionRun, Progress, predict_tasks
 
@@ -41,12 +47,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class BatchReport:
+class ProviderBatchReport:
     """What the provider batches did in one run, and what they cost against the regular price."""
 
     created: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
-    statuses: dict[str, BatchStatus] = field(default_factory=dict)
+    statuses: dict[str, ProviderBatchStatus] = field(default_factory=dict)
     requests: int = 0  # distinct requests this run needed that were not cached
     answered: int = 0  # lines that came back with an answer
     failed: dict[str, str] = field(default_factory=dict)  # cache key -> why its line has no answer
@@ -62,7 +68,7 @@ class BatchReport:
         return self.regular_cost - self.usage.cost
 
     @property
-    def pending(self) -> list[BatchStatus]:
+    def pending(self) -> list[ProviderBatchStatus]:
         return [status for status in self.statuses.values() if not status.done]
 
     def lines(self) -> list[str]:
@@ -95,11 +101,11 @@ class ProviderBatchRun:
         self.plain = plain_predictor(services.predictor)
         self.name = first_model(services.predictor)
         settings = services.settings
-        self.target = batch_target(settings, services.routing, self.name)
-        self.client = BatchClient(self.target, services.pricing, timeout=settings.llm_timeout,
+        self.target = provider_batch_target(settings, services.routing, self.name)
+        self.client = ProviderBatchClient(self.target, services.pricing, timeout=settings.llm_timeout,
                                   max_retries=settings.llm_max_retries, retry_max_wait=settings.llm_retry_max_wait)
-        self.report = BatchReport()
-        self._records: list[BatchRecord] = []
+        self.report = ProviderBatchReport()
+        self._records: list[ProviderBatchRecord] = []
 
     def run(self, tasks: list[dict[str, Any]], progress: Progress | None = None) -> PredictionRun:
         """Send, poll, collect, and predict every task; KeyboardInterrupt while polling leaves the batches
@@ -110,7 +116,7 @@ class ProviderBatchRun:
         self._records += self._submit(needed)
         self._poll()
         answers = self._collect(needed)
-        predictor = BatchAnswers(self.services.predictor, answers)
+        predictor = ProviderBatchAnswers(self.services.predictor, answers)
         runner = TaskRunner(predictor, self.services.settings.llm_concurrency)
         try:
             run = predict_tasks(self.services, self.config, tasks, self.project, progress=progress, runner=runner)
@@ -122,7 +128,7 @@ class ProviderBatchRun:
     def close(self) -> None:
         """The batches' answers are delivered: they need not be polled again."""
         for record in self._records:
-            self.services.batches.close(record.id)
+            self.services.provider_batches.close(record.id)
 
     def _needed(self, tasks: list[dict[str, Any]]) -> dict[str, LLMRequest]:
         """Distinct requests of the first model that the cache does not answer, by cache key."""
@@ -141,9 +147,9 @@ class ProviderBatchRun:
                 needed[key] = request
         return needed
 
-    def _resume(self, needed: dict[str, LLMRequest]) -> list[BatchRecord]:
+    def _resume(self, needed: dict[str, LLMRequest]) -> list[ProviderBatchRecord]:
         api_base = self.target.params.get("api_base")
-        records = [record for record in self.services.batches.open()
+        records = [record for record in self.services.provider_batches.open()
                    if record.same_target(self.target.model, api_base) and not needed.keys().isdisjoint(record.keys)]
         for record in records:
             self.report.resumed.append(record.id)
@@ -151,15 +157,15 @@ class ProviderBatchRun:
                            f"{len(record.keys)} requests")
         return records
 
-    def _submit(self, needed: dict[str, LLMRequest]) -> list[BatchRecord]:
+    def _submit(self, needed: dict[str, LLMRequest]) -> list[ProviderBatchRecord]:
         covered = {key for record in self._records for key in record.keys}
         lines = [request_line(key, request, self.target) for key, request in needed.items() if key not in covered]
         records = []
         for keys, data in chunks(lines):
             status = self.client.submit(data, {"source": "llm-backend", "project": self.project or ""})
-            record = BatchRecord(status.id, self.name, self.target.model, self.target.params.get("api_base"),
+            record = ProviderBatchRecord(status.id, self.name, self.target.model, self.target.params.get("api_base"),
                                  tuple(keys), time.time(), self.project)
-            self.services.batches.add(record)  # before anything else can fail: a restart must find it
+            self.services.provider_batches.add(record)  # before anything else can fail: a restart must find it
             records.append(record)
             self.report.created.append(status.id)
             self.on_status(f"created batch {status.id}: {len(keys)} requests to {self.target.where}")
