@@ -43,8 +43,8 @@ PARTS: list[tuple[str, re.Pattern[str]]] = [
     ("schema", re.compile(r"\(llm_backend/core/schema\.py")),
     ("reading + validation", re.compile(r"\(llm_backend/core/(reading|answer|controls/)|\(pydantic|\(json_repair/")),
     ("response cache", re.compile(r"\(llm_backend/engine/(cache|singleflight)\.py")),
-    ("ledger + queue", re.compile(r"\(llm_backend/engine/(jobstore|jobs|queue|consumers|job|provider_batch_store)\.py|"
-                                  r"\(huey/|\(sqlite3/")),
+    ("ledger + queue", re.compile(r"\(llm_backend/engine/(jobstore\w*|jobrecords|jobs|consumers|job|"
+                                  r"provider_batch_store)\.py|\(sqlite3/")),
     ("metrics", re.compile(r"\(llm_backend/engine/metrics\.py|\(prometheus_client/")),
     ("Flask, gunicorn, protocol", re.compile(r"\((flask|werkzeug|gunicorn)/|\(llm_backend/web/")),
 ]

@@ -98,7 +98,6 @@ class Services:
         """Stop this process's consumers and close every store's connections (tests build many apps in one
         process; a server closes them on shutdown). Using a store afterwards opens a connection again."""
         self.consumers.stop(timeout)
-        self.jobs.close()
         for store in (self.cache, self.examples, self.projects, self.provider_batches, self.job_store):
             store.disconnect()
         _open.pop(id(self), None)

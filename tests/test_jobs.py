@@ -1,6 +1,6 @@
-"""The job machinery without Label Studio: the ledger's compare-and-set on SQLite and Redis, causes, a job
-run by consumers over the real huey queue and the test LLM server, recovery after a consumer died,
-halting on a systemic failure, and duplicate messages."""
+"""The job machinery without Label Studio: the ledger's compare-and-set on SQLite and Redis, causes, pruning,
+halting on a systemic failure, overlapping clicks, and who may run a task. The queue itself (claims, leases,
+redelivery) is tested in `tests/test_job_queue.py`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from llm_backend.core.causes import (
     classify_failure,
     common_systemic_cause,
 )
-from llm_backend.engine.jobs import current_consumer
 from llm_backend.engine.jobstore import JobInfo, JobStore, RedisJobStore, SQLiteJobStore, TaskRecord
 from llm_backend.services import Services, build_services
 from llm_backend.settings import Settings
@@ -115,13 +114,6 @@ def _wait_idle(services: Services, job: JobInfo, timeout: float = 30) -> list[Ta
         time.sleep(0.05)
 
 
-@pytest.fixture
-def services(make_settings: Callable[..., Settings]) -> Iterator[Services]:
-    built = _services(make_settings, llm_concurrency=2)
-    yield built
-    built.consumers.stop(timeout=30)
-
-
 def test_the_ledger_prunes_finished_records_after_the_retention_and_keeps_the_rest(store: JobStore) -> None:
     now = time.time()
     old, fresh = now - 3600, now - 10
@@ -144,54 +136,6 @@ def test_the_ledger_prunes_finished_records_after_the_retention_and_keeps_the_re
     assert store.prune(now - 5) == 1 and store.prune(now - 5) == 0
     assert "gone-1-abc" in store.consumers() and store.prune(time.time() + 1) == 0
     assert "gone-1-abc" not in store.consumers()
-
-
-def test_a_job_runs_through_the_queue_and_a_duplicate_message_costs_nothing(
-    services: Services, llm: FakeLLMServer
-) -> None:
-    llm.set_default(Reply(json={"sentiment": "Positive"}))
-    job = services.jobs.job("3", "v-a", CHOICES_CONFIG, None, {})
-    submission = services.jobs.submit(job, _tasks(range(1, 11)))
-    assert submission.queued == 10 and services.jobs.huey.storage.queue_size() == 10
-    services.jobs.enqueue(job.id, 4)  # a duplicate message, as recovery may send
-    assert services.jobs.submit(job, _tasks(range(1, 11))).queued == 0  # already queued: not twice
-    services.consumers.start()
-    records = _wait_idle(services, job)
-    assert [(r.state, r.status) for r in records] == [("done", "ok")] * 10
-    assert records[0].item is not None and records[0].item["result"][0]["value"] == {"choices": ["Positive"]}
-    assert {r.ran_by for r in records} == {current_consumer()}
-    deadline = time.monotonic() + 30
-    while services.jobs.huey.storage.queue_size() and time.monotonic() < deadline:  # the duplicate, taken and dropped
-        time.sleep(0.05)
-    services.consumers.stop(timeout=30)  # once stopped, nothing more can run: the duplicate message was no call
-    assert llm.calls == 10 and services.jobs.huey.storage.queue_size() == 0
-
-
-def test_tasks_of_a_dead_consumer_are_queued_again_and_lost_messages_resent(
-    services: Services, llm: FakeLLMServer
-) -> None:
-    llm.set_default(Reply(json={"sentiment": "Negative"}))
-    jobs, store = services.jobs, services.job_store
-    job = jobs.job("3", "v-b", CHOICES_CONFIG, None, {})
-    jobs.submit(job, _tasks(range(1, 5)))
-    services.jobs.huey.storage.flush_queue()  # every message lost, as a kill -9 loses the ones taken
-    stale = time.time() - 3600
-    store.heartbeat("dead-host-1-abc")
-    for task_id in (1, 2):  # "running" under a consumer that died (its heartbeat stopped an hour ago)
-        record = store.get_task(job.id, task_id)
-        assert record is not None
-        assert store.move(job.id, record.moved("running", owner="dead-host-1-abc"), {"queued"})
-    for task_id in (3, 4):  # "queued" but their message is gone, for longer than the lease
-        record = store.get_task(job.id, task_id)
-        assert record is not None
-        assert store.move(job.id, TaskRecord(task_id, "queued", updated=stale, submitted=stale), {"queued"})
-    assert isinstance(store, SQLiteJobStore)
-    store._connect().execute("UPDATE consumers SET seen = ? WHERE id = ?", (stale, "dead-host-1-abc"))
-    assert services.consumers.recover() == 4
-    assert services.consumers.recover() == 0  # nothing twice: the messages are now in the queue
-    services.consumers.start()
-    assert [r.state for r in _wait_idle(services, job)] == ["done"] * 4
-    assert llm.calls == 4
 
 
 def test_a_systemic_failure_halts_the_job_and_a_new_submission_resumes_it(
@@ -351,7 +295,7 @@ def test_a_task_a_predict_waits_for_is_retried_until_its_deadline_by_a_consumer_
     record = other.job_store.get_task(job.id, 1)
     assert record is not None and other.jobs.awaited(job.id, record)  # another process's write-back leaves it
 
-    other.jobs.execute(job.id, 1, consumer="other-1")
+    assert other.jobs.run_next("other-1")
     [done] = other.job_store.records(job.id)
     assert (done.state, done.item is not None) == ("done", True)
     assert llm.calls == 4  # three 429s retried: LLM_MAX_RETRIES=1 alone would have failed it after two calls
@@ -359,6 +303,6 @@ def test_a_task_a_predict_waits_for_is_retried_until_its_deadline_by_a_consumer_
     # No /predict waits: as offline, LLM_MAX_RETRIES retries.
     llm.add_rule("later", [limited, limited, limited, Reply(json={"sentiment": "Neutral"})])
     waiting.jobs.submit(job, [{"id": 2, "data": {"text": "later"}}])
-    other.jobs.execute(job.id, 2, consumer="other-1")
+    assert other.jobs.run_next("other-1")
     failed = other.job_store.get_task(job.id, 2)
     assert failed is not None and failed.state == "failed" and not other.jobs.awaited(job.id, failed)

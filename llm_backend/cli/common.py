@@ -38,7 +38,7 @@ def _logging(verbose: bool, settings: Settings) -> None:
     level = settings.log_level if verbose else "ERROR"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("llm_backend").setLevel(level)
-    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore", "huey"):
+    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 

@@ -20,7 +20,7 @@ from ..settings import Settings, load_settings
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
     # LiteLLM and httpx log every request at INFO; keep them for DEBUG.
-    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore", "huey"):  # huey logs every task it runs at INFO
+    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -1,5 +1,5 @@
-"""The threads that work the job queue in one process: huey workers, a heartbeat with recovery, and the
-write-back to Label Studio.
+"""The threads that work the job queue in one process: workers, a heartbeat with recovery, and the write-back to
+Label Studio.
 
 `serve` starts them in each gunicorn worker after the fork (`post_worker_init`), `llm-backend
 worker` in its own process, `label-project --wait` for as long as its job runs, and an app built
@@ -7,11 +7,12 @@ in-process (`create_app`) when it is built; never a request.
 `LLM_CONCURRENCY` worker threads per process, like the request path: the provider sees at most
 processes x LLM_CONCURRENCY calls.
 
-huey forgets a message once a worker has taken it, so a `kill -9` loses the messages of the tasks
-that were running. Each process writes a heartbeat; a task `running` under a consumer whose
-heartbeat is older than `lease` seconds is queued again (its answer, if the model had given it,
-is in the response cache), and a `queued` task with no message in the queue gets a new one. A
-duplicate message is harmless: `Jobs.execute` only runs a task it moves from `queued` itself.
+The ledger is the queue (`engine/jobstore.py`): a worker claims a queued task, which moves it to `running`
+under this process's consumer id. That claim is a lease held by the process's heartbeat (every `heartbeat`
+seconds): a task `running` under a consumer whose heartbeat is older than `lease` seconds (killed, OOM, power)
+is moved back to `queued` by whichever process's recovery sees it first, and claimed again; its answer, if
+the model had given it, is in the response cache. A slow consumer whose task was taken from it cannot finish
+it: its last move is a compare-and-set on its own ownership.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Consumers:
                 thread.start()
             _started.add(self)
         log.info("job consumers started: %d threads, consumer %s, queue %s", self.threads, current_consumer(),
-                 type(self.jobs.huey.storage).__name__)
+                 type(self.store).__name__)
         return True
 
     def stop(self, timeout: float | None = None) -> None:
@@ -114,29 +115,34 @@ class Consumers:
     # -- threads ----------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        huey = self.jobs.huey
+        me = current_consumer()
         delay = 0.0
         while not self._stop.is_set():
             try:
-                message = huey.dequeue()
-            except Exception as exc:
-                log.warning("reading the job queue failed (%s); trying again in 1 s", type(exc).__name__)
+                if delay and not self.store.blocking and not self.store.queued():
+                    delay = self._idle(delay)  # idle on SQLite: poll with a read, claim only when a task waits
+                    continue
+                ran = self.jobs.run_next(me)
+            except Exception as exc:  # the store is unreachable, or one bad task: the worker carries on
+                log.warning("working the job queue failed (%s: %s); trying again in 1 s", type(exc).__name__, exc)
                 self._stop.wait(1.0)
                 continue
-            if message is None:
-                if not getattr(huey.storage, "blocking", False):  # Redis waits in BRPOP instead
-                    delay = self._idle(delay)
-                continue
-            if delay:  # the queue had work after a pause: wake the others to share it
-                self.jobs.wake.set()
-            delay = 0.0
-            try:
-                # The task itself, not `huey.execute`: that also reads and deletes the message's revoke keys (two
-                # more exclusive transactions on the queue per task, for a feature jobs do not use). Jobs.execute
-                # keeps its own state in the ledger, so nothing else of huey's bookkeeping applies.
-                message.execute()
-            except Exception:  # one bad message must not stop the worker
-                log.exception("job task failed")
+            if ran:
+                if delay:  # the queue had work after a pause: wake the others to share it
+                    self.jobs.wake.set()
+                delay = 0.0
+            elif self.store.blocking:
+                self._wait_for_work()
+            else:
+                delay = self._idle(delay)
+
+    def _wait_for_work(self) -> None:
+        """Redis: block until a task is queued (at most a second, to see `stop`)."""
+        try:
+            self.store.wait_for_work(1.0)
+        except Exception as exc:
+            log.warning("waiting on the job queue failed (%s); trying again in 1 s", type(exc).__name__)
+            self._stop.wait(1.0)
 
     def _idle(self, delay: float) -> float:
         """Wait for work on SQLite, which cannot notify; returns the next pause. One idle thread per process polls
@@ -197,30 +203,15 @@ class Consumers:
         return removed
 
     def recover(self) -> int:
-        """Queue again the tasks whose consumer died and the queued tasks whose message is gone."""
+        """Queue again the tasks whose consumer's lease ran out (its heartbeat is older than `lease`)."""
         live = self.live()
-        now = time.time()
         requeued = 0
-        stale: list[tuple[str, int]] = []
         for job in self.store.jobs():
-            for record in self.store.records(job.id, states=frozenset({"running", "queued"})):
-                if record.state == "running" and record.owner not in live:
-                    if self.store.move(job.id, record.moved("queued", owner=None), {"running"}, owner=record.owner):
-                        self.jobs.enqueue(job.id, record.task_id)
-                        requeued += 1
-                elif record.state == "queued" and now - record.updated > self.lease:
-                    stale.append((job.id, record.task_id))
-        if stale:
-            # The queue is read before the ledger is read again: a message taken after this read belongs to a task
-            # that is then seen with its message, so only a message lost for good (or taken a moment ago by a
-            # worker that has not marked it running yet: a harmless duplicate) looks lost.
-            messages = self.jobs.queued_messages()
-            for job_id, task_id in stale:
-                record = self.store.get_task(job_id, task_id)
-                if record is not None and record.state == "queued" and (job_id, task_id) not in messages:
-                    self.jobs.enqueue(job_id, task_id)
+            for record in self.store.records(job.id, states=frozenset({"running"})):
+                if record.owner not in live and self.store.move(job.id, record.moved("queued", owner=None),
+                                                                {"running"}, owner=record.owner):
                     requeued += 1
         if requeued:
-            log.warning("job recovery: %d tasks queued again (their consumer stopped, e.g. killed, or their message "
-                        "was lost)", requeued)
+            self.jobs.wake.set()
+            log.warning("job recovery: %d tasks queued again (their consumer stopped, e.g. killed)", requeued)
         return requeued

@@ -1,11 +1,11 @@
-"""Durable background jobs: the tasks of a selection, queued in huey and predicted by consumers.
+"""Durable background jobs: the tasks of a selection, queued in the job ledger and predicted by consumers.
 
 A /predict (or `label-project`) *submits* its tasks to the job of its project and model_version:
-each task gets a record in the job store (`engine/jobstore.py`) and a message in the queue. huey
-keeps the queue: SQLite in CACHE_DIR by default (no extra service), Redis when CACHE_URL is set so
-that replicas share the work. Consumers (`engine/consumers.py`: threads inside `serve`, or
-`llm-backend worker`) take messages and run `execute`, which predicts the task with the service's
-predictor: the response cache makes a task that was answered before a crash free.
+each task gets a record in the job store (`engine/jobstore.py`), in state `queued`; the ledger is the
+queue. SQLite in CACHE_DIR by default (no extra service), Redis when CACHE_URL is set so that replicas
+share the work. Consumers (`engine/consumers.py`: threads inside `serve`, or `llm-backend worker`) claim
+queued tasks (`run_next`: an atomic move to `running` under the consumer's id) and predict them with the
+service's predictor: the response cache makes a task that was answered before a crash free.
 
 /predict then waits until its deadline and *collects*: a finished task whose outcome it wins
 (`done -> returned`, a compare-and-set) goes into its response; the rest carry on as the job, and
@@ -23,18 +23,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.causes import BY_KEY, SETTINGS_CHANGED, Cause, classify_failure
 from ..core.config import parse_label_config
 from ..settings import Settings
-from .jobstore import ACTIVE, DELIVERED, JobInfo, JobStore, TaskRecord
+from .jobstore import ACTIVE, DELIVERED, Claim, JobInfo, JobStore, TaskRecord
 from .outcome import TaskOutcome
 from .predictor import PredictionJob, TaskPredictor
 from .prompts import PromptLibrary
-from .queue import open_huey
 
 log = logging.getLogger(__name__)
 
@@ -65,63 +63,19 @@ class Jobs:
     """Submits tasks to jobs, executes queued tasks, and collects outcomes for /predict."""
 
     def __init__(self, settings: Settings, store: JobStore, predictor: TaskPredictor, *, writeback: bool,
-                 prompts: PromptLibrary | None = None, huey_factory: Callable[[Settings], Any] = open_huey) -> None:
+                 prompts: PromptLibrary | None = None) -> None:
         self.settings = settings
         self.store = store
         self.predictor = predictor
         self.writeback = writeback  # whether this process can post to Label Studio
-        self._huey_factory = huey_factory
-        self._lock = threading.Lock()
-        self._huey: Any = None
-        self._huey_task: Any = None
-        self._pid = 0
         self._changed = threading.Condition()
         self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> deadline (time.time()) of a waiting /predict
-        self.wake = threading.Event()  # set on enqueue: this process's idle workers look at the queue at once
+        self.wake = threading.Event()  # set on submit: this process's idle workers look at the queue at once
         self.prompts = prompts
         # Seconds after a /predict answered a task during which a new submission of it is not answered again: Label
         # Studio stores a /predict's answer only after receiving it, so a second click in that moment still sends it.
         self.save_grace = settings.second_click_grace
         self.settings_fingerprint = settings.prediction_fingerprint()
-
-    # -- the queue --------------------------------------------------------------------------------
-
-    @property
-    def huey(self) -> Any:
-        # Built on first use in each process: a SQLite connection or a socket must not cross a fork.
-        with self._lock:
-            if self._huey is None or self._pid != os.getpid():
-                self._huey = self._huey_factory(self.settings)
-                self._huey_task = self._huey.task(name="llm_backend.predict_task")(self.execute)
-                self._pid = os.getpid()
-            return self._huey
-
-    def close(self) -> None:
-        """Close this process's queue connection (`Services.close`); a later use opens it again."""
-        with self._lock:
-            if self._huey is not None and self._pid == os.getpid():
-                self._huey.storage.close()
-                self._huey = None
-
-    def enqueue(self, job_id: str, task_id: int, *, wake: bool = True) -> None:
-        self.huey  # noqa: B018 (builds the task wrapper)
-        self._huey_task(job_id, task_id)
-        if wake:
-            self.wake.set()
-
-    def enqueue_many(self, job_id: str, task_ids: list[int]) -> None:
-        """One message per task, written to the queue together."""
-        huey = self.huey
-        huey.storage.enqueue_many([huey.serialize_task(self._huey_task.s(job_id, task_id)) for task_id in task_ids])
-        self.wake.set()
-
-    def queued_messages(self) -> set[tuple[str, int]]:
-        """(job, task) of every message waiting in the queue."""
-        found = set()
-        for message in self.huey.pending():
-            if len(message.args) == 2:
-                found.add((str(message.args[0]), int(message.args[1])))
-        return found
 
     def fingerprint(self, project: str) -> str:
         """What shapes this project's answers in this process: the settings that can change an answer and the
@@ -159,7 +113,7 @@ class Jobs:
         data: dict[int, dict[str, Any]] = {}
         for task in tasks:  # a task sent twice in one request is queued once, with its first data
             data.setdefault(int(task["id"]), {"id": int(task["id"]), "data": task.get("data")})
-        # Records first, in one transaction, then the messages: a message never arrives before its record.
+        # One transaction: from its commit on, the new records are in the queue.
         added = self.store.add_tasks(job.id, [(TaskRecord(task_id, "queued", submitted=now, updated=now,
                                                           awaited_until=awaited_until), task)
                                               for task_id, task in data.items()])
@@ -171,7 +125,7 @@ class Jobs:
                                            awaited_until)]
         queued = sorted(added) + again
         if queued:
-            self.enqueue_many(job.id, queued)
+            self.wake.set()
             submission.queued = len(queued)
             log.info("job %s: %d tasks queued (%d submitted)", job.id, submission.queued, len(tasks))
         return submission
@@ -195,65 +149,78 @@ class Jobs:
 
     # -- executing (in a consumer thread) ---------------------------------------------------------
 
-    def execute(self, job_id: str, task_id: int, consumer: str | None = None) -> None:
-        """Predict one queued task (the huey task). A duplicate message finds the task taken and returns."""
+    def run_next(self, consumer: str | None = None) -> bool:
+        """Claim the oldest queued task and run it; False when none is queued."""
         consumer = consumer or current_consumer()
+        claim = self.store.claim(consumer)
+        if claim is None:
+            return False
+        try:
+            self.execute(claim, consumer)
+        except Exception as exc:  # a bug, not a model failure (those are outcomes): fail this task, not the worker
+            log.exception("job %s: task %d failed", claim.job_id, claim.record.task_id)
+            failed = claim.record.moved("failed", owner=None, finished=time.time(), status="failed",
+                                        error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+            self.store.move(claim.job_id, failed, {"running"}, owner=consumer)
+        return True
+
+    def execute(self, claim: Claim, consumer: str) -> None:
+        """Predict a task this consumer claimed (its record is `running` under `consumer`)."""
+        job_id, running = claim.job_id, claim.record
         job = self.store.get_job(job_id)
-        record = self.store.get_task(job_id, task_id)
-        if job is None or record is None or record.state != "queued":
+        if job is None:  # cannot happen while the job has a task (pruning removes only empty jobs)
+            self.store.move(job_id, running.moved("failed", owner=None, finished=time.time(), error="job not found"),
+                            {"running"}, owner=consumer)
             return
         if job.halted:
             cause = BY_KEY.get(job.halted)
             message = f"not sent to the model: this job stopped because {job.halted_message}"
-            self._finish(job, record, TaskOutcome("failed", error=message), cause, consumer=None)
+            self._finish(job, running, TaskOutcome("failed", error=message), cause, consumer, ran=False)
             return
         mine = self.fingerprint(job.project)
         if job.fingerprint and job.fingerprint != mine:
-            self._bounce(job, record, mine)
+            self._bounce(job, running, mine, consumer)
             return
-        running = record.moved("running", owner=consumer)
-        if not self.store.move(job_id, running, {"queued"}):
-            return  # another consumer took it
-        data = self.store.task_data(job_id, task_id) or {"id": task_id, "data": {}}
+        data = claim.data or {"id": running.task_id, "data": {}}
         # While a /predict waits for the task (in this process, or in another: its record says until when),
         # transient failures are retried until its deadline (then LLM_MAX_RETRIES more at most); otherwise
         # LLM_MAX_RETRIES times, as offline.
-        deadline = self._awaited.get((job_id, task_id))
-        if deadline is None and record.awaited_until is not None and record.awaited_until > time.time():
-            deadline = record.awaited_until
+        deadline = self._awaited.get((job_id, running.task_id))
+        if deadline is None and running.awaited_until is not None and running.awaited_until > time.time():
+            deadline = running.awaited_until
         # parse_label_config keeps the parsed configs (an LRU cache): a job's XML is parsed once per process.
         prediction = PredictionJob(parse_label_config(job.label_config), job.project, data, None, job.model,
                                    dict(job.params), deadline=deadline)
         outcome = self.predictor.predict(prediction)
         cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
-        self._finish(job, running, outcome, cause, consumer=consumer)
+        self._finish(job, running, outcome, cause, consumer, ran=True)
         if cause is not None and cause.systemic:
             self._maybe_halt(job, cause, outcome.error or "")
 
-    def _bounce(self, job: JobInfo, record: TaskRecord, mine: str) -> None:
+    def _bounce(self, job: JobInfo, record: TaskRecord, mine: str, consumer: str) -> None:
         """A task submitted under other settings (another model, prompts, few-shot...): its model_version is not
-        what this process would produce, so it goes back to the queue for a consumer that has them."""
+        what this process would produce, so it goes back to the end of the queue for a consumer that has them."""
         now = time.time()
         since = record.bounced_since or now
         if now - since > BOUNCE_PATIENCE:
             message = (f"{SETTINGS_CHANGED.title} (job {job.id}, settings {job.fingerprint}; this backend's are "
                        f"{mine}) and none with those settings took it in {BOUNCE_PATIENCE:.0f} s")
-            self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer=None)
+            self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer, ran=False)
             return
-        back = record.moved("queued", bounces=record.bounces + 1, bounced_since=since)
-        if self.store.move(job.id, back, {"queued"}, owner=None):
-            self.enqueue(job.id, record.task_id, wake=False)  # not to this process's own idle workers
-            time.sleep(0.2)  # nor straight back to this worker: a consumer with the right settings gets its turn
+        back = record.moved("queued", owner=None, bounces=record.bounces + 1, bounced_since=since)
+        if self.store.move(job.id, back, {"running"}, owner=consumer):
+            time.sleep(0.2)  # not straight back to this worker: a consumer with the right settings gets its turn
 
-    def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None,
-                consumer: str | None) -> None:
+    def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None, consumer: str,
+                *, ran: bool) -> None:
+        """Move the consumer's running task to `done` or `failed`; `ran`: whether it was sent to the model."""
         now = time.time()
         item = outcome.to_result(job.model_version) if outcome.regions is not None else None
         finished = record.moved("done" if item is not None else "failed", owner=None, finished=now, item=item,
                                 status=outcome.status, error=outcome.error, error_code=outcome.error_code,
                                 cause=cause.key if cause else None, usage=outcome.usage.to_dict(),
-                                ran_by=consumer or record.ran_by, facts=outcome.facts())
-        self.store.move(job.id, finished, {record.state}, owner=consumer)
+                                ran_by=consumer if ran else record.ran_by, facts=outcome.facts())
+        self.store.move(job.id, finished, {"running"}, owner=consumer)
         with self._changed:
             self._changed.notify_all()
 

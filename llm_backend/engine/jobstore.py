@@ -1,133 +1,54 @@
-"""Where background jobs keep their progress: one record per job and per task, with atomic state moves.
+"""The job ledger, which is also the job queue: SQLite on one machine, Redis (`jobstore_redis.py`) for several.
 
-The queue library (huey, `engine/jobs.py`) delivers and runs the work; it forgets a message once a
-worker has taken it, and keeps no per-task outcome. This store is the ledger around it: which
-tasks a job has, who is running or posting each one (`owner`, a consumer id with a heartbeat), the
-outcome, and the usage. Every state change is a compare-and-set (`move`), so two workers, two
-replicas, a /predict request and the write-back never both take the same task:
-
-    queued -> running -> done -> returned   (answered by /predict within its deadline)
-                              -> posting -> posted | present   (written back to Label Studio)
-                      -> failed            (no prediction; the next submission queues it again)
-
-SQLite (a file in CACHE_DIR, shared by gunicorn workers and `llm-backend worker` on one host) by
-default; Redis when CACHE_URL is set, so several replicas share one ledger as they share the queue.
+SQLite (a file in CACHE_DIR, shared by gunicorn workers and `llm-backend worker` on one host) by default;
+Redis when CACHE_URL is set, so several replicas share one ledger. There is no queue beside it: a task is
+queued by its record's state, and a consumer claims the oldest queued record in one write transaction that
+reads it and marks it `running` under the consumer's id (`claim`; the records and their states are in
+`engine/jobrecords.py`). A claimed task's lease is its owner's heartbeat: once that is older than the
+lease, any consumer's recovery moves the task back to `queued` (`engine/consumers.py`), which is the
+redelivery.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .cache import RedisConnection, SQLiteFile
-from .retention import prune_redis, prune_sqlite
+from .cache import SQLiteFile
+from .jobrecords import ACTIVE, ANY_OWNER, DELIVERED, WORKING, Claim, JobInfo, JobStore, TaskRecord
+from .jobstore_redis import RedisJobStore
+from .retention import prune_sqlite
 
-ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
-DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
-WORKING = frozenset({"queued", "running"})  # not finished: what a waiting /predict polls for
-ANY_OWNER = "*"  # `move` without an owner condition
+__all__ = ["ACTIVE", "ANY_OWNER", "DELIVERED", "WORKING", "Claim", "JobInfo", "JobStore", "RedisJobStore",
+           "SQLiteJobStore", "TaskRecord", "open_job_store"]
 
-
-@dataclass(frozen=True)
-class JobInfo:
-    """One job per project and model_version: every submission of that pair adds to it."""
-
-    id: str
-    project: str
-    model_version: str
-    label_config: str
-    model: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    writeback: bool = False
-    created: float = 0.0
-    updated: float = 0.0
-    halted: str | None = None  # a systemic cause key: queued tasks are not sent to the model
-    halted_message: str | None = None
-    fingerprint: str = ""  # Jobs.fingerprint(project) of the submitter: who may run its tasks
-
-    @staticmethod
-    def key(project: str, model_version: str) -> str:
-        return f"{project}:{model_version}"
-
-    def to_json(self) -> str:
-        # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
-        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> JobInfo:
-        return cls(**json.loads(raw))
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    task_id: int
-    state: str
-    owner: str | None = None
-    updated: float = 0.0
-    submitted: float = 0.0
-    finished: float | None = None
-    status: str | None = None  # ok | cached | failed (the engine's TaskOutcome.status)
-    item: dict[str, Any] | None = None  # {"result", "score", "model_version"}: what Label Studio stores
-    error: str | None = None
-    error_code: str | None = None
-    cause: str | None = None  # core.causes key of a failure
-    usage: dict[str, Any] | None = None
-    ran_by: str | None = None  # the consumer that predicted it
-    bounces: int = 0  # times a consumer with other settings put it back in the queue
-    bounced_since: float | None = None
-    # (Epoch seconds) a /predict waits for this task until then, in whichever process: the consumer that runs it
-    # retries transient failures until then, and the write-back leaves it to that /predict.
-    awaited_until: float | None = None
-    facts: dict[str, Any] | None = None  # TaskOutcome.facts(): controls left out, text not read, repairs, signal
-
-    def moved(self, state: str, **changes: Any) -> TaskRecord:
-        return replace(self, state=state, updated=time.time(), **changes)
-
-    def to_json(self) -> str:
-        # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
-        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> TaskRecord:
-        return cls(**json.loads(raw))
-
-
-_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (JobInfo, TaskRecord)}
-
-
-class JobStore(Protocol):
-    def put_job(self, job: JobInfo) -> None: ...
-    def get_job(self, job_id: str) -> JobInfo | None: ...
-    def jobs(self) -> list[JobInfo]: ...
-    def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]: ...
-    def get_task(self, job_id: str, task_id: int) -> TaskRecord | None: ...
-    def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None: ...
-    def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None: ...
-    def records(self, job_id: str, task_ids: list[int] | None = None,
-                states: frozenset[str] | None = None) -> list[TaskRecord]: ...
-    def working(self, job_id: str, task_ids: set[int]) -> set[int]: ...
-    def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
-             owner: str | None = ANY_OWNER) -> bool: ...
-    def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]: ...
-    def heartbeat(self, consumer: str) -> None: ...
-    def consumers(self) -> dict[str, float]: ...
-    def prune(self, before: float) -> int: ...
-    def disconnect(self) -> None: ...
+_MOVE = "UPDATE tasks SET state = ?, owner = ?, body = ?, queued_at = COALESCE(?, queued_at) WHERE job = ? AND task = ?"
 
 
 class SQLiteJobStore(SQLiteFile):
+    blocking = False  # SQLite cannot notify another process: idle consumers poll `queued` (engine/consumers.py)
+
     def __init__(self, path: Path) -> None:
         super().__init__(
             path,
             "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+            # queued_at: when the record last became `queued`; claims take the oldest first.
             "CREATE TABLE IF NOT EXISTS tasks (job TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL, "
-            "owner TEXT, body TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, task))",
+            "owner TEXT, body TEXT NOT NULL, data TEXT NOT NULL, queued_at REAL NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (job, task))",
             "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (job, state)",
             "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, seen REAL NOT NULL)",
         )
+        db = self._connect()
+        if "queued_at" not in {row[1] for row in db.execute("PRAGMA table_info(tasks)")}:
+            # A ledger written when a separate queue (huey, queue.sqlite3) delivered the tasks: its queued records
+            # become the queue as they are.
+            with self._write_lock:
+                db.execute("ALTER TABLE tasks ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
+        # The queue: only queued records are in this index, oldest first.
+        db.execute("CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (queued_at) WHERE state = 'queued'")
 
     def put_job(self, job: JobInfo) -> None:
         self._write("INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)", (job.id, job.to_json()))
@@ -140,14 +61,16 @@ class SQLiteJobStore(SQLiteFile):
         return [JobInfo.from_json(row[0]) for row in self._connect().execute("SELECT body FROM jobs ORDER BY id")]
 
     def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
-        """Add the records not there yet (with their task data), in one transaction; the ids added."""
+        """Add the records not there yet (with their task data), in one transaction; the ids added. A record added
+        `queued` is in the queue from the commit on."""
         added = set()
         with self._transaction() as db:
             for record, task in items:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data, queued_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (job_id, record.task_id, record.state, record.owner, record.to_json(),
-                     json.dumps(task, ensure_ascii=False)))
+                     json.dumps(task, ensure_ascii=False), record.updated or record.submitted))
                 if cursor.rowcount == 1:
                     added.add(record.task_id)
         return added
@@ -199,11 +122,11 @@ class SQLiteJobStore(SQLiteFile):
 
     def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
              owner: str | None = ANY_OWNER) -> bool:
-        """Replace the task's record if it is in one of `from_states` (and owned by `owner`)."""
+        """Replace the task's record if it is in one of `from_states` (and owned by `owner`). A record moved to
+        `queued` goes to the back of the queue."""
         states = sorted(from_states)
-        sql = (f"UPDATE tasks SET state = ?, owner = ?, body = ? WHERE job = ? AND task = ? "
-               f"AND state IN ({','.join('?' * len(states))})")
-        params: list[Any] = [record.state, record.owner, record.to_json(), job_id, record.task_id, *states]
+        sql = f"{_MOVE} AND state IN ({','.join('?' * len(states))})"
+        params: list[Any] = [*_moved(record), job_id, record.task_id, *states]
         if owner != ANY_OWNER:
             sql += " AND owner IS ?"
             params.append(owner)
@@ -212,18 +135,37 @@ class SQLiteJobStore(SQLiteFile):
     def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]:
         """`move` for many tasks (any owner) in one transaction; the ids moved."""
         states = sorted(from_states)
-        sql = (f"UPDATE tasks SET state = ?, owner = ?, body = ? WHERE job = ? AND task = ? "
-               f"AND state IN ({','.join('?' * len(states))})")
+        sql = f"{_MOVE} AND state IN ({','.join('?' * len(states))})"
         moved = set()
         with self._transaction() as db:
             for record in records:
-                if db.execute(sql, (record.state, record.owner, record.to_json(), job_id, record.task_id,
-                                    *states)).rowcount == 1:
+                if db.execute(sql, (*_moved(record), job_id, record.task_id, *states)).rowcount == 1:
                     moved.add(record.task_id)
         return moved
 
-    def heartbeat(self, consumer: str) -> None:
-        self._write("INSERT OR REPLACE INTO consumers (id, seen) VALUES (?, ?)", (consumer, time.time()))
+    def claim(self, consumer: str) -> Claim | None:
+        """The oldest queued task, moved to `running` under `consumer`: read and marked in one write transaction,
+        which no other connection's write can interleave (BEGIN IMMEDIATE), so each task is claimed once."""
+        with self._transaction() as db:
+            row = db.execute("SELECT job, body, data FROM tasks WHERE state = 'queued' ORDER BY queued_at LIMIT 1"
+                             ).fetchone()
+            if row is None:
+                return None
+            record = TaskRecord.from_json(row[1]).moved("running", owner=consumer)
+            db.execute("UPDATE tasks SET state = 'running', owner = ?, body = ? WHERE job = ? AND task = ?",
+                       (consumer, record.to_json(), row[0], record.task_id))
+        return Claim(row[0], record, dict(json.loads(row[2])))
+
+    def queued(self) -> bool:
+        """Whether any task waits (a read: an idle consumer asks this, and claims only when it is true)."""
+        return self._connect().execute("SELECT 1 FROM tasks WHERE state = 'queued' LIMIT 1").fetchone() is not None
+
+    def wait_for_work(self, timeout: float) -> None:
+        time.sleep(timeout)  # not called: `blocking` is False, the consumers poll `queued` with a backoff
+
+    def heartbeat(self, consumer: str, at: float | None = None) -> None:
+        self._write("INSERT OR REPLACE INTO consumers (id, seen) VALUES (?, ?)",
+                    (consumer, time.time() if at is None else at))
 
     def consumers(self) -> dict[str, float]:
         return {row[0]: row[1] for row in self._connect().execute("SELECT id, seen FROM consumers")}
@@ -234,135 +176,9 @@ class SQLiteJobStore(SQLiteFile):
             return prune_sqlite(db, before)
 
 
-# KEYS[1] the job's task hash; ARGV: task id, new body, allowed states (comma-separated), owner or "*" (any).
-_MOVE = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return 0 end
-local record = cjson.decode(current)
-local allowed = false
-for state in string.gmatch(ARGV[3], '[^,]+') do
-  if record['state'] == state then allowed = true end
-end
-if not allowed then return 0 end
-if ARGV[4] ~= '*' then
-  local owner = record['owner']
-  if owner == cjson.null then owner = '' end
-  if owner ~= ARGV[4] then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-
-# KEYS[1] the job's task hash; ARGV: task ids. Returns those still queued or running (decoded in Redis, not here).
-_WORKING = """
-local found = {}
-for _, id in ipairs(ARGV) do
-  local current = redis.call('HGET', KEYS[1], id)
-  if current then
-    local state = cjson.decode(current)['state']
-    if state == 'queued' or state == 'running' then table.insert(found, id) end
-  end
-end
-return found
-"""
-
-
-class RedisJobStore(RedisConnection):
-    def __init__(self, url: str, prefix: str = "llm-backend:jobs:") -> None:
-        super().__init__(url, socket_timeout=10)
-        self._prefix = prefix
-        self._move = self._redis.register_script(_MOVE)
-        self._working = self._redis.register_script(_WORKING)
-
-    def _tasks_key(self, job_id: str) -> str:
-        return f"{self._prefix}{job_id}:tasks"
-
-    def _data_key(self, job_id: str) -> str:
-        return f"{self._prefix}{job_id}:data"
-
-    def put_job(self, job: JobInfo) -> None:
-        self._redis.hset(f"{self._prefix}index", job.id, job.to_json())
-
-    def get_job(self, job_id: str) -> JobInfo | None:
-        raw = self._redis.hget(f"{self._prefix}index", job_id)
-        return JobInfo.from_json(raw) if raw else None
-
-    def jobs(self) -> list[JobInfo]:
-        found = [JobInfo.from_json(raw) for raw in self._redis.hgetall(f"{self._prefix}index").values()]
-        return sorted(found, key=lambda job: job.id)
-
-    def add_tasks(self, job_id: str, items: list[tuple[TaskRecord, dict[str, Any]]]) -> set[int]:
-        added = set()
-        for start in range(0, len(items), 500):
-            chunk = items[start:start + 500]
-            # Data first: a record is never visible without the task it describes.
-            data = self._redis.pipeline(transaction=False)
-            for record, task in chunk:
-                data.hsetnx(self._data_key(job_id), str(record.task_id), json.dumps(task, ensure_ascii=False))
-            data.execute()
-            tasks = self._redis.pipeline(transaction=False)
-            for record, _task in chunk:
-                tasks.hsetnx(self._tasks_key(job_id), str(record.task_id), record.to_json())
-            added.update(record.task_id for (record, _task), new in zip(chunk, tasks.execute(), strict=True) if new)
-        return added
-
-    def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
-        raw = self._redis.hget(self._tasks_key(job_id), str(task_id))
-        return TaskRecord.from_json(raw) if raw else None
-
-    def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
-        raw = self._redis.hget(self._data_key(job_id), str(task_id))
-        return dict(json.loads(raw)) if raw else None
-
-    def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
-        self._redis.hset(self._data_key(job_id), str(task_id), json.dumps(task, ensure_ascii=False))
-
-    def records(self, job_id: str, task_ids: list[int] | None = None,
-                states: frozenset[str] | None = None) -> list[TaskRecord]:
-        if task_ids is None:
-            raws = list(self._redis.hgetall(self._tasks_key(job_id)).values())
-        else:
-            raws = []
-            for start in range(0, len(task_ids), 1000):
-                raws += self._redis.hmget(self._tasks_key(job_id), [str(t) for t in task_ids[start:start + 1000]])
-        found = sorted((TaskRecord.from_json(raw) for raw in raws if raw), key=lambda record: record.task_id)
-        return found if states is None else [record for record in found if record.state in states]
-
-    def working(self, job_id: str, task_ids: set[int]) -> set[int]:
-        ids = sorted(task_ids)
-        found: set[int] = set()
-        for start in range(0, len(ids), 1000):  # short scripts: Redis serves nothing else while one runs
-            found.update(int(raw) for raw in self._working(keys=[self._tasks_key(job_id)],
-                                                           args=[str(t) for t in ids[start:start + 1000]]))
-        return found
-
-    def move(self, job_id: str, record: TaskRecord, from_states: frozenset[str] | set[str],
-             owner: str | None = ANY_OWNER) -> bool:
-        expected = owner or ""
-        moved = self._move(keys=[self._tasks_key(job_id)],
-                           args=[str(record.task_id), record.to_json(), ",".join(sorted(from_states)), expected])
-        return bool(moved)
-
-    def move_many(self, job_id: str, records: list[TaskRecord], from_states: frozenset[str] | set[str]) -> set[int]:
-        states = ",".join(sorted(from_states))
-        moved = set()
-        for start in range(0, len(records), 500):
-            chunk = records[start:start + 500]
-            pipe = self._redis.pipeline(transaction=False)
-            for record in chunk:
-                self._move(keys=[self._tasks_key(job_id)],
-                           args=[str(record.task_id), record.to_json(), states, ANY_OWNER], client=pipe)
-            moved.update(record.task_id for record, done in zip(chunk, pipe.execute(), strict=True) if done)
-        return moved
-
-    def heartbeat(self, consumer: str) -> None:
-        self._redis.hset(f"{self._prefix}consumers", consumer, str(time.time()))
-
-    def consumers(self) -> dict[str, float]:
-        return {key.decode(): float(value) for key, value in self._redis.hgetall(f"{self._prefix}consumers").items()}
-
-    def prune(self, before: float) -> int:
-        return prune_redis(self._redis, self._prefix, before)
+def _moved(record: TaskRecord) -> tuple[Any, ...]:
+    """The SET values of `_MOVE`: state, owner, body, and when it was queued (None: unchanged)."""
+    return record.state, record.owner, record.to_json(), record.updated if record.state == "queued" else None
 
 
 def open_job_store(cache_dir: Path, cache_url: str | None) -> JobStore:
