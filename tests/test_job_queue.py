@@ -116,7 +116,9 @@ def _tasks(ids: range) -> list[dict[str, Any]]:
     return [{"id": i, "data": {"text": f"text {i}"}} for i in ids]
 
 
-def _wait_idle(services: Services, job: JobInfo, timeout: float = 30) -> list[TaskRecord]:
+def _wait_idle(services: Services, job: JobInfo, timeout: float = 120) -> list[TaskRecord]:
+    # A bound, not a pause: the first model call of a test process imports LiteLLM, which on a loaded 2-core
+    # machine has taken over 30 s.
     deadline = time.monotonic() + timeout
     while True:
         records = services.job_store.records(job.id)
