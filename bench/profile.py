@@ -4,7 +4,7 @@ Starts `serve` with its defaults (bench/batch.py's harness: the test LLM server 
 project set up, every worker warm), attaches py-spy to each gunicorn worker while one /predict of N new
 tasks runs, and charges each sample to the innermost frame it can name: the model call (our fast path or
 LiteLLM, with aiohttp/httpx under it), prompt rendering (Jinja), the answer's schema, reading and
-validating the reply (Pydantic), the response cache, the job ledger and queue (huey, SQLite), Flask and
+validating the reply (Pydantic), the response cache, the job ledger and queue (SQLite), Flask and
 gunicorn, JSON, logging, metrics; the rest is "other" (our engine's glue, threads handing work over).
 Prints milliseconds of CPU per task per part, and the total measured from /proc beside the sampled one.
 
