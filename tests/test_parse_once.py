@@ -109,3 +109,18 @@ def test_each_reply_of_a_repair_round_is_read_once(
     assert outcome.usage.repairs == 1
     assert _predict(backend, TWO_CONTROLS, "half right").status == "cached"
     assert sorted(readings.values()) == [1, 1]  # the first reply and the repaired one, each read once
+
+
+def test_the_samples_of_a_cached_confidence_request_are_not_read_again(
+    llm: FakeLLMServer, services: Callable[..., Services], readings: Counter[str]
+) -> None:
+    others = [{"content": f'{{"sentiment": "{label}"}}'} for label in ("Negative", "Positive", "Positive")]
+    llm.set_default(Reply(json={"sentiment": "Positive"}, more_choices=others))
+    backend = services(confidence="samples", confidence_samples=4, llm_logprobs="off")
+    outcome = _predict(backend, CHOICES_CONFIG, "sampled")
+    assert outcome.status == "ok" and outcome.score == 0.75  # 3 of the 4 samples agree
+    first = sum(readings.values())
+    assert first == 5  # the answer, and each of the four samples
+    again = _predict(backend, CHOICES_CONFIG, "sampled")
+    assert again.status == "cached" and again.score == 0.75
+    assert sum(readings.values()) == first

@@ -5,17 +5,14 @@ the answer read from its reply (`Answered`): from the response cache; from an id
 task has in flight (one paid call for both, engine/singleflight.py); or from the exchange with the model
 (engine/exchange.py: judged, read, one repair round). The demo model answers here too, from rules.
 
-A reply is read once per process: the reading of each reply this process has read is kept (a bounded
-memo by cache key), so a cache hit for a reply read before is not read again, and a fresh reply is read
-once, however many of the exchange's steps look at it.
+A reply is read once per process: the reading of each reply this process has read is kept (engine/
+readings.py), so a cache hit for a reply read before is not read again, and a fresh reply is read once,
+however many of the exchange's steps look at it.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
-from ..core.answer import ReadAnswer, read_answer
+from ..core.answer import ReadAnswer
 from ..core.config import LabelConfig
 from ..core.demo import is_demo
 from ..core.regions import RegionInputs
@@ -26,42 +23,8 @@ from .exchange import DemoClient, Exchanger, judge_reply, problem_error, read_se
 from .job import Answered, PredictionJob
 from .metrics import Metrics
 from .prompts import PromptLibrary
+from .readings import Readings
 from .singleflight import SingleFlight
-
-READINGS_KEPT = 2048  # replies whose reading is kept; a reading is a few kB, so this stays a few MB at most
-
-
-class Readings:
-    """The readings of the replies this process read, by cache key and config (least recently used out)."""
-
-    def __init__(self, size: int = READINGS_KEPT) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._kept: OrderedDict[tuple[str, LabelConfig], tuple[str, str | None, ReadAnswer]] = OrderedDict()
-
-    def read(self, key: str, config: LabelConfig, completion: Completion) -> ReadAnswer:
-        """The reply under `key` read for `config`: as it was read before when it is the same reply, else now."""
-        kept = self.get(key, config, completion)
-        if kept is not None:
-            return kept
-        reading = read_answer(config, completion.content, completion.reasoning)
-        self.keep(key, config, completion, reading)
-        return reading
-
-    def get(self, key: str, config: LabelConfig, completion: Completion) -> ReadAnswer | None:
-        with self._lock:
-            kept = self._kept.get((key, config))
-            if kept is None or kept[0] != completion.content or kept[1] != completion.reasoning:
-                return None
-            self._kept.move_to_end((key, config))
-            return kept[2]
-
-    def keep(self, key: str, config: LabelConfig, completion: Completion, reading: ReadAnswer) -> None:
-        with self._lock:
-            self._kept[(key, config)] = (completion.content, completion.reasoning, reading)
-            self._kept.move_to_end((key, config))
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
 
 
 class AnswerSource:
@@ -90,7 +53,9 @@ class AnswerSource:
             if again is not None:
                 return again
             exchange = self.exchanger.run(job.config, job.project, request, job.deadline, client)
-            self.readings.keep(request.cache_key, job.config, exchange.completion, exchange.reading)
+            completion = exchange.completion
+            self.readings.keep(request.cache_key, job.config, completion.content, completion.reasoning,
+                               exchange.reading)
             return Answered("ok", exchange.completion, exchange.answer, exchange.usage)
 
         answered, shared = self._flights.do(request.cache_key, ask)
@@ -105,7 +70,7 @@ class AnswerSource:
             return None
         completion = Completion.from_cache(stored)
         # Partial answers are cached too (they were returned): reading one again gives the same result.
-        answer = self.readings.read(request.cache_key, config, completion).partial()
+        answer = self.readings.read(request.cache_key, config, completion.content, completion.reasoning).partial()
         return Answered("cached", completion, answer, Usage())
 
     def received(self, config: LabelConfig, request: LLMRequest, completion: Completion) -> ReadAnswer:
@@ -115,5 +80,5 @@ class AnswerSource:
         if problem is not None:
             raise problem_error(problem, completion, request, None)
         reading = read_settled(config, completion, reading)
-        self.readings.keep(request.cache_key, config, completion, reading)
+        self.readings.keep(request.cache_key, config, completion.content, completion.reasoning, reading)
         return reading

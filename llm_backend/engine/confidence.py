@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.answer import Answer, parse_answer
+from ..core.answer import Answer
 from ..core.calibration import Calibration
 from ..core.config import LabelConfig
 from ..core.controls import spec_for
@@ -38,6 +38,7 @@ from ..settings import Settings
 from .cache import Cache
 from .outcome import TaskOutcome
 from .projects import ProjectStore
+from .readings import Readings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Confidence:
         self._calibrations: dict[str, tuple[float, Calibration | None]] = {}
         self._no_n: set[str] = set()  # models whose server answered one choice when asked for n
         self._lock = threading.Lock()
+        self.readings = Readings()  # a cached request's samples are read once per process, as answers are
 
     @property
     def samples(self) -> int:
@@ -106,14 +108,14 @@ class Confidence:
             return found, signal, Usage()
         if signal == "samples" and request is not None and self.client is not None:
             contents, usage = self._sample(request, deadline)
-            answers = [self._read(job_config, content) for content in contents]
+            key = self.sample_request(request).cache_key
+            answers = [self._read(f"{key}#{index}", job_config, content) for index, content in enumerate(contents)]
             return agreement_scores(job_config, answer, answers), signal, usage
         return {}, "off", Usage()
 
-    @staticmethod
-    def _read(config: LabelConfig, content: str) -> Answer | None:
+    def _read(self, key: str, config: LabelConfig, content: str) -> Answer | None:
         try:
-            return parse_answer(config, content, None, partial=True)
+            return self.readings.read(key, config, content).partial()
         except LLMBackendError:
             return None  # a sample that cannot be read agrees with nothing
 
