@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -96,6 +97,20 @@ class Route:
     cache_priced: bool  # the map prices cached prompt tokens apart
     tier_from: int | None  # prompt tokens above which the map has another price
 
+    @functools.cached_property
+    def _client_timeout(self) -> Any:
+        import aiohttp
+
+        return aiohttp.ClientTimeout(total=self.timeout)
+
+    @functools.cached_property
+    def _sent(self) -> Any:
+        """The request a reply is read as the answer to (transform_response reads only the reply): one per route,
+        as building an httpx.Request per call cost 30 µs."""
+        import httpx
+
+        return httpx.Request("POST", self.url)
+
     def body(self, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The request body for `messages`, with the parameter dicts transform_request was given (it edits them)."""
         optional, litellm_params = dict(self.optional_params), dict(self.litellm_params)
@@ -106,7 +121,6 @@ class Route:
     async def call(self, messages: list[dict[str, Any]]) -> Any:
         """POST the request and read the reply as LiteLLM's ModelResponse; a failed status raises what acompletion
         raises for it."""
-        import aiohttp
         import httpx
 
         litellm = load_litellm()
@@ -115,7 +129,7 @@ class Route:
         session = sessions.get()
         try:
             async with session.post(self.url, data=json.dumps(data), headers=self.headers,
-                                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as answer:
+                                    timeout=self._client_timeout) as answer:
                 raw = await answer.read()
                 status, headers = answer.status, dict(answer.headers)
         except TimeoutError:  # as acompletion reports it (a connection refused or broken is classified as it is)
@@ -128,7 +142,7 @@ class Route:
             status, raw = 200, cut_off
         response = litellm.ModelResponse()
         response.usage = litellm.Usage()
-        raw_response = httpx.Response(status, headers=headers, content=raw, request=httpx.Request("POST", self.url))
+        raw_response = httpx.Response(status, headers=headers, content=raw, request=self._sent)
         response = self.config.transform_response(
             model=self.model, raw_response=raw_response, model_response=response, logging_obj=_NO_LOGGING,
             request_data=data, messages=messages, optional_params=optional, litellm_params=litellm_params,
@@ -230,9 +244,13 @@ class Sessions:
 sessions = Sessions()
 
 
+_KEYED = tuple(sorted(_KNOWN - {"messages"}))
+
+
 def _key(kwargs: Mapping[str, Any]) -> str:
-    return json.dumps({name: kwargs.get(name) for name in sorted(_KNOWN - {"messages"})}, sort_keys=True,
-                      default=str)
+    # repr, not sorted JSON: 9 against 16 µs a call here. Equal values written in another order (a dict's
+    # keys) only resolve once more.
+    return repr(tuple(kwargs.get(name) for name in _KEYED))
 
 
 @dataclass
