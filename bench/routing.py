@@ -1,4 +1,4 @@
-"""Routing benchmark: one deployment against two behind LiteLLM's Router (LLM_ROUTER_CONFIG).
+"""Routing benchmark: one deployment against two behind LiteLLM's Router (LLM_ROUTER_CONFIG), on the fast path.
 
 Runs two test LLM servers in their own processes, each with a fixed latency and at most M requests
 in progress (the rest queue, like a GPU server at its batch limit), builds the app with
@@ -9,6 +9,7 @@ the load average beside it: on a shared 2-core machine wall-time ratios move wit
 much less.
 
     python bench/routing.py [--tasks 200] [--latency 0.25] [--max-concurrent 8] [--concurrency 16] [--repeat 3]
+                            [--fast-path on|off]
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def _route_file(directory: Path, name: str, servers: list[LLMServerControl], str
     return path
 
 
-def _run(route: Path, tasks: int, concurrency: int, salt: str) -> tuple[float, float]:
+def _run(route: Path, tasks: int, concurrency: int, salt: str, fast_path: str) -> tuple[float, float]:
     settings = Settings(llm_model="local", llm_router_config=route, llm_concurrency=concurrency,
-                        cache_enabled=False, predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR)
+                        cache_enabled=False, predict_deadline=600, prompts_dir=DEFAULT_PROMPTS_DIR,
+                        llm_fast_path=fast_path)
     return time_predict(settings, tasks, salt)
 
 
@@ -52,6 +54,8 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, default=8, help="requests one deployment serves at once")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fast-path", choices=("on", "off"), default="on",
+                        help="LLM_FAST_PATH (off: every Router call is litellm.acompletion)")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
@@ -66,12 +70,12 @@ def main() -> None:
                 ("2 deployments, least-busy", _route_file(Path(tmp), "busy", servers, "least-busy"), 2),
             ]
             for label, route, count in setups:
-                _run(route, 8, 8, "warm-up")
+                _run(route, 8, 8, "warm-up", args.fast_path)
                 times, cpu, shares = [], [], []
                 for i in range(args.repeat):
                     for server in servers:
                         server.reset()
-                    wall, cpu_ms = _run(route, args.tasks, args.concurrency, f"{label} {i}")
+                    wall, cpu_ms = _run(route, args.tasks, args.concurrency, f"{label} {i}", args.fast_path)
                     times.append(wall)
                     cpu.append(cpu_ms)
                     shares.append([server.stats()["calls"] for server in servers[:count]])
@@ -82,7 +86,8 @@ def main() -> None:
 
     one = rows[0]["median"]
     print(f"N={args.tasks} tasks, LLM_CONCURRENCY={args.concurrency}, each deployment {args.latency * 1000:.0f} ms "
-          f"and at most {args.max_concurrent} requests at a time (the rest queue), cache off, {args.repeat} runs")
+          f"and at most {args.max_concurrent} requests at a time (the rest queue), cache off, {args.repeat} runs, "
+          f"LLM_FAST_PATH={args.fast_path}")
     print()
     print("| deployments behind `local` | wall time (s), median | min / max | ideal | wall / ideal | vs 1 deployment | "
           "CPU ms per task (median) | requests per deployment (last run) | load average after |")
