@@ -137,6 +137,15 @@ def test_no_part_answered_exits_1_and_says_why(llm: FakeLLMServer, tmp_path: Pat
     assert "guessed from the control types" in result.output
 
 
+def test_short_tasks_have_no_part_to_sample_and_plan_says_so(llm: FakeLLMServer, tmp_path: Path) -> None:
+    config, tasks = _files(tmp_path, "Anna Berg met Tom in Oslo.")
+    result = CliRunner().invoke(main, ["plan", "--config", str(config), "--tasks", str(tasks), "--sample-parts",
+                                       "3"], env=cli_env(llm, tmp_path), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert llm.calls == 0 and "part sample: no part to ask (no task's text is split into parts" in result.output
+    assert "tasks: guessed from the control types" in result.output
+
+
 def test_rates_are_per_character_for_parts_and_per_call_otherwise() -> None:
     measured = [Measured("part", 1000, 10), Measured("part", 2000, 30), Measured("part", 500, 4),
                 Measured("task", 300, 12), Measured("task", 900, 14)]

@@ -96,6 +96,9 @@ def sample_lines(sample: dict[str, Any]) -> list[str]:
 
 def part_sample_lines(sample: dict[str, Any]) -> list[str]:
     """The long texts' parts asked for real: what they cost, what they taught, what failed."""
+    if not sample["asked"]:
+        return ["part sample: no part to ask (no task's text is split into parts, or every part's answer is "
+                "already cached); --sample N predicts whole tasks"]
     cost = "an unknown cost" if sample["usage"]["cost"] is None else _usd(sample["usage"]["cost"])
     lines = [f"part sample: {sample['answered']} of {sample['wanted']} parts of the long texts answered for real "
              f"({sample['asked']} asked, {sample['refused']} refused as too long, {sample['failed']} failed) "

@@ -67,7 +67,6 @@ from .pools import LazyPool
 log = logging.getLogger(__name__)
 
 
-
 def _utf8_size(request: LLMRequest) -> int:
     size = sum(len(str(message.get("content", "")).encode("utf-8")) + 8 for message in request.messages)
     return size + (len(str(request.response_format).encode("utf-8")) if request.response_format else 0) + 16
@@ -210,8 +209,7 @@ class _LongTask:
                 continue
             # Further passes read smaller parts (2/3, 1/2, ...) so their edges fall elsewhere.
             # The overlap follows the budget: parts cut smaller after a refusal re-read as parts planned that small.
-            budget = self.fitter.budget
-            budget, overlap = budget * 2 // (index + 2), overlap_for(budget) * 2 // (index + 2)
+            budget, overlap = self.fitter.budget * 2 // (index + 2), overlap_for(self.fitter.budget) * 2 // (index + 2)
             for chunk in self.cut(index, budget, overlap):
                 self.submit(Part(chunk, part_config, index))
         self.collect()
