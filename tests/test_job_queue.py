@@ -191,6 +191,28 @@ def test_a_consumer_whose_task_was_redelivered_cannot_finish_it(store: JobStore)
                       owner="fresh")
 
 
+def test_a_claim_writes_the_consumers_previous_outcome_in_the_same_step(store: JobStore) -> None:
+    """A worker's next claim carries its last task's outcome: one write a task. An outcome whose task was
+    redelivered meanwhile is refused there too, and the claim still happens."""
+    _queue(store, "9:v1", range(1, 4))
+    first = store.claim("c1")
+    assert first is not None
+    second = store.claim("c1", finish=("9:v1", first.record.moved("done", owner=None, item={"result": []})))
+    assert second is not None and second.record.task_id == 2
+    done = store.get_task("9:v1", 1)
+    assert done is not None and (done.state, done.owner, done.item) == ("done", None, {"result": []})
+
+    assert store.move("9:v1", second.record.moved("queued", owner=None), {"running"}, owner="c1")  # recovery
+    third = store.claim("c2")
+    assert third is not None and third.record.task_id == 3
+    fourth = store.claim("c2")
+    assert fourth is not None and (fourth.record.task_id, fourth.record.owner) == (2, "c2")
+    late = second.record.moved("done", owner=None, item={"result": []})
+    assert store.claim("c1", finish=("9:v1", late)) is None  # nothing queued, and the late outcome refused
+    task = store.get_task("9:v1", 2)
+    assert task is not None and (task.state, task.owner) == ("running", "c2")
+
+
 def test_a_ledger_written_beside_the_old_queue_is_read_and_its_queued_tasks_claimed(tmp_path: Path) -> None:
     """jobstate.sqlite3 from before the ledger was the queue (no queued_at column): opened as it is."""
     import sqlite3

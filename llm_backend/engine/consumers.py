@@ -122,7 +122,7 @@ class Consumers:
                 if delay and not self.store.blocking and not self.store.queued():
                     delay = self._idle(delay)  # idle on SQLite: poll with a read, claim only when a task waits
                     continue
-                ran = self.jobs.run_next(me)
+                ran = self.jobs.work(me, self._stop)
             except Exception as exc:  # the store is unreachable, or one bad task: the worker carries on
                 log.warning("working the job queue failed (%s: %s); trying again in 1 s", type(exc).__name__, exc)
                 self._stop.wait(1.0)

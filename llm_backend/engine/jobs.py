@@ -59,6 +59,19 @@ class Collected:
     delivered: list[int] = field(default_factory=list)  # delivered by someone else while this request ran
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A claimed task's outcome, not yet written: its record moved to `done` or `failed`."""
+
+    job_id: str
+    record: TaskRecord
+    job: JobInfo | None = None
+    cause: Cause | None = None
+
+    def record_of(self) -> tuple[str, TaskRecord]:
+        return self.job_id, self.record
+
+
 class Jobs:
     """Submits tasks to jobs, executes queued tasks, and collects outcomes for /predict."""
 
@@ -149,38 +162,68 @@ class Jobs:
 
     # -- executing (in a consumer thread) ---------------------------------------------------------
 
+    def work(self, consumer: str, stop: threading.Event) -> int:
+        """Claim and run queued tasks until none is left or `stop` is set; the number run. Each task's outcome is
+        written in the transaction that claims the next task (one ledger write a task, not two)."""
+        ran = 0
+        claim = self.store.claim(consumer)
+        while claim is not None:
+            ran += 1
+            finished = self._run(claim, consumer)
+            if stop.is_set():
+                self._record(finished, consumer)
+                break
+            claim = self.store.claim(consumer, finish=finished.record_of() if finished else None)
+            self._finished(finished)
+        return ran
+
     def run_next(self, consumer: str | None = None) -> bool:
-        """Claim the oldest queued task and run it; False when none is queued."""
+        """Claim the oldest queued task, run it and record its outcome; False when none is queued."""
         consumer = consumer or current_consumer()
         claim = self.store.claim(consumer)
         if claim is None:
             return False
+        self._record(self._run(claim, consumer), consumer)
+        return True
+
+    def _run(self, claim: Claim, consumer: str) -> Finished | None:
         try:
-            self.execute(claim, consumer)
+            return self.execute(claim, consumer)
         except Exception as exc:  # a bug, not a model failure (those are outcomes): fail this task, not the worker
             log.exception("job %s: task %d failed", claim.job_id, claim.record.task_id)
             failed = claim.record.moved("failed", owner=None, finished=time.time(), status="failed",
                                         error=f"internal error: {type(exc).__name__}: {exc}"[:500])
-            self.store.move(claim.job_id, failed, {"running"}, owner=consumer)
-        return True
+            return Finished(claim.job_id, failed)
 
-    def execute(self, claim: Claim, consumer: str) -> None:
-        """Predict a task this consumer claimed (its record is `running` under `consumer`)."""
+    def _record(self, finished: Finished | None, consumer: str) -> None:
+        """Write an outcome on its own (no next claim to write it with)."""
+        if finished is not None:
+            self.store.move(finished.job_id, finished.record, {"running"}, owner=consumer)
+        self._finished(finished)
+
+    def _finished(self, finished: Finished | None) -> None:
+        """Once an outcome is written: wake the waiting /predicts; halt the job after a streak of one cause."""
+        if finished is None:
+            return
+        with self._changed:
+            self._changed.notify_all()
+        if finished.job is not None and finished.cause is not None and finished.cause.systemic:
+            self._maybe_halt(finished.job, finished.cause, finished.record.error or "")
+
+    def execute(self, claim: Claim, consumer: str) -> Finished | None:
+        """Predict a task this consumer claimed (its record is `running` under `consumer`): its outcome, to be
+        written by the caller, or None when the task went back to the queue."""
         job_id, running = claim.job_id, claim.record
         job = self.store.get_job(job_id)
         if job is None:  # cannot happen while the job has a task (pruning removes only empty jobs)
-            self.store.move(job_id, running.moved("failed", owner=None, finished=time.time(), error="job not found"),
-                            {"running"}, owner=consumer)
-            return
+            return Finished(job_id, running.moved("failed", owner=None, finished=time.time(), error="job not found"))
         if job.halted:
             cause = BY_KEY.get(job.halted)
             message = f"not sent to the model: this job stopped because {job.halted_message}"
-            self._finish(job, running, TaskOutcome("failed", error=message), cause, consumer, ran=False)
-            return
+            return self._outcome(job, running, TaskOutcome("failed", error=message), cause, None)
         mine = self.fingerprint(job.project)
         if job.fingerprint and job.fingerprint != mine:
-            self._bounce(job, running, mine, consumer)
-            return
+            return self._bounce(job, running, mine, consumer)
         data = claim.data or {"id": running.task_id, "data": {}}
         # While a /predict waits for the task (in this process, or in another: its record says until when),
         # transient failures are retried until its deadline (then LLM_MAX_RETRIES more at most); otherwise
@@ -193,11 +236,9 @@ class Jobs:
                                    dict(job.params), deadline=deadline)
         outcome = self.predictor.predict(prediction)
         cause = classify_failure(outcome.error_code, outcome.error) if outcome.regions is None else None
-        self._finish(job, running, outcome, cause, consumer, ran=True)
-        if cause is not None and cause.systemic:
-            self._maybe_halt(job, cause, outcome.error or "")
+        return self._outcome(job, running, outcome, cause, consumer)
 
-    def _bounce(self, job: JobInfo, record: TaskRecord, mine: str, consumer: str) -> None:
+    def _bounce(self, job: JobInfo, record: TaskRecord, mine: str, consumer: str) -> Finished | None:
         """A task submitted under other settings (another model, prompts, few-shot...): its model_version is not
         what this process would produce, so it goes back to the end of the queue for a consumer that has them."""
         now = time.time()
@@ -205,24 +246,22 @@ class Jobs:
         if now - since > BOUNCE_PATIENCE:
             message = (f"{SETTINGS_CHANGED.title} (job {job.id}, settings {job.fingerprint}; this backend's are "
                        f"{mine}) and none with those settings took it in {BOUNCE_PATIENCE:.0f} s")
-            self._finish(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, consumer, ran=False)
-            return
+            return self._outcome(job, record, TaskOutcome("failed", error=message), SETTINGS_CHANGED, None)
         back = record.moved("queued", owner=None, bounces=record.bounces + 1, bounced_since=since)
         if self.store.move(job.id, back, {"running"}, owner=consumer):
             time.sleep(0.2)  # not straight back to this worker: a consumer with the right settings gets its turn
+        return None
 
-    def _finish(self, job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None, consumer: str,
-                *, ran: bool) -> None:
-        """Move the consumer's running task to `done` or `failed`; `ran`: whether it was sent to the model."""
-        now = time.time()
+    @staticmethod
+    def _outcome(job: JobInfo, record: TaskRecord, outcome: TaskOutcome, cause: Cause | None,
+                 ran_by: str | None) -> Finished:
+        """The running record moved to `done` or `failed`; `ran_by`: the consumer that sent it to the model."""
         item = outcome.to_result(job.model_version) if outcome.regions is not None else None
-        finished = record.moved("done" if item is not None else "failed", owner=None, finished=now, item=item,
-                                status=outcome.status, error=outcome.error, error_code=outcome.error_code,
+        finished = record.moved("done" if item is not None else "failed", owner=None, finished=time.time(),
+                                item=item, status=outcome.status, error=outcome.error, error_code=outcome.error_code,
                                 cause=cause.key if cause else None, usage=outcome.usage.to_dict(),
-                                ran_by=consumer if ran else record.ran_by, facts=outcome.facts())
-        self.store.move(job.id, finished, {"running"}, owner=consumer)
-        with self._changed:
-            self._changed.notify_all()
+                                ran_by=ran_by or record.ran_by, facts=outcome.facts())
+        return Finished(job.id, finished, job, cause)
 
     def _maybe_halt(self, job: JobInfo, cause: Cause, message: str) -> None:
         records = self.store.records(job.id)

@@ -143,10 +143,16 @@ class SQLiteJobStore(SQLiteFile):
                     moved.add(record.task_id)
         return moved
 
-    def claim(self, consumer: str) -> Claim | None:
+    def claim(self, consumer: str, finish: tuple[str, TaskRecord] | None = None) -> Claim | None:
         """The oldest queued task, moved to `running` under `consumer`: read and marked in one write transaction,
-        which no other connection's write can interleave (BEGIN IMMEDIATE), so each task is claimed once."""
+        which no other connection's write can interleave (BEGIN IMMEDIATE), so each task is claimed once.
+        `finish`: the consumer's previous task (job id, its record moved on from `running`), written in the same
+        transaction if the consumer still owns it."""
         with self._transaction() as db:
+            if finish is not None:
+                job_id, done = finish
+                db.execute(f"{_MOVE} AND state = 'running' AND owner IS ?",
+                           (*_moved(done), job_id, done.task_id, consumer))
             row = db.execute("SELECT job, body, data FROM tasks WHERE state = 'queued' ORDER BY queued_at LIMIT 1"
                              ).fetchone()
             if row is None:

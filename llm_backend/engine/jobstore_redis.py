@@ -203,8 +203,11 @@ class RedisJobStore(RedisConnection):
             moved.update(record.task_id for record, done in zip(chunk, pipe.execute(), strict=True) if done)
         return moved
 
-    def claim(self, consumer: str) -> Claim | None:
-        """The oldest queued task, moved to `running` under `consumer` in one script."""
+    def claim(self, consumer: str, finish: tuple[str, TaskRecord] | None = None) -> Claim | None:
+        """The oldest queued task, moved to `running` under `consumer` in one script; `finish` (the consumer's
+        previous task) is written first, if the consumer still owns it."""
+        if finish is not None:
+            self.move(finish[0], finish[1], {"running"}, owner=consumer)
         while True:
             found = self._claim(keys=[self._ready], args=[self._prefix, json.dumps(consumer), repr(time.time()), 200])
             if found is None:
