@@ -250,12 +250,14 @@ def test_doctor_lists_every_predictable_control_from_the_registry(tmp_path: Path
                       '<Label value="Car"/></PolygonLabels></View>')
     checks = list(check_config(config))
     assert (checks[0].status, checks[0].detail) == ("fail", "predicts: nothing")
-    assert checks[0].fix.startswith("add a control this backend predicts: on <Text> or <Paragraphs>: "
+    assert checks[0].fix.startswith("add a control this backend predicts: on <Text>: "
                                     "Choices, Labels, TextArea, Rating, Number, DateTime, Taxonomy")
     assert "on <List>: Choices, TextArea, Rating, Number, DateTime, Taxonomy, Pairwise, Ranker" in checks[0].fix
     assert "on <Image>: Choices, TextArea, Rating, Number, DateTime, Taxonomy, RectangleLabels" in checks[0].fix
+    assert "on <Chat>: Choices, TextArea, Rating, Number, DateTime, Taxonomy, Pairwise, Chat (toName naming " \
+        "itself: the conversation written), perRegion Choices, Rating, TextArea... (each message)" in checks[0].fix
     for spec in SPECS.values():  # a new control appears in the hint by being registered
-        assert f"{spec.tag}" in checks[0].fix
+        assert spec.listed_as in checks[0].fix
 
 
 def test_doctor_on_the_demo_model_says_it_is_one(make_settings: Callable[..., Any]) -> None:

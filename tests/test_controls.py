@@ -15,9 +15,10 @@ from llm_backend.core.controls import MISSING, SPECS, RegionInputs, spec_for
 from llm_backend.core.demo import demo_reply
 from llm_backend.core.evaluate import evaluate
 from llm_backend.core.html_text import readable_html
-from llm_backend.core.objects import paragraph_lines, read_list, read_paragraphs
+from llm_backend.core.objects import paragraph_lines, read_chat, read_list, read_paragraphs
 from llm_backend.core.regions import build_regions
 from llm_backend.core.schema import json_schema, validate_answer
+from llm_backend.core.task_options import for_task
 from llm_backend.engine.examples import result_to_answer
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 
@@ -35,6 +36,8 @@ DEMO_PAGE = [  # capitalised phrases of the page's visible text, placed in the p
      "globalOffsets": {"start": 20, "end": 35}, "text": "Charles Babbage", "hypertextlabels": ["Person"]},
     {"start": "/p[1]/text()[2]", "startOffset": 4, "end": "/p[1]/text()[2]", "endOffset": 10,
      "globalOffsets": {"start": 39, "end": 45}, "text": "London", "hypertextlabels": ["City"]}]
+CHAT = [{"role": "user", "content": "Who met Babbage?"}, {"role": "assistant", "content": TEXT}]
+MESSAGE = {"chatmessage": {"role": "assistant", "content": TEXT}}  # how Label Studio stores a Chat message
 DIALOG = [{"author": "Ada", "text": TEXT}, {"author": "Ben", "text": "Me too."}]
 ITEMS = [{"id": 1, "title": "Engines", "body": "Babbage designed engines."}, {"id": 2, "body": "Lovelace wrote notes."},
          {"id": "x3", "title": "London"}]
@@ -115,17 +118,33 @@ CASES: dict[str, Case] = {
         [{"start": "0", "end": "0", "startOffset": 0, "endOffset": 57, "text": TEXT[:-1], "paragraphlabels": ["Reply"]},
          {"start": "1", "end": "1", "startOffset": 0, "endOffset": 6, "text": "Me too", "paragraphlabels": ["Person"]}],
         '<Paragraphs name="p" value="$dialog"/>', "p"),
+    "chatmessage": Case(  # a perRegion control on a Chat: asked about each message of its role
+        '<Choices name="c" toName="m" perRegion="true" whenRole="assistant"><Choice value="Good"/><Choice value="Bad"/>'
+        '</Choices>',
+        [{"id": "m2", "from_name": "m", "type": "chatmessage", "value": MESSAGE},
+         {"id": "m2", "type": "choices", "value": {**MESSAGE, "choices": ["Bad"]}}],
+        [MESSAGE, {**MESSAGE, "choices": ["Bad"]}],  # chosen by the message's hash
+        '<Chat name="m" value="$chat"/>', "m"),
+    "chat": Case(  # a Chat that is its own control: the conversation is written
+        '<Chat name="c" value="$convo" toName="c" messageroles="user,assistant" minMessages="2"/>',
+        [{"value": {"chatmessage": {"role": "user", "content": "Who met Babbage?"}}},
+         {"value": {"chatmessage": {"role": "assistant", "content": "Ada Lovelace."}}}],
+        [{"chatmessage": {"role": "user", "content": f"{TEXT[:-1]} (1)"}},
+         {"chatmessage": {"role": "assistant", "content": f"{TEXT[:-1]} (2)"}}],
+        TEXT_OBJECT, "c"),
 }
 KINDS = list(CASES)
-DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "html": HTML, "image": "x.png", "dialog": DIALOG}
+DATA = {"text": TEXT, "other": OTHER, "items": ITEMS, "html": HTML, "image": "x.png", "dialog": DIALOG, "chat": CHAT,
+        "convo": []}
 INPUTS = RegionInputs(texts={"t": TEXT, "u": OTHER, "l": read_list(ITEMS, {}), "h": readable_html(HTML),
-                             "p": read_paragraphs(DIALOG, {})},
+                             "p": read_paragraphs(DIALOG, {}), "m": read_chat(CHAT, {}), "c": ""},
                       image_sizes={"i": (200, 100)}, markup={"h": HTML, "p": paragraph_lines(DIALOG, {})})
 
 
 def config_for(kind: str) -> Any:
+    """The case's config as a task of DATA shows it (a per-message control is asked about its messages)."""
     case = CASES[kind]
-    return parse_label_config(f"<View>{case.objects}{case.control}</View>")
+    return for_task(parse_label_config(f"<View>{case.objects}{case.control}</View>"), {"data": DATA})
 
 
 def annotation(kind: str) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from testkit.llm_server import FakeLLMServer, Reply
 pytestmark = pytest.mark.label_studio
 
 TEMPLATES = 69  # in label-studio 1.23.2
-PREDICTED_FLOOR = 42  # measured; issue 31 aims at 45 (audio, video, time series and PDF are not read)
+PREDICTED_FLOOR = 45  # measured; issue 31 aims at 45 (audio, video, time series and PDF are not read)
 
 # Run in Label Studio's virtualenv: its templates, with a task for each, as JSON.
 GALLERY = """
@@ -98,6 +98,11 @@ def _task_data(config_xml: str, given: dict[str, Any], sample: dict[str, Any], i
         key = obj.data_key
         if key is not None and obj.tag == "image":
             data[key] = image  # image URLs point at a Label Studio that is not running, or at the internet
+            continue
+        if key is not None and obj.tag == "chat" and not data.get(key):
+            # The chat templates' example starts empty (the annotator writes the chat in Label Studio): a
+            # prediction reads a chat that is there, so the task holds one.
+            data[key] = MADE["chat"]
             continue
         if key is None or key in given:
             continue

@@ -15,7 +15,7 @@ CHAT = [{"role": "user", "content": "How do I import tasks?", "createdAt": 1},
 
 
 def test_chat_is_read_as_one_line_per_message_with_its_role() -> None:
-    assert read_chat(CHAT, {}) == "user: How do I import tasks?\nassistant: Use the Import button."
+    assert read_chat(CHAT, {}) == "[1] user: How do I import tasks?\n[2] assistant: Use the Import button."
     with pytest.raises(ValueError, match="list of messages"):
         read_chat("hello", {})
 
@@ -75,16 +75,79 @@ def test_html_ner_regions_point_into_the_page(make_client: Any, llm: FakeLLMServ
 def test_chat_evaluation_predicts_over_the_conversation(make_client: Any, llm: FakeLLMServer) -> None:
     config = ('<View><Text name="instructions" value="$text"/><Chat name="chat" value="$chat"/>'
               '<Choices name="answered" toName="chat"><Choice value="Yes"/><Choice value="No"/></Choices>'
-              '<Choices name="per_message" toName="chat" perRegion="true"><Choice value="Good"/></Choices>'
               '<TextArea name="comments" toName="chat"/></View>')
     llm.set_default(Reply(json={"answered": "Yes", "comments": ["Answered."]}))
     response = make_client().post("/predict", json={"label_config": config,
                                                     "tasks": [{"data": {"text": "Rate it", "chat": CHAT}}]})
     [item] = response.get_json()["results"]
     prompt = llm.requests[0]["messages"][-1]["content"]
-    assert "user: How do I import tasks?\nassistant: Use the Import button." in prompt
+    assert "[1] user: How do I import tasks?\n[2] assistant: Use the Import button." in prompt
     assert {r["from_name"]: r["value"] for r in item["result"]} == {"answered": {"choices": ["Yes"]},
                                                                      "comments": {"text": ["Answered."]}}
+
+
+PER_MESSAGE = ('<View><Chat name="chat" value="$chat"/>'
+               '<View visibleWhen="region-selected" whenRole="assistant">'
+               '<Rating name="accuracy" toName="chat" perRegion="true" maxRating="5"/>'
+               '<Choices name="style" toName="chat" perRegion="true" choice="multiple">'
+               '<Choice value="Too verbose"/><Choice value="Too technical"/></Choices>'
+               '<View visibleWhen="choice-selected" whenTagName="style" whenChoiceValue="Too verbose">'
+               '<TextArea name="why" toName="chat" perRegion="true"/></View></View>'
+               '<Choices name="user_risk" toName="chat" perRegion="true" whenRole="user" visibleWhen="region-selected">'
+               '<Choice value="Benign"/><Choice value="Risky"/></Choices></View>')
+TURNS = [*CHAT, {"role": "user", "content": "And exports?"}, {"role": "assistant", "content": "Use Export."}]
+
+
+def test_per_message_controls_are_asked_about_each_message_of_their_role(make_client: Any, llm: FakeLLMServer
+                                                                          ) -> None:
+    from llm_backend.core.config import parse_label_config
+
+    config = parse_label_config(PER_MESSAGE)
+    assert {c.name: c.per_item for c in config.controls} == {"accuracy": "rating", "style": "choices",
+                                                             "user_risk": "choices"}
+    assert {s.name: s.reason for s in config.skipped} == {"why": "visibleWhen-conditional controls are not predicted"}
+    llm.set_default(Reply(json={
+        "accuracy": [{"message": 2, "value": 4}, {"message": 4, "value": 9}],  # 9 is over maxRating: left out
+        "style": [{"message": 4, "value": ["Too verbose"]}, {"message": 3, "value": ["Too technical"]}],
+        "user_risk": [{"message": 1, "value": "Benign"}, {"message": 3, "value": "Risky"}]}))
+    response = make_client().post("/predict", json={"label_config": PER_MESSAGE, "tasks": [{"data": {"chat": TURNS}}]})
+    [item] = response.get_json()["results"]
+    request = llm.requests[0]
+    schema = request["response_format"]["json_schema"]["schema"]["properties"]
+    assert schema["accuracy"]["items"]["properties"]["message"]["enum"] == [2, 4]  # the assistant's messages
+    assert schema["user_risk"]["items"]["properties"]["message"]["enum"] == [1, 3]
+    prompt = request["messages"][-1]["content"]
+    assert "[3] user: And exports?\n[4] assistant: Use Export." in prompt
+    assert '"accuracy": a list with one object {"message": n, "value": ...} for each of the messages 2, 4' in prompt
+    regions = item["result"]
+    messages = {r["id"]: r["value"]["chatmessage"] for r in regions if r["type"] == "chatmessage"}
+    # Each message answered about is one region of the Chat, listed once, whichever controls answer about it.
+    assert sorted(messages.values(), key=str) == sorted([
+        {"role": "assistant", "content": "Use the Import button."}, {"role": "assistant", "content": "Use Export."},
+        {"role": "user", "content": "How do I import tasks?"}, {"role": "user", "content": "And exports?"}], key=str)
+    assert all(r["from_name"] == r["to_name"] == "chat" for r in regions if r["type"] == "chatmessage")
+    answers = {(r["from_name"], messages[r["id"]]["content"]): r["value"] for r in regions
+               if r["type"] != "chatmessage"}
+    assert {key: {k: v for k, v in value.items() if k != "chatmessage"} for key, value in answers.items()} == {
+        ("accuracy", "Use the Import button."): {"rating": 4},
+        ("style", "Use Export."): {"choices": ["Too verbose"]},  # message 3 is the user's: left out
+        ("user_risk", "How do I import tasks?"): {"choices": ["Benign"]},
+        ("user_risk", "And exports?"): {"choices": ["Risky"]}}
+    assert all(value["chatmessage"] == messages[r["id"]] for r in regions if r["type"] != "chatmessage"
+               for value in [r["value"]])
+
+
+def test_a_chat_without_a_message_of_the_asked_role_asks_the_other_controls_only(
+    make_client: Any, llm: FakeLLMServer
+) -> None:
+    llm.set_default(Reply(json={"user_risk": [{"message": 1, "value": "Benign"}]}))
+    only_user = [{"role": "user", "content": "Hello?"}]
+    response = make_client().post("/predict", json={"label_config": PER_MESSAGE,
+                                                    "tasks": [{"data": {"chat": only_user}}, {"data": {"chat": []}}]})
+    asked, empty = response.get_json()["results"]
+    assert set(llm.requests[0]["response_format"]["json_schema"]["schema"]["properties"]) == {"user_risk"}
+    assert [r["from_name"] for r in asked["result"]] == ["chat", "user_risk"]
+    assert "result" not in empty and "anything to ask about" in empty["error"] and len(llm.requests) == 1
 
 
 def test_every_object_read_as_text_has_an_example_task_its_reader_reads() -> None:
@@ -132,3 +195,28 @@ def test_paragraph_spans_point_at_utterances_and_offsets_in_their_text(make_clie
         value = region["value"]
         if value["start"] == value["end"]:
             assert UTTERANCES[int(value["start"])]["line"][value["startOffset"]:value["endOffset"]] == value["text"]
+
+
+WRITE_A_CHAT = ('<View><Text name="instructions" value="$text"/>'
+                '<Chat name="chat" value="$chat" toName="chat" minMessages="4" messageroles="user,assistant"/></View>')
+
+
+def test_a_chat_that_is_its_own_control_gets_the_conversation_written(make_client: Any, llm: FakeLLMServer
+                                                                      ) -> None:
+    from llm_backend.core.config import parse_label_config
+
+    [control] = parse_label_config(WRITE_A_CHAT).controls
+    assert (control.name, control.kind, control.to_name) == ("chat", "chat", ("chat",))
+    llm.set_default(Reply(json={"chat": [{"role": "user", "content": "Hi, my import fails."},
+                                         {"role": "Assistant", "content": "Which file type?"},
+                                         {"role": "narrator", "content": "Not a role of this chat."},
+                                         {"role": "user", "content": "CSV."}]}))
+    task = {"data": {"text": "Play a customer and a helpful agent.", "chat": []}}
+    response = make_client().post("/predict", json={"label_config": WRITE_A_CHAT, "tasks": [task]})
+    [item] = response.get_json()["results"]
+    prompt = llm.requests[0]["messages"][-1]["content"]
+    assert "Play a customer and a helpful agent." in prompt and "at least 4 messages" in prompt
+    assert [(r["from_name"], r["to_name"], r["type"], r["value"]) for r in item["result"]] == [
+        ("chat", "chat", "chat", {"chatmessage": {"role": "user", "content": "Hi, my import fails."}}),
+        ("chat", "chat", "chat", {"chatmessage": {"role": "assistant", "content": "Which file type?"}}),
+        ("chat", "chat", "chat", {"chatmessage": {"role": "user", "content": "CSV."}})]

@@ -18,6 +18,7 @@ from defusedxml import DefusedXmlException
 
 from ..errors import LabelConfigError
 from .config_types import Control, LabelConfig, ObjectTag, Option, SkippedControl, canonical_xml, taxonomy_paths
+from .controls.base import ControlSpec
 from .controls.registry import SPECS
 from .objects import OBJECT_TAGS, object_kind
 
@@ -65,12 +66,41 @@ def _options(element: Element, child_tag: str, value_attr: str = "value") -> tup
     return tuple(options)
 
 
+def _visibility(element: Element, parents: dict[Element, Element]) -> tuple[list[str], str]:
+    """The visibleWhen of the element and of every View around it, and the nearest whenRole: Label
+    Studio shows a control only when all of them hold."""
+    whens: list[str] = []
+    role: str | None = None
+    node: Element | None = element
+    while node is not None:
+        if when := (_attr(node, "visibleWhen") or "").strip():
+            whens.append(when)
+        role = role if role is not None else _attr(node, "whenRole")
+        node = parents.get(node)
+    return whens, role or ""
+
+
+def _parse_per_item(element: Element, tag: str, name: str, to_name: tuple[str, ...], target: ObjectTag,
+                    parents: dict[Element, Element]) -> Control | SkippedControl:
+    """A perRegion control: asked about each item when a spec asks about its object's items one by one (a
+    Chat's messages, when one of `whenRole` is selected); else skipped."""
+    per_item = next((spec for spec in SPECS.values() if target.tag in spec.per_item_of), None)
+    if per_item is None:
+        return SkippedControl(name, tag, "perRegion controls describe regions; not predicted")
+    whens, role = _visibility(element, parents)
+    if any(when != "region-selected" for when in whens):  # shown only after some choice: not predicted
+        return SkippedControl(name, tag, "visibleWhen-conditional controls are not predicted")
+    parsed = _parse_control(element, tag, name, to_name)
+    if isinstance(parsed, SkippedControl):
+        return parsed
+    if parsed.task_options or type(SPECS[parsed.kind]).region_values is ControlSpec.region_values:
+        return SkippedControl(name, tag, f"<{element.tag}> on each item of <{target.tag}> is not supported")
+    attrs = {**parsed.attrs, "whenRole": role} if role else parsed.attrs
+    return dataclasses.replace(parsed, kind=per_item.kind, per_item=parsed.kind, task_options=True, attrs=attrs)
+
+
 def _parse_control(element: Element, tag: str, name: str, to_name: tuple[str, ...]) -> Control | SkippedControl:
     attrs = {k: v for k, v in element.attrib.items()}
-    if _attr(element, "perRegion", "false").lower() == "true":
-        return SkippedControl(name, tag, "perRegion controls describe regions; not predicted")
-    if _attr(element, "visibleWhen"):
-        return SkippedControl(name, tag, "visibleWhen-conditional controls are not predicted")
     spec = SPECS.get(tag)
     if spec is None:
         return SkippedControl(name, tag, "this control type is not supported yet")
@@ -138,16 +168,19 @@ def parse_label_config(xml: str) -> LabelConfig:
             if name in objects:
                 raise LabelConfigError(f"two object tags are named \"{name}\"")
             objects[name] = ObjectTag(name, tag, value, _attr(element, "valueType"), dict(element.attrib))
+            if _attr(element, "toName") == name:  # its own control too (a Chat whose messages are the annotation)
+                pending.append((element, tag, name))
         elif name and _attr(element, "toName") is not None:
             pending.append((element, tag, name))
 
+    parents = {child: parent for parent in root.iter() for child in parent}
     controls: list[Control] = []
     skipped: list[SkippedControl] = []
     warnings: list[str] = []
     names: set[str] = set()
     control_names = {name for _element, _tag, name in pending}
     for element, tag, name in pending:
-        if name in names or name in objects:
+        if name in names or (name in objects and _attr(element, "toName") != name):
             raise LabelConfigError(f"two tags are named \"{name}\"; control names must be unique")
         names.add(name)
         to_name = tuple(part.strip() for part in (_attr(element, "toName") or "").split(",") if part.strip())
@@ -161,7 +194,12 @@ def parse_label_config(xml: str) -> LabelConfig:
                 f"control \"{name}\" has toName=\"{_attr(element, 'toName')}\" but no object tag "
                 f"(Text, HyperText, Image, ...) is named {', '.join(missing) or '(empty)'}"
             )
-        parsed = _parse_control(element, tag, name, to_name)
+        if _attr(element, "perRegion", "false").lower() == "true":
+            parsed = _parse_per_item(element, tag, name, to_name, objects[to_name[0]], parents)
+        elif _attr(element, "visibleWhen"):
+            parsed = SkippedControl(name, tag, "visibleWhen-conditional controls are not predicted")
+        else:
+            parsed = _parse_control(element, tag, name, to_name)
         if isinstance(parsed, Control):
             target = objects[to_name[0]]
             unread = next((objects[n] for n in to_name if objects[n].medium is None), None)

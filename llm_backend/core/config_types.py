@@ -72,6 +72,11 @@ class Control:
     # The options are read from each task (`value="$field"`, or a Chat's messages): `options` is empty in the
     # parsed config and filled per task by `core/task_options.py`.
     task_options: bool = False
+    # A control asked about each item of its object (a perRegion control on <Chat>: each message): the kind of
+    # the control as written (choices, rating...), while `kind` is the spec that asks it per item.
+    per_item: str = ""
+    # The items it is asked about in this task (filled per task, with `task_options`).
+    items: tuple[Option, ...] = ()
 
     @property
     def hint(self) -> str | None:

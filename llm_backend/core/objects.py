@@ -63,20 +63,27 @@ def read_paragraphs(value: Any, attrs: Mapping[str, str]) -> str:
     return "\n".join(line for line, _start, _text in paragraph_lines(value, attrs))
 
 
-def read_chat(value: Any, attrs: Mapping[str, str]) -> str:
-    """One "role: content" line per message, in order (a message's own line breaks kept)."""
+def chat_messages(value: Any) -> list[tuple[str, str]]:
+    """(role, content) of each message, in order (OpenAI-style content parts as their text)."""
     if not isinstance(value, list):
         raise ValueError("expects a list of messages ({\"role\", \"content\"} objects)")
-    lines = []
+    messages = []
     for message in value:
         if isinstance(message, dict):
             content = message.get("content")
             if isinstance(content, list):  # OpenAI-style content parts: their text
                 content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-            lines.append(f"{message.get('role', 'message')}: {content if content is not None else ''}")
+            messages.append((str(message.get("role", "message")), str(content) if content is not None else ""))
         else:
-            lines.append(str(message))
-    return "\n".join(lines)
+            messages.append(("message", str(message)))
+    return messages
+
+
+def read_chat(value: Any, attrs: Mapping[str, str]) -> str:
+    """One "[n] role: content" line per message, in order (a message's own line breaks kept): the number
+    is how a control asked about each message (a perRegion control on <Chat>) names it."""
+    return "\n".join(f"[{number}] {role}: {content}"
+                     for number, (role, content) in enumerate(chat_messages(value), start=1))
 
 
 def read_table(value: Any, attrs: Mapping[str, str]) -> str:

@@ -7,6 +7,7 @@ become offsets through the aligner; quotes it cannot place are dropped and count
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .config import LabelConfig
@@ -28,4 +29,13 @@ def build_regions(
         if control.name in values:  # a control dropped from a partial answer has no regions
             spec_for(control.kind).add_regions(control, values[control.name], inputs, scores.get(control.name, []),
                                                report)
+    # A region several controls describe (a Chat message answered by two per-message controls) is listed once.
+    seen: set[str] = set()
+    kept = []
+    for region in report.regions:
+        key = json.dumps(region, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            kept.append(region)
+    report.regions = kept
     return report

@@ -207,7 +207,8 @@ def predictable_controls() -> str:
     """What the control registry predicts, by object: the list grows with it."""
     groups: dict[str, list[str]] = {}
     for kind in OBJECT_TAGS.values():
-        tags = ", ".join(spec.tag for spec in SPECS.values() if spec.accepts(ObjectTag(kind.name, kind.name, "$x")))
+        tags = ", ".join(spec.listed_as for spec in SPECS.values()
+                         if spec.accepts(ObjectTag(kind.name, kind.name, "$x")))
         if tags:
             groups.setdefault(tags, []).append(f"<{kind.tag}>")
     return "; ".join(f"on {_either(objects)}: {tags}" for tags, objects in groups.items())

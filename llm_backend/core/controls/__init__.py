@@ -9,6 +9,8 @@
     hypertext.py  HyperTextLabels (NER on a web page)
     paragraphs.py ParagraphLabels (spans in dialogue utterances)
     pairwise.py   Pairwise; ranker.py Ranker
+    chat.py       a control asked about each message of a Chat (perRegion)
+    conversation.py  a Chat that is its own control: the conversation written
 
     scoring.py    how decisions are scored (token log-probabilities, samples), by `score_style`
 

@@ -10,6 +10,7 @@ annotations. It also says how its tag is parsed (`tag`, `option_tag`, the object
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import unicodedata
@@ -203,14 +204,29 @@ class ControlSpec:
     repeats_allowed: ClassVar[bool] = False  # an option value may appear twice (under different parents)
     reads_context: ClassVar[bool] = False  # judged against the task's other inputs (a query): shown them too
     score_style: ClassVar[str] = "value"
+    # Object tags whose items (a Chat's messages) this spec asks perRegion controls about, one by one.
+    per_item_of: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def kind(self) -> str:
         return self.tag.lower()
 
+    @property
+    def listed_as(self) -> str:
+        """How `doctor` names it among the controls this backend predicts."""
+        return self.tag
+
     def multiple(self, attrs: dict[str, str]) -> bool:
         """Whether a control with these attributes takes several values."""
         return False
+
+    def for_task(self, control: Control, objects: dict[str, ObjectTag], data: dict[str, Any]) -> Control | None:
+        """The control as one task shows it (`control.task_options`): its options read from the task (a
+        repeated value used once); None when the task gives it nothing to ask. Raises ValueError."""
+        options = self.options_from_task(control, objects, data)
+        kept = {option.value: option for option in reversed(options)}  # the first of a repeated value
+        return dataclasses.replace(control, options=tuple(kept[value] for value in dict.fromkeys(
+            option.value for option in options)))
 
     def options_from_task(self, control: Control, objects: dict[str, ObjectTag], data: dict[str, Any]
                           ) -> tuple[Option, ...]:

@@ -8,7 +8,9 @@ control's behaviour here; adding a control is a spec module, a line below, a tem
 from __future__ import annotations
 
 from .base import ControlSpec
+from .chat import ChatMessageSpec
 from .choices import ChoicesSpec
+from .conversation import ChatSpec
 from .hypertext import HyperTextLabelsSpec
 from .labels import LabelsSpec
 from .pairwise import PairwiseSpec
@@ -19,11 +21,13 @@ from .shapes import KeyPointsSpec, RectanglesSpec
 from .taxonomy import TaxonomySpec
 from .text import TextAreaSpec
 
-SPECS: dict[str, ControlSpec] = {spec.kind: spec for spec in (
+SPECS: dict[str, ControlSpec] = {}
+SPECS.update({spec.kind: spec for spec in (
     ChoicesSpec(), LabelsSpec(), TextAreaSpec(), RatingSpec(), NumberSpec(), DateTimeSpec(), TaxonomySpec(),
     RectanglesSpec(), KeyPointsSpec(), PairwiseSpec(), RankerSpec(), HyperTextLabelsSpec(),
-    ParagraphLabelsSpec(),
-)}
+    ParagraphLabelsSpec(), ChatSpec(),
+    ChatMessageSpec(SPECS),  # a control asked per Chat message finds its own spec here
+)})
 
 
 def spec_for(kind: str) -> ControlSpec:
