@@ -61,7 +61,7 @@ check: $(TEST_STAMP)
 	$(PARALLEL) -m "not label_studio and not browser and not serial"
 	$(PYTEST) -m "serial and not label_studio and not browser"
 
-# Label Studio installs on first use inside the run (its tests share one worker and one Label Studio),
+# Label Studio installs on first use inside the run (its tests share two workers, each with one Label Studio),
 # while the other workers run everything else.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .

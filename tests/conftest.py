@@ -48,15 +48,22 @@ atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The Label Studio tests run on two xdist workers, each with its own Label Studio (the `label_studio` fixture is per
+# session, so per worker): on one they were a chain of ten minutes while the other workers had finished. These
+# modules, about half of that time, go to the second; a new module goes to the first unless named here.
+_SECOND_LABEL_STUDIO = {"test_jobs_label_studio", "test_label_studio_e2e", "test_replicas_label_studio"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark what needs Label Studio (it uses the fixture) and keep it on one xdist worker, so one session
-    starts one Label Studio; `make check` leaves out Label Studio and the browser."""
+    """Mark what needs Label Studio (it uses the fixture) and keep it on one of two xdist workers, so one session
+    starts two Label Studios; `make check` leaves out Label Studio and the browser."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "label_studio_executable" in fixtures or item.get_closest_marker("label_studio"):
             item.add_marker(pytest.mark.label_studio)
         if "label_studio" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("label_studio"))
+            second = item.path.stem in _SECOND_LABEL_STUDIO
+            item.add_marker(pytest.mark.xdist_group("label_studio-2" if second else "label_studio"))
 REPO = Path(__file__).resolve().parent.parent
 
 CHOICES_CONFIG = """<View>
@@ -221,24 +228,32 @@ class BackendProcess:
         return int(self.process.returncode)
 
 
+def backend_env(llm_server: FakeLLMServer, home: Path, **env: str) -> dict[str, str]:
+    """What `llm-backend serve` is started with in the tests: a free port, the test LLM server, a cache and prompts
+    folder under `home`; `env` adds to it or overrides it (the rest of the environment is the tests' own)."""
+    return {
+        "PORT": str(free_port()),
+        "LLM_MODEL": "openai/test-model",
+        "LLM_API_BASE": llm_server.base_url,
+        "LLM_API_KEY": "sk-test-not-a-secret",
+        "LLM_TIMEOUT": "10",
+        "CACHE_DIR": str(home / "cache"),
+        "PROMPTS_DIR": str(home / "prompts"),
+        "SECOND_CLICK_GRACE": "0",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        **env,
+    }
+
+
 @pytest.fixture
 def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callable[..., BackendProcess]]:
+    """`start_backend(**env)`: a `serve` with `backend_env(...)`, listening; `cwd=` starts it in another folder
+    (relative paths in `env` are then read there, as on another host). Stopped with the test."""
     started: list[BackendProcess] = []
 
-    def start(**env: str) -> BackendProcess:
-        values = {
-            "PORT": str(free_port()),
-            "LLM_MODEL": "openai/test-model",
-            "LLM_API_BASE": llm_server.base_url,
-            "LLM_API_KEY": "sk-test-not-a-secret",
-            "LLM_TIMEOUT": "10",
-            "CACHE_DIR": str(tmp_path / "cache"),
-            "PROMPTS_DIR": str(tmp_path / "prompts"),
-            "SECOND_CLICK_GRACE": "0",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        }
-        values.update(env)
-        backend = BackendProcess(values, tmp_path / f"backend-{len(started)}.log")
+    def start(cwd: Path = REPO, **env: str) -> BackendProcess:
+        backend = BackendProcess(backend_env(llm_server, tmp_path, **env), tmp_path / f"backend-{len(started)}.log",
+                                 cwd=cwd)
         started.append(backend)
         backend.wait_until_listening()
         return backend
@@ -261,7 +276,8 @@ def label_studio_executable(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory, label_studio_executable: Path) -> Iterator[Any]:
-    """One real Label Studio 1.23.2 for the session (installed into .venv-ls on first use)."""
+    """One real Label Studio 1.23.2 per test worker that runs Label Studio tests (two in a parallel run; installed
+    into .venv-ls on first use)."""
     from testkit.label_studio import start_label_studio
 
     files = tmp_path_factory.mktemp("ls-files")
@@ -294,6 +310,17 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+def cli(args: list[str], env: dict[str, str]) -> Any:
+    """`llm-backend ARGS` run in this process by click's runner (`exit_code`, `stdout`, `stderr`), with `env` over the
+    tests' environment: a subprocess would import LiteLLM again (seconds of CPU); keep those for what only a process
+    shows (signals, startup, what gets imported)."""
+    from click.testing import CliRunner
+
+    from llm_backend.cli.main import main
+
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
 
 def interrupt_after_calls(args: list[str], env: dict[str, str], llm: FakeLLMServer, calls: int

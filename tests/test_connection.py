@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from llm_backend.errors import TaskError
 from llm_backend.label_studio import LabelStudioAPIError, LabelStudioClient, token_kind
 from llm_backend.models.client import load_litellm
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
+from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, cli, free_port
 
 URL_CONFIG = """<View><Text name="text" value="$text" valueType="url"/>
 <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""
@@ -154,10 +155,9 @@ def test_doctor_passes_against_the_test_server(llm: FakeLLMServer, tmp_path: Pat
     config = tmp_path / "config.xml"
     config.write_text(CHOICES_CONFIG)
     env = {"LLM_MODEL": "openai/test-model", "LLM_API_BASE": llm.base_url, "LLM_API_KEY": "sk-doctor-secret",
-           "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor", "--config", str(config)], env=env,
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = cli(["doctor", "--config", str(config)], env)
+    assert out.exit_code == 0, out.stdout + out.stderr
     assert "[PASS] model reachable" in out.stdout
     # The test server enforces a schema sent as response_format and answers {} otherwise.
     assert "[PASS] output mode schema: followed: a valid answer, read as sent" in out.stdout
@@ -177,10 +177,9 @@ def test_doctor_fails_with_fixes(llm: FakeLLMServer, tmp_path: Path) -> None:
                       "</Choices></View>")
     env = {"LLM_MODEL": "openai/test-model", "LLM_API_BASE": llm.base_url, "LLM_API_KEY": "sk-x",
            "LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}", "LABEL_STUDIO_API_KEY": "tok-secret-123",
-           "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor", "--config", str(config)], env=env,
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 1
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = cli(["doctor", "--config", str(config)], env)
+    assert out.exit_code == 1
     assert "[FAIL] output mode schema: not followed: the reply did not contain a JSON object" in out.stdout
     assert "[FAIL] LLM_OUTPUT_MODE: openai/test-model followed no output mode" in out.stdout
     assert "[FAIL] Label Studio reachable" in out.stdout
@@ -362,10 +361,12 @@ def test_doctor_with_a_routing_file(llm: FakeLLMServer, tmp_path: Path) -> None:
     (tmp_path / "router.yaml").write_text(
         f"model_list:\n  - model_name: local\n    litellm_params:\n      model: openai/test-model\n"
         f"      api_base: {llm.base_url}\n      api_key: sk-route\n    model_info:\n      max_input_tokens: 16384\n")
-    env = {"LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(tmp_path / "router.yaml"), "PATH": "/usr/bin:/bin",
+    env = {"LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(tmp_path / "router.yaml"),
            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env=env, capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+    # A process of its own: LiteLLM's router writes the routing file's model_info into LiteLLM's global price map,
+    # which would price test-model for the tests that run after it in this process.
+    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env={**os.environ, **env},
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
     assert "[PASS] model reachable: local (routing file)" in out.stdout, out.stdout + out.stderr
     assert "[PASS] output mode schema: followed" in out.stdout
     assert "[PASS] context window: local's context window (16,384 tokens, from model_info in LLM_ROUTER_CONFIG)" \

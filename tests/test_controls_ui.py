@@ -18,7 +18,7 @@ from tests.conftest import BackendProcess
 from tests.test_objects import CHAT
 from tests.test_pairwise_ranker import ITEMS, PAIRWISE, RANKER, TASK
 
-pytestmark = [pytest.mark.label_studio,
+pytestmark = [pytest.mark.label_studio, pytest.mark.browser,
               pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")]
 
 

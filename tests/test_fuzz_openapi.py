@@ -15,15 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from testkit.llm_server import FakeLLMServer
-from tests.conftest import REPO, BackendProcess, free_port
+from tests.conftest import REPO, BackendProcess, backend_env
+
+# One server for the module, so its tests share one xdist worker (on several, each would start its own).
+pytestmark = pytest.mark.xdist_group("fuzz_openapi")
 
 
 @pytest.fixture(scope="module")
 def fuzz_backend(llm_server: FakeLLMServer) -> Iterator[BackendProcess]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"PORT": str(free_port()), "LLM_MODEL": "openai/test-model", "LLM_API_BASE": llm_server.base_url,
-               "LLM_API_KEY": "sk-fuzz-secret-value", "CACHE_DIR": str(Path(tmp) / "cache"),
-               "PROMPTS_DIR": str(Path(tmp) / "prompts"), "LLM_MAX_RETRIES": "0", "THREADS": "4"}
+        env = backend_env(llm_server, Path(tmp), LLM_API_KEY="sk-fuzz-secret-value", LLM_MAX_RETRIES="0",
+                          THREADS="4")
         backend = BackendProcess(env, Path(tmp) / "backend.log")
         backend.wait_until_listening()
         yield backend

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from llm_backend.cli.main import main
 from llm_backend.core.config import parse_label_config
@@ -21,7 +20,8 @@ from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import FIXTURES, REPO, interrupt_after_calls
+from tests.conftest import FIXTURES, interrupt_after_calls
+from tests.conftest import cli as run_cli
 
 OFFLINE = FIXTURES / "offline"
 SENTIMENT_XML = OFFLINE / "sentiment.xml"
@@ -40,10 +40,6 @@ def cli_env(llm: FakeLLMServer, tmp_path: Path, **extra: str) -> dict[str, str]:
         "LABEL_STUDIO_API_KEY": "",
         **extra,
     }
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> Result:
-    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
 
 def sentiment_rules(llm: FakeLLMServer, answers: dict[str, str]) -> None:
@@ -269,8 +265,8 @@ def test_ctrl_c_stops_predict_without_writing_and_the_rerun_pays_only_for_the_re
     paid = llm.calls
     assert paid < 40
 
-    rerun = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rerun = run_cli(args[3:], cli_env(llm, tmp_path))  # the rerun in this process: only Ctrl-C needs one of its own
+    assert rerun.exit_code == 0, rerun.stdout + rerun.stderr
     assert llm.calls == 40  # what the first run paid for came from the cache
     assert f"({paid} from the cache)" in rerun.stdout
     assert len(json.loads(out.read_text())) == 40

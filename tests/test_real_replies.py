@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import REPO
+from tests.conftest import cli
 
 CONFIG = """<View>
   <Text name="text" value="$text"/>
@@ -296,10 +294,9 @@ def test_doctor_probes_each_output_mode_and_recommends_the_setting(llm: FakeLLMS
 
     llm.set_default(local_model)
     env = {"LLM_MODEL": "openai/local-model", "LLM_API_BASE": llm.base_url, "LLM_API_KEY": "sk-x",
-           "PROMPTS_DIR": str(tmp_path / "prompts"), "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, "-m", "llm_backend", "doctor"], env=env, capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
-    assert out.returncode == 1, out.stdout + out.stderr
+           "PROMPTS_DIR": str(tmp_path / "prompts"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = cli(["doctor"], env)
+    assert out.exit_code == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert any(line.startswith("[FAIL] output mode schema: not followed: BadRequestError (HTTP 400)")
                for line in lines)

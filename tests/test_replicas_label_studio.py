@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import requests
 
 from llm_backend.engine.jobstore import DELIVERED, RedisJobStore
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import BackendProcess, free_port
+from tests.conftest import BackendProcess
 from tests.test_jobs_label_studio import (
     counts,
     ls_env,
@@ -38,8 +38,8 @@ TOTAL = 300
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, llm: FakeLLMServer, label_studio: Any, redis_url: str
-             ) -> Iterator[list[BackendProcess]]:
+def replicas(tmp_path: Path, label_studio: Any, redis_url: str, start_backend: Callable[..., BackendProcess]
+             ) -> list[BackendProcess]:
     """Two `llm-backend serve` processes, each started in its own directory with the default PROMPTS_DIR
     (./prompts, an absolute path that differs between them) holding the same edited system prompt (a team's
     shared edit, copied to each host)."""
@@ -49,25 +49,12 @@ def replicas(tmp_path: Path, llm: FakeLLMServer, label_studio: Any, redis_url: s
         home = tmp_path / host
         (home / "prompts").mkdir(parents=True)
         (home / "prompts" / "system.j2").write_text(shipped + "\nAnswer carefully.\n")
-        env = {
-            "PORT": str(free_port()),
-            "LLM_MODEL": "openai/test-model",
-            "LLM_API_BASE": llm.base_url,
-            "LLM_API_KEY": "sk-test-not-a-secret",
-            "LLM_TIMEOUT": "10",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "CACHE_DIR": str(home / "cache"),
-            "PROMPTS_DIR": "prompts",  # the default, ./prompts: resolved in each replica's own directory
-            **ls_env(label_studio, CACHE_URL=redis_url),
-        }
-        backend = BackendProcess(env, tmp_path / f"{host}.log", cwd=home)
-        started.append(backend)
-        backend.wait_until_listening()
-    try:
-        yield started
-    finally:
-        for backend in started:
-            backend.stop()
+        # PROMPTS_DIR the default, ./prompts: resolved in each replica's own directory. Started after Redis (this
+        # fixture's arguments in that order), so stopped before it.
+        started.append(start_backend(cwd=home, CACHE_DIR=str(home / "cache"), PROMPTS_DIR="prompts",
+                                     SECOND_CLICK_GRACE="30",  # the default, as an operator runs them
+                                     **ls_env(label_studio, CACHE_URL=redis_url)))
+    return started
 
 
 def test_the_other_replica_finishes_every_task_once_after_the_one_label_studio_talks_to_is_killed(

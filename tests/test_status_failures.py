@@ -38,6 +38,7 @@ def test_the_job_without_failures_has_no_failed_part_and_the_icon_is_served(make
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and icon.get_data().startswith(b"<svg")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs it)")
 def test_failed_tasks_are_listed_with_links_and_the_bar_shows_them_apart(
     start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
