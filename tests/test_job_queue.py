@@ -242,3 +242,24 @@ def test_redis_consumers_wait_for_work_without_taking_it(redis_url: str) -> None
     claim = store.claim("c1")
     assert claim is not None and claim.record.task_id == 1
     store.disconnect()
+
+
+@pytest.mark.redis
+def test_redis_lists_the_queued_records_of_a_ledger_from_before_the_ready_list(redis_url: str) -> None:
+    """An upgrade from the huey queue leaves queued records with no ready entry: a consumer's start lists them
+    once, and a ledger whose queued records have entries is left as it is."""
+    import redis
+
+    store = RedisJobStore(redis_url)
+    store.put_job(JobInfo("10:v1", "10", "v1", CHOICES_CONFIG))
+    old = redis.Redis.from_url(redis_url)  # written as the old ledger did: the record, and huey held the message
+    old.hset("llm-backend:jobs:10:v1:tasks", "4", TaskRecord(4, "queued").to_json())
+    old.hset("llm-backend:jobs:10:v1:data", "4", json.dumps({"id": 4, "data": {}}))
+    assert store.claim("c1") is None  # not claimable yet
+    assert store.relist() == 1 and store.relist() == 0
+    claim = store.claim("c1")
+    assert claim is not None and (claim.job_id, claim.record.task_id) == ("10:v1", 4)
+    _queue(store, "11:v1", range(1, 2))
+    assert store.relist() == 0  # its entry is there
+    old.close()
+    store.disconnect()

@@ -172,6 +172,8 @@ class Consumers:
         while not self._stop.is_set():
             try:
                 self.store.heartbeat(me)
+                if first and self.store.relist():  # queued records of a ledger from before the upgrade
+                    log.warning("job queue: queued tasks of an older ledger listed for the consumers")
                 if first or time.monotonic() - last_recovery >= self.lease / 2:
                     self.recover()
                     last_recovery = time.monotonic()

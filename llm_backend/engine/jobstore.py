@@ -166,6 +166,9 @@ class SQLiteJobStore(SQLiteFile):
         """Whether any task waits (a read: an idle consumer asks this, and claims only when it is true)."""
         return self._connect().execute("SELECT 1 FROM tasks WHERE state = 'queued' LIMIT 1").fetchone() is not None
 
+    def relist(self) -> int:
+        return 0  # a queued row is in the queue (its index) by being queued
+
     def wait_for_work(self, timeout: float) -> None:
         time.sleep(timeout)  # not called: `blocking` is False, the consumers poll `queued` with a backoff
 

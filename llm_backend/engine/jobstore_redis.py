@@ -219,6 +219,19 @@ class RedisJobStore(RedisConnection):
     def queued(self) -> bool:
         return bool(self._redis.llen(self._ready))
 
+    def relist(self) -> int:
+        """Give the queued records an entry when the ready list is empty; the number listed. Every queued record
+        has an entry, so an empty list with queued records means a ledger written before the list existed (with
+        huey's queue beside it, before an upgrade). A duplicate entry (a task queued meanwhile) is harmless: the
+        claim that meets it finds the record taken and drops it."""
+        if self._redis.llen(self._ready):
+            return 0
+        entries = [f"{job.id}\t{record.task_id}" for job in self.jobs()
+                   for record in self.records(job.id, states=frozenset({"queued"}))]
+        for start in range(0, len(entries), 1000):
+            self._redis.rpush(self._ready, *entries[start:start + 1000])
+        return len(entries)
+
     def wait_for_work(self, timeout: float) -> None:
         """Block until the ready list has an entry or `timeout` passes; the entry stays (moved onto its own list)."""
         self._redis.blmove(self._ready, self._ready, max(1, round(timeout)), "LEFT", "LEFT")
