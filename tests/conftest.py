@@ -64,6 +64,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "label_studio" in fixtures:
             second = item.path.stem in _SECOND_LABEL_STUDIO
             item.add_marker(pytest.mark.xdist_group("label_studio-2" if second else "label_studio"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker of a --dist loadgroup run
+        _apply_xdist_groups(items)
+
+
+def _apply_xdist_groups(items: list[pytest.Item]) -> None:
+    """What `--dist loadgroup` does: a test's id ends in "@GROUP", and the scheduler sends a group to one worker.
+    pytest-xdist 3.8 writes that id to `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`), so
+    every group was spread over all the workers, each starting its own Label Studio or module server."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                 for mark in item.iter_markers("xdist_group")}
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(sorted(names))}")
 REPO = Path(__file__).resolve().parent.parent
 
 CHOICES_CONFIG = """<View>
