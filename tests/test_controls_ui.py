@@ -1,5 +1,6 @@
 """New controls in a real Label Studio 1.23.2: predicted with one click, stored, and shown in its
-labeling UI in headless Chromium (Pairwise, Ranker, HyperTextLabels; a chat evaluation stored)."""
+labeling UI in headless Chromium (Pairwise, Ranker, HyperTextLabels); chat evaluations (whole
+conversation, per message) stored, and why Label Studio Community's editor cannot show them."""
 
 from __future__ import annotations
 
@@ -110,14 +111,19 @@ def test_chat_evaluation_and_html_ner_projects_are_predicted_and_shown(
 ) -> None:
     chat_config = _gallery_config(label_studio_executable, "chat_llm_eval")
     html_config = _gallery_config(label_studio_executable, "html-ner-tagging-person-and-organization")
+    llm.add_rule('"questions_answered"', Reply(json={  # chatbot (earlier rules win): each assistant message
+        "accuracy": [{"message": 2, "value": 4}], "documentation": [{"message": 2, "value": "Yes"}],
+        "questions_answered": [{"message": 2, "value": "Yes"}], "style": [{"message": 2, "value": []}]}))
     llm.add_rule("user: How do I import tasks?", Reply(json={
         "answered_rating": "5 - Yes - all of them were answered", "topics": ["Project Setup", "Other"],
         "comments": ["The assistant pointed at the Import button."]}))
     llm.add_rule("Mary Smith", Reply(json={"ner": [{"text": "Mary Smith", "label": "Person"},
                                                    {"text": "BetaCorp", "label": "Organization"}]}))
     backend = start_backend()
-    _chat_project, _chat_task, chat = _predict(label_studio, backend, "chat llm eval", chat_config,
+    chat_project, chat_task, chat = _predict(label_studio, backend, "chat llm eval", chat_config,
                                              {"text": "Evaluate the agent.", "chat": CHAT})
+    _bot_project, _bot_task, bot = _predict(label_studio, backend, "chatbot", _gallery_config(
+        label_studio_executable, "chatbot"), {"chat": CHAT, "max": 10})
     html = "<div>Mary Smith is employed at <b>BetaCorp</b>.</div><p>They are located in San Francisco.</p>"
     html_project, html_task, ner = _predict(label_studio, backend, "html ner", html_config, {"text": html})
     assert {r["from_name"]: r["value"] for r in chat["result"]} == {
@@ -126,12 +132,25 @@ def test_chat_evaluation_and_html_ner_projects_are_predicted_and_shown(
         "comments": {"text": ["The assistant pointed at the Import button."]}}
     assert [(r["value"]["text"], r["value"]["hypertextlabels"]) for r in ner["result"]] == [
         ("Mary Smith", ["Person"]), ("BetaCorp", ["Organization"])]
+    # The chatbot's per-message controls: Label Studio stored the assistant message's region and one result per
+    # control about it, sharing its id ("Yes" is not a documentation choice: left out; no style chosen: no result).
+    message = {"role": "assistant", "content": "Use the Import button."}
+    assert sorted((r["from_name"], r["type"], json.dumps(r["value"], sort_keys=True)) for r in bot["result"]) == [
+        ("accuracy", "rating", json.dumps({"chatmessage": message, "rating": 4}, sort_keys=True)),
+        ("chat", "chatmessage", json.dumps({"chatmessage": message}, sort_keys=True)),
+        ("questions_answered", "choices", json.dumps({"chatmessage": message, "choices": ["Yes"]}, sort_keys=True))]
+    assert len({r["id"] for r in bot["result"]}) == 1
     with Browser(width=1280, height=1000) as browser:
         page = _log_in(browser, label_studio)
-        # The chat project is stored valid (above; label-studio-sdk validates it in tests/test_gallery.py), but
-        # Label Studio 1.23.2's editor loads its prediction with no result: not asserted in the UI here.
+        # Why a chat project's prediction showed empty: Label Studio Community 1.23.2's editor has no <Chat> tag
+        # (an Enterprise tag: the chat templates say `type: enterprise`) and refuses the config itself.
+        _navigate(page, f"{label_studio.url}/projects/{chat_project}/data?task={chat_task}")
+        _wait_for(page, """[...document.querySelectorAll('[class*=error], [class*=Error]')]
+            .some(e => e.innerText.includes('Tag with name chat is not registered'))""")
         loaded = _open_task(page, label_studio, html_project, html_task, "Mary Smith")
         assert [r["value"]["text"] for r in loaded] == ["Mary Smith", "BetaCorp"]
+        # The editor recomputes globalOffsets from the XPaths in the page it shows: they are the ones predicted.
+        assert [r["value"]["globalOffsets"] for r in loaded] == [r["value"]["globalOffsets"] for r in ner["result"]]
         # Label Studio resolved each span's XPaths in the page it shows and highlighted exactly that text.
         highlighted = _wait_for(page, """(() => {
             const spans = [];

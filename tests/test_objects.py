@@ -220,3 +220,46 @@ def test_a_chat_that_is_its_own_control_gets_the_conversation_written(make_clien
         ("chat", "chat", "chat", {"chatmessage": {"role": "user", "content": "Hi, my import fails."}}),
         ("chat", "chat", "chat", {"chatmessage": {"role": "assistant", "content": "Which file type?"}}),
         ("chat", "chat", "chat", {"chatmessage": {"role": "user", "content": "CSV."}})]
+
+
+def test_html_behind_a_url_is_placed_in_the_page_it_fetched() -> None:
+    """Was: a page given as a URL was read as text only, and every span on it was dropped."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from llm_backend.core.config import parse_label_config
+    from llm_backend.core.controls import RegionInputs
+    from llm_backend.core.regions import build_regions
+    from llm_backend.core.schema import validate_answer
+    from llm_backend.engine.fetch import MediaFetcher
+    from llm_backend.engine.inputs import task_markup, task_texts
+
+    page = b"<div>Mary Smith is employed at <b>BetaCorp</b>.</div>"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fetcher = MediaFetcher(label_studio=None, label_studio_url=None, allowed_hosts=("127.0.0.1",),
+                               max_bytes=10_000, timeout=5)
+        config = parse_label_config(HTML_NER.replace('value="$text"/>', 'value="$text" valueType="url"/>'))
+        task = {"id": 1, "data": {"text": f"http://127.0.0.1:{server.server_address[1]}/page.html"}}
+        texts, markup = task_texts(config, task, fetcher), task_markup(config, task, fetcher)
+    finally:
+        server.shutdown()
+    assert markup == {"text": page.decode()} and texts["text"] == "Mary Smith is employed at BetaCorp."
+    values, _dropped = validate_answer(config, {"ner": [{"text": "BetaCorp", "label": "Organization"}]})
+    [region] = build_regions(config, values, RegionInputs(texts, markup=markup)).regions
+    assert (region["value"]["start"], region["value"]["startOffset"], region["value"]["globalOffsets"]) == (
+        "/div[1]/b[1]/text()[1]", 0, {"start": 26, "end": 34})
+    assert task_markup(config, task) == {}  # no fetcher (a preview): no markup, never a guess

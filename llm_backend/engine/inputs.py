@@ -54,17 +54,22 @@ def task_texts(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher 
             if (name in used or name in context) and obj.is_text}
 
 
-def task_markup(config: LabelConfig, task: dict[str, Any]) -> dict[str, Any]:
+def task_markup(config: LabelConfig, task: dict[str, Any], fetcher: MediaFetcher | None = None) -> dict[str, Any]:
     """{object name: its structure} for the objects a control labels whose regions point into it
-    (HyperText's markup, Paragraphs' utterances; `ObjectKind.structure`), when the task holds the value
-    inline (markup behind a URL is read as text only)."""
+    (HyperText's markup, Paragraphs' utterances; `ObjectKind.structure`). Markup behind a URL is fetched
+    again (the text the model read came from the same fetch's text); without a fetcher it is left out
+    and its spans with it."""
     data = task.get("data") if isinstance(task.get("data"), dict) else {}
     used = {name for control in config.controls for name in control.to_name}
     structures: dict[str, Any] = {}
     for name, obj in config.objects.items():
         structure, value = object_kind(obj.tag).structure, data.get(obj.data_key or "")
-        if name not in used or structure is None or value is None or (isinstance(value, str) and is_reference(value)):
+        if name not in used or structure is None or value is None:
             continue
+        if isinstance(value, str) and ((obj.value_type or "").lower() == "url" or is_reference(value)):
+            if fetcher is None:
+                continue
+            value = fetcher.fetch_text(value, task.get("id"))
         try:
             structures[name] = structure(value, obj.attrs)
         except ValueError:

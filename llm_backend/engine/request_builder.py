@@ -164,5 +164,5 @@ class RequestBuilder:
             raise TaskError(f"task text has {size} characters, over MAX_TASK_CHARS={self.settings.max_task_chars}; "
                             "split the document or raise the limit")
         inputs = RegionInputs(texts, {name: (image.width, image.height) for name, image in images.items()},
-                              self.align_options, task_markup(job.config, job.task))
+                              self.align_options, task_markup(job.config, job.task, self.fetcher))
         return PreparedTask(self.build_request(job, texts, images), inputs)

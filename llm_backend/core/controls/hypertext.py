@@ -1,9 +1,10 @@
 """<HyperTextLabels> on <HyperText> (NER on a web page): quotes found in the page's visible text, as
 for <Labels>, then placed in the page the way Label Studio stores HyperText spans: the XPaths of
 the text nodes where a span starts and ends, the offsets inside them, and `globalOffsets` (offsets
-in the page's text content, which evaluation compares). A span that cannot be placed (the page's
-markup is behind a URL, or is broken in a way the browser repairs differently) is dropped and
-counted as unaligned, never guessed.
+in the page's text content, which evaluation compares). A span that cannot be placed (no markup came
+with the task, as in a preview without a fetcher, or it is broken in a way the browser repairs
+differently) is dropped and counted as "unplaced_span", never guessed. A long page's parts are
+aligned as text (core/chunks.py) and their spans have no place in the page: they are left out too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class HyperTextLabelsSpec(LabelsSpec):
         for kind, count in spans.match_kinds.items():
             report.match_kinds[kind] = report.match_kinds.get(kind, 0) + count
         markup = inputs.markup.get(control.to_name[0])
-        page = HtmlText(markup) if markup is not None else None
+        page = HtmlText(markup) if isinstance(markup, str) else None
         if page is not None and page.text != inputs.texts.get(control.to_name[0]):
             page = None  # the text the model quoted is not the one these positions describe
         for index, region in enumerate(spans.regions):
