@@ -224,7 +224,8 @@ class Sessions:
         session = self._by_loop.get(loop)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60)
-            session = aiohttp.ClientSession(connector=connector)
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply as they do to acompletion (httpx reads them)
+            session = aiohttp.ClientSession(connector=connector, trust_env=True)
             with self._lock:
                 if not self._by_loop:
                     atexit.register(self.close)
