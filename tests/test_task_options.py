@@ -76,3 +76,26 @@ def test_predict_asks_each_task_with_its_options_and_fails_only_the_bad_task(
     assert sorted(schemas) == [["id#0", "id#1"], ["id#7", "id#8"]]  # LLM_OUTPUT_MODE=schema: one per task
     prompts = " ".join(request["messages"][-1]["content"] for request in llm.requests)
     assert '"id#0"' in prompts and '"id#8"' in prompts
+
+
+ASR = ('<View><Audio name="audio" value="$audio"/>'
+       '<Choices name="transcriptions" toName="audio" value="$transcriptions" selection="highlight"/></View>')
+
+
+def test_hypotheses_of_an_audio_are_chosen_from_their_text_alone(make_client: Any, llm: FakeLLMServer) -> None:
+    """The <Audio> is not read, but the options the task gives are text: choosing the most plausible ASR
+    hypothesis is a language model's job (n-best rescoring), so the control is predicted, not skipped."""
+    [control] = parse_label_config(ASR).controls
+    assert (control.name, control.task_options, control.shown) == ("transcriptions", True, False)
+    # Options on an unread object only suffice when they come from the task.
+    written = ASR.replace(' value="$transcriptions"', "").replace("/></View>", '><Choice value="A"/></Choices></View>')
+    fixed = parse_label_config(written)
+    assert fixed.controls == () and fixed.skipped[0].reason == "<Audio> is not read by this backend"
+    llm.set_default(Reply(json={"transcriptions": "school-based clinics were established"}))
+    task = {"data": {"audio": "https://example.org/a.wav", "transcriptions": [
+        {"value": "school based clinics war establish"}, {"value": "school-based clinics were established"}]}}
+    response = make_client().post("/predict", json={"label_config": ASR, "tasks": [task]})
+    [item] = response.get_json()["results"]
+    assert [r["value"] for r in item["result"]] == [{"choices": ["school-based clinics were established"]}]
+    prompt = llm.requests[0]["messages"][-1]["content"]
+    assert "<audio> itself is not shown to you" in prompt and "a.wav" not in prompt.split("Annotate")[0]

@@ -203,6 +203,10 @@ def parse_label_config(xml: str) -> LabelConfig:
         if isinstance(parsed, Control):
             target = objects[to_name[0]]
             unread = next((objects[n] for n in to_name if objects[n].medium is None), None)
+            if unread is not None and parsed.task_options and SPECS[parsed.kind].options_suffice:
+                # Its options are text the task gives (ASR hypotheses of an <Audio>): chosen from them alone.
+                controls.append(_unique(dataclasses.replace(parsed, shown=False), warnings))
+                continue
             if unread is not None:
                 shown = object_kind(unread.tag).tag + (" valueList" if unread.value == "" else "")
                 skipped.append(SkippedControl(name, tag, f"<{shown}> is not read by this backend"))

@@ -77,6 +77,9 @@ class Control:
     per_item: str = ""
     # The items it is asked about in this task (filled per task, with `task_options`).
     items: tuple[Option, ...] = ()
+    # False when this backend does not read its object (an <Audio>) and it is answered from the options its task
+    # gives alone (a Choices of ASR hypotheses).
+    shown: bool = True
 
     @property
     def hint(self) -> str | None:

@@ -204,6 +204,9 @@ class ControlSpec:
     repeats_allowed: ClassVar[bool] = False  # an option value may appear twice (under different parents)
     reads_context: ClassVar[bool] = False  # judged against the task's other inputs (a query): shown them too
     score_style: ClassVar[str] = "value"
+    # With options taken from the task, a choice among them can be made from their text alone, so a control on an
+    # object this backend does not read (ASR hypotheses of an <Audio>) is still predicted.
+    options_suffice: ClassVar[bool] = False
     # Object tags whose items (a Chat's messages) this spec asks perRegion controls about, one by one.
     per_item_of: ClassVar[frozenset[str]] = frozenset()
 
@@ -262,6 +265,7 @@ class ControlSpec:
             "options": [{"value": o.value, "alias": o.alias, "hint": o.hint} for o in control.options],
             "attrs": dict(control.attrs),
             "min": None, "max": None, "step": None, "paths": [], "format": None,
+            "shown": control.shown,  # False: its object is not in the prompt (answered from its options)
         }
         context.update(self.prompt_vars(control))
         return context

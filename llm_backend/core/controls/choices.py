@@ -28,6 +28,7 @@ class ChoicesSpec(ControlSpec):
     tag = "Choices"
     option_tag = "Choice"
     media = frozenset({TEXT, IMAGE})
+    options_suffice = True
 
     def multiple(self, attrs: dict[str, str]) -> bool:
         return attr(attrs, "choice", "single").lower() == "multiple"
