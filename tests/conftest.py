@@ -278,6 +278,25 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
         backend.stop()
 
 
+@pytest.fixture
+def start_app(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callable[..., Any]]:
+    """`start_app(**env)`: the app `serve` runs, built from the same `backend_env(...)`, served over real HTTP by a
+    thread of this process (testkit/app_server.py); the same `url`, `port`, `log()` and `stop()` as `start_backend`'s.
+    For tests where Label Studio needs a backend to call, not a process: a `serve` subprocess costs about 6 s of CPU
+    (LiteLLM imported again). Stopped with the test."""
+    from testkit.app_server import AppServer
+
+    started: list[AppServer] = []
+
+    def start(**env: str) -> AppServer:
+        started.append(AppServer(backend_env(llm_server, tmp_path, **env), tmp_path / f"app-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for app in started:
+        app.stop()
+
+
 @pytest.fixture(scope="session")
 def label_studio_executable(pytestconfig: pytest.Config) -> Path:
     """Label Studio 1.23.2's executable, installed into .venv-ls on first use with its progress shown

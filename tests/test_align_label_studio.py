@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from testkit.app_server import AppServer
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import BackendProcess
 
 pytestmark = pytest.mark.label_studio
 
@@ -34,11 +34,11 @@ CASES: list[tuple[str, list[tuple[str, str]], list[tuple[int, int, str]]]] = [
 
 
 def test_stored_regions_sit_on_the_intended_occurrence(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     for text, answer, _ in CASES:
         llm.add_rule(text[:10], Reply(json={"ner": [{"text": quote, "label": label} for quote, label in answer]}))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("placement e2e", CONFIG)
     task_ids = label_studio.import_tasks(project, [{"text": text} for text, _, _ in CASES])
     label_studio.connect_ml_backend(project, backend.url)

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from llm_backend.cli.main import main
+from testkit.app_server import AppServer
 from testkit.label_studio import LabelStudioError, start_label_studio
 from testkit.llm_server import FakeLLMServer
-from tests.conftest import BackendProcess
 
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
           '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
@@ -33,9 +33,9 @@ def doctor(label_studio_url: str, key: str, port: int, *args: str) -> tuple[int,
 
 
 def test_doctor_notices_label_studio_url_pointing_at_the_backend(
-    start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
-    backend = start_backend()
+    backend = start_app()
     code, out = doctor(backend.url, "abc123", 9090)
     assert code == 1
     assert f"[FAIL] Label Studio reachable: {backend.url} is an ML backend (LLMBackend), not Label Studio" in out
@@ -44,9 +44,9 @@ def test_doctor_notices_label_studio_url_pointing_at_the_backend(
 
 @pytest.mark.label_studio
 def test_a_default_label_studio_refuses_localhost_and_doctor_says_which_settings(
-    label_studio_executable: Path, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    label_studio_executable: Path, start_app: Callable[..., AppServer], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    backend = start_backend()
+    backend = start_app()
     url = f"http://localhost:{backend.port}"
     with start_label_studio(tmp_path, extra_env=DEFAULTS) as ls:
         project = ls.create_project("defaults", CONFIG)
@@ -66,9 +66,9 @@ def test_a_default_label_studio_refuses_localhost_and_doctor_says_which_settings
 
 @pytest.mark.label_studio
 def test_with_only_ml_block_local_ip_off_doctor_names_the_other_setting(
-    label_studio_executable: Path, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    label_studio_executable: Path, start_app: Callable[..., AppServer], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    backend = start_backend()
+    backend = start_app()
     # The bare name, as the README's command sets it (Label Studio also reads LABEL_STUDIO_<name>).
     with start_label_studio(tmp_path, extra_env={**DEFAULTS, "ML_BLOCK_LOCAL_IP": "false"}) as ls:
         code, out = doctor(ls.url, ls.token, backend.port)
@@ -79,9 +79,9 @@ def test_with_only_ml_block_local_ip_off_doctor_names_the_other_setting(
 
 @pytest.mark.label_studio
 def test_with_both_settings_the_model_connects_with_its_webhook_and_doctor_passes(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
-    backend = start_backend()
+    backend = start_app()
     url = f"http://localhost:{backend.port}"
     hooks_before = len(label_studio.request("GET", "/api/webhooks/"))
     code, out = doctor(label_studio.url, label_studio.token, backend.port)
