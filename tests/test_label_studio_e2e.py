@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from testkit.app_server import AppServer
 from testkit.documents import Planted, gazetteer_for, planted_document
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, BackendProcess, fixture_json
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, fixture_json
 
 pytestmark = pytest.mark.label_studio
 
@@ -30,11 +31,11 @@ REVIEWS = [
 
 
 def test_choices_project_gets_a_valid_prediction_for_every_task(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     for text, label in REVIEWS:
         llm.add_rule(text, Reply(json={"sentiment": label}))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("sentiment e2e", CHOICES_CONFIG)
     task_ids = label_studio.import_tasks(project, [{"text": text} for text, _ in REVIEWS])
     ml = label_studio.connect_ml_backend(project, backend.url)
@@ -55,11 +56,11 @@ def test_choices_project_gets_a_valid_prediction_for_every_task(
 
 
 def test_failed_tasks_are_not_stored_and_are_asked_again(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     llm.add_rule("flaky", [Reply(json={"sentiment": "Wonderful"})] * 2 + [Reply(json={"sentiment": "Positive"})])
     llm.add_rule("steady", Reply(json={"sentiment": "Neutral"}))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("retry e2e", CHOICES_CONFIG)
     task_ids = label_studio.import_tasks(project, [{"text": "steady one"}, {"text": "flaky one"}])
     label_studio.connect_ml_backend(project, backend.url)
@@ -75,7 +76,7 @@ def test_failed_tasks_are_not_stored_and_are_asked_again(
 
 
 def test_ner_textarea_project_offsets_match_the_text(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     text = "Yesterday john smith met Ada Lovelace at ACME Corp. John Smith left early."
     llm.add_rule("Yesterday", Reply(json={
@@ -85,7 +86,7 @@ def test_ner_textarea_project_offsets_match_the_text(
                 {"text": "Grace Hopper", "label": "Person"}, {"text": "ACME", "label": "Planet"}],
         "summary": ["Two people met at a company."],
     }))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("ner e2e", NER_CONFIG)
     task_ids = label_studio.import_tasks(project, [{"text": text}])
     label_studio.connect_ml_backend(project, backend.url)
@@ -102,14 +103,14 @@ def test_ner_textarea_project_offsets_match_the_text(
 
 
 def test_annotations_and_train_make_the_prompts_learn(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     import time
 
     import requests
 
     llm.set_default(Reply(json={"sentiment": "Neutral"}))
-    backend = start_backend(FEWSHOT_K="2")
+    backend = start_app(FEWSHOT_K="2")
     project = label_studio.create_project("fewshot e2e", CHOICES_CONFIG)
     texts = [text for text, _ in REVIEWS]
     task_ids = label_studio.import_tasks(project, [{"text": text} for text in texts])
@@ -139,7 +140,7 @@ def test_annotations_and_train_make_the_prompts_learn(
 
 
 def test_image_project_fetches_the_upload_with_label_studio_auth(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     import base64
 
@@ -152,7 +153,7 @@ def test_image_project_fetches_the_upload_with_label_studio_auth(
     label_studio.request("POST", f"/api/projects/{project}/import", files={"file": ("red.png", image, "image/png")})
     [task] = label_studio.list_tasks(project)
     assert task["data"]["image"].startswith("/data/upload/")
-    backend = start_backend(LLM_MODEL="openai/gpt-4o-mini", LABEL_STUDIO_URL=label_studio.url,
+    backend = start_app(LLM_MODEL="openai/gpt-4o-mini", LABEL_STUDIO_URL=label_studio.url,
                             LABEL_STUDIO_API_KEY=label_studio.token)
     label_studio.connect_ml_backend(project, backend.url)
     label_studio.retrieve_predictions(project, [task["id"]])
@@ -166,11 +167,11 @@ def test_image_project_fetches_the_upload_with_label_studio_auth(
 
 
 def test_interactive_annotation_uses_the_annotators_text(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     llm.add_rule("only the people", Reply(json={"sentiment": "Neutral",
                                                 "ner": [{"text": "John", "label": "Person"}], "summary": []}))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("interactive e2e", NER_CONFIG)
     [task] = label_studio.import_tasks(project, [{"text": "John works at Acme Corp and loves it."}])
     ml = label_studio.connect_ml_backend(project, backend.url, is_interactive=True)
@@ -190,13 +191,13 @@ DEMO_TEXT_CONFIG = ALL_CONTROLS_CONFIG.replace("</View>",
 
 
 def test_the_demo_model_fills_text_and_image_projects_without_any_model(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     """`make demo`: no key, no model server; every control of a text and an image project gets a valid
     prediction, stamped with a demo model_version; offline `predict` agrees on that version."""
     from tests.test_images import IMAGE_CONFIG, png
 
-    backend = start_backend(LLM_MODEL="demo", LLM_API_KEY="", LLM_API_BASE="", LABEL_STUDIO_URL=label_studio.url,
+    backend = start_app(LLM_MODEL="demo", LLM_API_KEY="", LLM_API_BASE="", LABEL_STUDIO_URL=label_studio.url,
                             LABEL_STUDIO_API_KEY=label_studio.token)
     text_project = label_studio.create_project("demo text", DEMO_TEXT_CONFIG)
     texts = ["Ada Lovelace met Charles Babbage in London on 1833-06-05. A positive meeting.",
@@ -244,11 +245,11 @@ def test_the_demo_model_fills_text_and_image_projects_without_any_model(
 
 
 def test_a_refused_setup_shows_in_label_studio_as_a_bare_400_and_in_our_log_with_its_reason(
-    label_studio: Any, start_backend: Callable[..., BackendProcess]
+    label_studio: Any, start_app: Callable[..., AppServer]
 ) -> None:
     from testkit.label_studio import LabelStudioError
 
-    backend = start_backend()
+    backend = start_app()
     polygons = ('<View><Image name="i" value="$image"/><PolygonLabels name="p" toName="i"><Label value="Car"/>'
                 "</PolygonLabels></View>")
     cases = [(label_studio.create_project("bad extra params", CHOICES_CONFIG), '{"model": "gpt-5"}',
@@ -269,7 +270,7 @@ def test_a_refused_setup_shows_in_label_studio_as_a_bare_400_and_in_our_log_with
 
 
 def test_the_readmes_rest_commands_connect_and_store_predictions(
-    label_studio: Any, start_backend: Callable[..., BackendProcess]
+    label_studio: Any, start_app: Callable[..., AppServer]
 ) -> None:
     """The README's curl block for Connect Model and Retrieve Predictions, run as written against a real
     Label Studio (only the placeholders of its first line and the backend's URL differ)."""
@@ -278,7 +279,7 @@ def test_the_readmes_rest_commands_connect_and_store_predictions(
     placeholders, commands = block.split("\n", 1)
     assert placeholders.startswith("export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=")
     assert "Authorization: Token" not in commands  # a new organization refuses Legacy Tokens (401)
-    backend = start_backend(LLM_MODEL="demo")
+    backend = start_app(LLM_MODEL="demo")
     project = label_studio.create_project("readme curl", CHOICES_CONFIG)
     tasks = label_studio.import_tasks(project, [{"text": "good"}, {"text": "bad"}])
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", commands.replace("http://localhost:9090", backend.url)],
@@ -302,7 +303,7 @@ LONG_CONFIG = """<View>
 
 
 def test_a_long_document_gets_every_entity_at_its_exact_offset(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     # 300,000 characters, far over an 8,192-token window; the entities sit in the last 15,000.
     body, _ = planted_document(seed=41, chars=285_000, entities=0)
@@ -312,7 +313,7 @@ def test_a_long_document_gets_every_entity_at_its_exact_offset(
     assert len(text) >= 300_000 and planted[0].start > 280_000
     llm.context_tokens = 8192
     llm.set_gazetteer(gazetteer_for(planted, cut_edges=True))
-    backend = start_backend(LLM_CONTEXT_TOKENS="8192")
+    backend = start_app(LLM_CONTEXT_TOKENS="8192")
     project = label_studio.create_project("long document e2e", LONG_CONFIG)
     [task_id] = label_studio.import_tasks(project, [{"text": text}])
     label_studio.connect_ml_backend(project, backend.url)
@@ -335,7 +336,7 @@ def test_a_long_document_gets_every_entity_at_its_exact_offset(
 
 
 def test_local_model_replies_partial_answers_and_refusals_as_label_studio_stores_them(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     texts = ["Ada Lovelace wrote to ACME Corp.", "Grace Hopper joined ACME Corp.", "Please summarise this memo."]
     entities = [{"text": "ACME Corp", "label": "Organization"}]
@@ -346,7 +347,7 @@ def test_local_model_replies_partial_answers_and_refusals_as_label_studio_stores
     llm.add_rule("Grace Hopper", Reply(json={"sentiment": "Positive", "ner": entities, "summary": ["News."]},
                                        style="reasoning_only"))
     llm.add_rule("memo", Reply(style="refusal"))
-    backend = start_backend()
+    backend = start_app()
     project = label_studio.create_project("local model e2e", NER_CONFIG)
     task_ids = label_studio.import_tasks(project, [{"text": text} for text in texts])
     label_studio.connect_ml_backend(project, backend.url)
