@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.app_server import AppServer
 from testkit.browser import Browser, Page, chromium_path
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import BackendProcess
 from tests.test_objects import CHAT
 from tests.test_pairwise_ranker import ITEMS, PAIRWISE, RANKER, TASK
 
@@ -60,7 +60,7 @@ def _open_task(page: Page, label_studio: Any, project: int, task: int, shows: st
     return loaded
 
 
-def _predict(label_studio: Any, backend: BackendProcess, title: str, config: str, data: dict[str, Any]
+def _predict(label_studio: Any, backend: AppServer, title: str, config: str, data: dict[str, Any]
              ) -> tuple[int, int, dict[str, Any]]:
     project = label_studio.create_project(title, config)
     [task] = label_studio.import_tasks(project, [data])
@@ -71,12 +71,12 @@ def _predict(label_studio: Any, backend: BackendProcess, title: str, config: str
 
 
 def test_pairwise_and_ranker_are_stored_and_shown(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     llm.add_rule("<a>\nALPHA", Reply(json={"better": "left"}))
     llm.add_rule("<a>\nBETA", Reply(json={"better": "right"}))
     llm.add_rule("[b2]", Reply(json={"rank": ["b2", "3", "1"]}))
-    backend = start_backend()
+    backend = start_app()
     pairwise_project, pairwise_task, pairwise = _predict(label_studio, backend, "pairwise ui", PAIRWISE, TASK["data"])
     ranker_project, ranker_task, ranker = _predict(label_studio, backend, "ranker ui", RANKER,
                                                    {"query": "Which animals control pests?", "items": ITEMS})
@@ -106,7 +106,7 @@ def _gallery_config(label_studio_executable: Path, template: str) -> str:
 
 
 def test_chat_evaluation_and_html_ner_projects_are_predicted_and_shown(
-    label_studio: Any, label_studio_executable: Path, start_backend: Callable[..., BackendProcess],
+    label_studio: Any, label_studio_executable: Path, start_app: Callable[..., AppServer],
     llm: FakeLLMServer
 ) -> None:
     chat_config = _gallery_config(label_studio_executable, "chat_llm_eval")
@@ -119,7 +119,7 @@ def test_chat_evaluation_and_html_ner_projects_are_predicted_and_shown(
         "comments": ["The assistant pointed at the Import button."]}))
     llm.add_rule("Mary Smith", Reply(json={"ner": [{"text": "Mary Smith", "label": "Person"},
                                                    {"text": "BetaCorp", "label": "Organization"}]}))
-    backend = start_backend()
+    backend = start_app()
     chat_project, chat_task, chat = _predict(label_studio, backend, "chat llm eval", chat_config,
                                              {"text": "Evaluate the agent.", "chat": CHAT})
     _bot_project, _bot_task, bot = _predict(label_studio, backend, "chatbot", _gallery_config(

@@ -13,9 +13,9 @@ import pytest
 import requests
 from PIL import Image
 
+from testkit.app_server import AppServer
 from testkit.browser import Browser, chromium_path
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import BackendProcess
 from tests.test_status_page import AUTH, SECRETS, _body
 
 LS_URL = "http://127.0.0.1:9"  # nothing listens: the links are only built from it
@@ -41,11 +41,11 @@ def test_the_job_without_failures_has_no_failed_part_and_the_icon_is_served(make
 @pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs it)")
 def test_failed_tasks_are_listed_with_links_and_the_bar_shows_them_apart(
-    start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    start_app: Callable[..., AppServer], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     llm.set_default(Reply(json={"sentiment": "Positive"}))
     llm.add_rule("invalid", Reply(json={"sentiment": "Wonderful"}))
-    backend = start_backend(BASIC_AUTH_USER="ls", LABEL_STUDIO_URL=LS_URL, **SECRETS)
+    backend = start_app(BASIC_AUTH_USER="ls", LABEL_STUDIO_URL=LS_URL, **SECRETS)
     for body in (_body("4.1", range(1, 10), "fine"), _body("4.1", range(10, 13), "invalid")):
         assert requests.post(f"{backend.url}/predict", json=body, headers=AUTH, timeout=60).status_code == 200
     [group] = requests.get(f"{backend.url}/jobs", headers=AUTH, timeout=5).json()["projects"][0]["jobs"][0]["errors"]
