@@ -344,3 +344,28 @@ def test_the_outcome_reports_what_ran_for_the_log(make_settings: Any, llm: FakeL
     assert report.controls["sentiment"].startswith(f"majority of {report.parts} parts")
     assert report.controls["quality"].startswith("median of") and report.controls["summary"].startswith("summary of")
     assert "2,048 tokens, from LLM_CONTEXT_TOKENS" in report.describe() and outcome.usage.calls == llm.calls
+
+
+def test_a_long_pages_entities_are_placed_in_the_page(long_client: Any, llm: FakeLLMServer) -> None:
+    """Was: a HyperText page longer than the window lost every span (its parts had no markup to place them in)."""
+    import html
+
+    from llm_backend.core.html_text import HtmlText
+
+    text, planted = planted_document(seed=12, chars=30_000, entities=40)
+    paragraphs = text.split("\n")
+    page = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs)
+    llm.set_gazetteer(gazetteer_for(planted, cut_edges=True))
+    config = (f'<View><HyperText name="text" value="$text"/><HyperTextLabels name="ner" toName="text">{LABELS}'
+              '</HyperTextLabels></View>')
+    result = _predict(long_client(), page, config)
+    assert "result" in result, result.get("error")
+    assert llm.calls > 2  # the page needed several parts
+    content = "".join(node.data for node in HtmlText(page).nodes)
+    regions = [r for r in result["result"] if r["type"] == "hypertextlabels"]
+    assert len(regions) == len(planted)
+    for region in regions:
+        value = region["value"]
+        assert content[value["globalOffsets"]["start"]:value["globalOffsets"]["end"]] == value["text"]
+    assert sorted((r["value"]["text"], r["value"]["hypertextlabels"][0]) for r in regions) == \
+        sorted((p.text, p.label) for p in planted)

@@ -47,6 +47,7 @@ from ..models.context import ContextWindows, LiteLLMTokenizer, Window
 from ..models.pricing import Pricing
 from ..settings import Settings
 from .fitter import MAX_SPLITS, MIN_PART_TOKENS, PartFitter, Plan, unread_gaps
+from .inputs import task_markup
 from .job import Answered, PredictionJob
 from .longplan import SUMMARIES_NOTE, PlannedCall, head_tail_view, planned_calls
 from .outcome import LongTextReport, TaskOutcome
@@ -318,7 +319,8 @@ class _LongTask:
                      if a.answered is not None and control.name in a.answered.answer.values]
             if control in self.spans:
                 found = merged.regions[control.name]
-                report.regions.extend(found)
+                markup = task_markup(config, self.job.task)  # HyperText's page, Paragraphs' utterances
+                spec.place(control, found, RegionInputs(self.texts, {}, engine.align, markup), report)
                 notes[control.name] = f"entities of {len(self.answers)} parts at whole-text offsets ({len(found)})"
             elif head is not None and head.error is not None:
                 notes[control.name] = f"not answered: the beginning and end failed ({head.error.message})"

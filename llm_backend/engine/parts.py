@@ -131,7 +131,8 @@ def place_entities(result: PartAnswer, texts: dict[str, str], obj: str, align: A
     part_texts = {**texts, obj: texts[obj][chunk.start : chunk.end]}
     values = {c.name: answered.answer.values[c.name] for c in labels if c.name in answered.answer.values}
     scores = control_scores(part.config, answered.completion.content, answered.completion.logprobs)
-    report = build_regions(only(part.config, labels), values, RegionInputs(part_texts, {}, align), scores)
+    report = build_regions(only(part.config, labels), values, RegionInputs(part_texts, {}, align, text_only=True),
+                           scores)
     result.unaligned = len(report.unaligned)
     for region in report.regions:
         if region["to_name"] == obj:

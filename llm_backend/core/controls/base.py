@@ -140,6 +140,9 @@ class RegionInputs:
     # The task's value of objects whose regions point into its structure (HyperText's markup: XPaths;
     # Paragraphs' utterances: index and offset), by object name.
     markup: dict[str, Any] = field(default_factory=dict)
+    # True for a long text's part: spans stay at offsets in the text (labels under the control's result type),
+    # and are placed in the object's structure (`ControlSpec.place`) once the parts are merged.
+    text_only: bool = False
 
 
 @dataclass
@@ -329,6 +332,12 @@ class ControlSpec:
         """One score per decision: how many of the sampled answers' values (`None`: unreadable) agree with
         `mine` (CONFIDENCE=samples, engine/confidence.py)."""
         return SAMPLE_SCORERS[self.score_style](mine, theirs)
+
+    def place(self, control: Control, spans: list[dict[str, Any]], inputs: RegionInputs, report: RegionReport
+              ) -> None:
+        """A long text's merged spans (text offsets) as this control's regions: as they are, unless its
+        regions point into the object's structure (HyperText's XPaths, Paragraphs' utterances)."""
+        report.regions.extend(spans)
 
     def span_label(self, control: Control, value: Value) -> str:
         """The label of a span region's value, for merging a long text's parts (long_text SPANS): Label

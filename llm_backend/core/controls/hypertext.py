@@ -4,7 +4,7 @@ the text nodes where a span starts and ends, the offsets inside them, and `globa
 in the page's text content, which evaluation compares). A span that cannot be placed (no markup came
 with the task, as in a preview without a fetcher, or it is broken in a way the browser repairs
 differently) is dropped and counted as "unplaced_span", never guessed. A long page's parts are
-aligned as text (core/chunks.py) and their spans have no place in the page: they are left out too.
+aligned as text and merged (engine/parts.py), then placed in the page (`place`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ class HyperTextLabelsSpec(LabelsSpec):
 
     def add_regions(self, control: Control, answer: Any, inputs: RegionInputs, scores: list[float | None],
                     report: RegionReport) -> None:
-        spans = RegionReport()
-        super().add_regions(control, answer, inputs, scores, spans)
-        report.unaligned.extend(spans.unaligned)
-        for kind, count in spans.match_kinds.items():
-            report.match_kinds[kind] = report.match_kinds.get(kind, 0) + count
+        self.add_placed(control, answer, inputs, scores, report)
+
+    def place(self, control: Control, spans: list[dict[str, Any]], inputs: RegionInputs, report: RegionReport
+              ) -> None:
         markup = inputs.markup.get(control.to_name[0])
         page = HtmlText(markup) if isinstance(markup, str) else None
         if page is not None and page.text != inputs.texts.get(control.to_name[0]):
             page = None  # the text the model quoted is not the one these positions describe
-        for index, region in enumerate(spans.regions):
+        for index, region in enumerate(spans):
             value = region["value"]
             place = page.place(value["start"], value["end"]) if page is not None else None
             if place is None:
@@ -41,7 +40,7 @@ class HyperTextLabelsSpec(LabelsSpec):
             placed = {"start": place.start, "startOffset": place.start_offset, "end": place.end,
                       "endOffset": place.end_offset, "globalOffsets": {"start": place.global_start,
                                                                        "end": place.global_end},
-                      "text": value["text"], "hypertextlabels": value["labels"]}
+                      "text": value["text"], "hypertextlabels": value["hypertextlabels"]}
             report.regions.append(make_region(control, index, placed, region.get("score")))
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:

@@ -102,6 +102,31 @@ class LabelsSpec(ControlSpec):
             region["meta"] = span.meta()  # exact / case_insensitive / normalised / fuzzy, and its score
             report.regions.append(region)
 
+    def text_spans(self, control: Control, answer: list[EntityAnswer], inputs: RegionInputs,
+                   scores: list[float | None], report: RegionReport) -> list[dict[str, Any]]:
+        """The answer's spans at text offsets, their labels under this control's result type (what a span
+        control placing them in a structure starts from); what could not be aligned goes to `report`."""
+        spans = RegionReport()
+        LabelsSpec.add_regions(self, control, answer, inputs, scores, spans)
+        report.unaligned.extend(spans.unaligned)
+        for kind, count in spans.match_kinds.items():
+            report.match_kinds[kind] = report.match_kinds.get(kind, 0) + count
+        for region in spans.regions:
+            value = region["value"]
+            region["type"] = control.result_type
+            region["value"] = {"start": value["start"], "end": value["end"], "text": value["text"],
+                               control.result_type: value["labels"]}
+        return spans.regions
+
+    def add_placed(self, control: Control, answer: list[EntityAnswer], inputs: RegionInputs,
+                   scores: list[float | None], report: RegionReport) -> None:
+        """`add_regions` of a span control whose regions point into a structure (`place`)."""
+        spans = self.text_spans(control, answer, inputs, scores, report)
+        if inputs.text_only:  # a long text's part: placed once the parts are merged
+            report.regions.extend(spans)
+        else:
+            self.place(control, spans, inputs, report)
+
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         to_value = {o.result_value: o.value for o in control.options}
         return [{"text": v["text"], "label": to_value.get(label, label)}

@@ -78,21 +78,21 @@ class ParagraphLabelsSpec(LabelsSpec):
 
     def add_regions(self, control: Control, answer: Any, inputs: RegionInputs, scores: list[float | None],
                     report: RegionReport) -> None:
-        spans = RegionReport()
-        super().add_regions(control, answer, inputs, scores, spans)
-        report.unaligned.extend(spans.unaligned)
-        for kind, count in spans.match_kinds.items():
-            report.match_kinds[kind] = report.match_kinds.get(kind, 0) + count
+        self.add_placed(control, answer, inputs, scores, report)
+
+    def place(self, control: Control, spans: list[dict[str, Any]], inputs: RegionInputs, report: RegionReport
+              ) -> None:
         lines = inputs.markup.get(control.to_name[0])  # `paragraph_lines` of the task's utterances
         utterances = _utterances(lines) if isinstance(lines, list) else []
-        for index, region in enumerate(spans.regions):
+        for index, region in enumerate(spans):
             place = _place(utterances, region["value"]["start"], region["value"]["end"]) if utterances else None
             if place is None:
                 report.leave_out("span_outside_utterances")
                 continue
-            placed = make_region(control, index, {**place, "paragraphlabels": region["value"]["labels"]},
+            placed = make_region(control, index, {**place, "paragraphlabels": region["value"]["paragraphlabels"]},
                                  region.get("score"))
-            placed["meta"] = region["meta"]
+            if "meta" in region:
+                placed["meta"] = region["meta"]
             report.regions.append(placed)
 
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
