@@ -320,7 +320,7 @@ def test_evaluate_tasks_runs_only_annotated_tasks_through_a_backend(
 
 @pytest.mark.label_studio
 def test_eval_scores_a_real_label_studio_export_whose_predictions_are_ids(
-    label_studio: Any, start_backend: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
+    label_studio: Any, start_app: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     """The Export button (GET /api/projects/<id>/export) lists predictions as ids: eval fetches them through
     the API when it can, and otherwise names the snapshot option that exports them in full."""
@@ -331,7 +331,7 @@ def test_eval_scores_a_real_label_studio_export_whose_predictions_are_ids(
         llm.add_rule(text, Reply(json={"sentiment": predicted}))
     project = label_studio.create_project("eval export", config)
     task_ids = label_studio.import_tasks(project, [{"text": text} for text, _, _ in reviews])
-    label_studio.connect_ml_backend(project, start_backend().url)
+    label_studio.connect_ml_backend(project, start_app().url)
     label_studio.retrieve_predictions(project, task_ids)
     for task_id, (_, _, annotated) in zip(task_ids, reviews, strict=True):
         label_studio.create_annotation(task_id, [{"from_name": "sentiment", "to_name": "text", "type": "choices",
