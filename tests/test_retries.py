@@ -68,6 +68,7 @@ def test_without_a_deadline_llm_max_retries_is_the_cap(always_failing: FakeLLMSe
     assert failure.value.usage.calls == 3 and failure.value.usage.retries == 2
 
 
+@pytest.mark.serial  # a time limit (the last error before the deadline): run alone, after the parallel tests
 def test_with_a_deadline_retries_go_on_until_it_and_stop_before_it(always_failing: FakeLLMServer) -> None:
     client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=2, retry_max_wait=0.05)
     deadline = time.time() + 1.5  # deadlines are on the wall clock (the job ledger shares them between hosts)
