@@ -23,6 +23,7 @@ from llm_backend.cli.main import main
 from llm_backend.engine.jobstore import RedisJobStore, TaskRecord
 from llm_backend.engine.writeback import WriteBack
 from llm_backend.services import build_services
+from testkit.app_server import AppServer
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess, free_port
 from tests.test_offline_predict import cli_env
@@ -61,7 +62,7 @@ def project_with_tasks(label_studio: Any, title: str, total: int = TOTAL) -> tup
     return project, label_studio.import_tasks(project, [{"text": f"review {i:03d} of the thing"} for i in range(total)])
 
 
-def wait_until_model_ready(backend: BackendProcess) -> None:
+def wait_until_model_ready(backend: BackendProcess | AppServer) -> None:
     """LiteLLM loads in the background after a start (seconds): a backend that has been up a while."""
     deadline = time.monotonic() + 60
     while not requests.get(f"{backend.url}/health", timeout=5).json()["model_ready"]:
@@ -69,7 +70,7 @@ def wait_until_model_ready(backend: BackendProcess) -> None:
         time.sleep(0.2)
 
 
-def wait_until_idle(backend: BackendProcess, project: int, timeout: float = 60) -> None:
+def wait_until_idle(backend: BackendProcess | AppServer, project: int, timeout: float = 60) -> None:
     """Until the project's jobs have no task queued or running (the write-back of what they answered follows)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -82,11 +83,11 @@ def wait_until_idle(backend: BackendProcess, project: int, timeout: float = 60) 
 
 
 def test_one_click_labels_300_tasks_and_a_second_click_adds_none(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     llm.latency = 0.25
     llm.set_default(Reply(json={"sentiment": "Positive"}))
-    backend = start_backend(**ls_env(label_studio))
+    backend = start_app(**ls_env(label_studio))
     wait_until_model_ready(backend)
     project, task_ids = project_with_tasks(label_studio, "one click 300")
     ml = label_studio.connect_ml_backend(project, backend.url)
@@ -126,7 +127,7 @@ def test_kill_9_mid_job_then_restart_finishes_every_task_once_without_paying_twi
     llm.latency = 0.25
     llm.set_default(Reply(json={"sentiment": "Negative"}))
     env = ls_env(label_studio, PORT=str(free_port()))
-    backend = start_backend(**env)
+    backend = start_backend(**env)  # a `serve` process: what is tested is its kill -9 and its restart
     project, task_ids = project_with_tasks(label_studio, "kill -9 mid job")
     ml = label_studio.connect_ml_backend(project, backend.url)
     version = label_studio.get_ml_backend(ml)["model_version"]
@@ -156,7 +157,7 @@ def test_two_serve_processes_on_redis_share_the_job(
     llm.latency = 0.25
     llm.set_default(Reply(json={"sentiment": "Neutral"}))
     env = ls_env(label_studio, CACHE_URL=redis_url)
-    first, second = start_backend(**env), start_backend(**env)
+    first, second = start_backend(**env), start_backend(**env)  # two `serve` processes: their consumers differ
     project, task_ids = project_with_tasks(label_studio, "two replicas on redis")
     ml = label_studio.connect_ml_backend(project, first.url)  # Label Studio only knows one of them
     version = label_studio.get_ml_backend(ml)["model_version"]
@@ -191,7 +192,7 @@ def _worker_pid(backend: BackendProcess) -> int:
 
 @pytest.mark.parametrize("case", ["unreachable-model-502", "too-many-tasks-400"])
 def test_what_label_studio_shows_when_predict_fails_as_a_whole(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, case: str
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer, case: str
 ) -> None:
     """Label Studio 1.23.2 answers the Data Manager action with "Retrieved N predictions" whatever /predict
     answered (a 502 with its reason, a 400): it logs the error, stores nothing and keeps the model connected.
@@ -203,7 +204,7 @@ def test_what_label_studio_shows_when_predict_fails_as_a_whole(
                "LLM_RETRY_MAX_WAIT": "0.2"}
     else:
         env = {"MAX_TASKS_PER_REQUEST": "2"}
-    backend = start_backend(**env)
+    backend = start_app(**env)
     project, task_ids = project_with_tasks(label_studio, f"whole batch fails {case}", total=5)
     ml = label_studio.connect_ml_backend(project, backend.url)
     answer = label_studio.retrieve_predictions(project, task_ids)
@@ -238,11 +239,11 @@ def test_what_label_studio_shows_when_predict_fails_as_a_whole(
 
 
 def test_without_label_studio_credentials_the_next_click_collects_the_finished_job(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer
 ) -> None:
     llm.latency = 0.25
     llm.set_default(Reply(json={"sentiment": "Positive"}))
-    backend = start_backend(LLM_CONCURRENCY="2", PREDICT_DEADLINE="3")  # no LABEL_STUDIO_URL / _API_KEY
+    backend = start_app(LLM_CONCURRENCY="2", PREDICT_DEADLINE="3")  # no LABEL_STUDIO_URL / _API_KEY
     wait_until_model_ready(backend)
     project, task_ids = project_with_tasks(label_studio, "no write-back", total=40)
     ml = label_studio.connect_ml_backend(project, backend.url)

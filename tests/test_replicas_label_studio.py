@@ -40,9 +40,9 @@ TOTAL = 300
 @pytest.fixture
 def replicas(tmp_path: Path, label_studio: Any, redis_url: str, start_backend: Callable[..., BackendProcess]
              ) -> list[BackendProcess]:
-    """Two `llm-backend serve` processes, each started in its own directory with the default PROMPTS_DIR
-    (./prompts, an absolute path that differs between them) holding the same edited system prompt (a team's
-    shared edit, copied to each host)."""
+    """Two `llm-backend serve` processes (processes, not `start_app`: one is killed with kill -9, and each has its own
+    working directory), each started in its own directory with the default PROMPTS_DIR (./prompts, an absolute path
+    that differs between them) holding the same edited system prompt (a team's shared edit, copied to each host)."""
     started: list[BackendProcess] = []
     shipped = (Path(__file__).resolve().parent.parent / "llm_backend" / "prompts" / "system.j2").read_text()
     for host in ("host-a", "host-b"):
