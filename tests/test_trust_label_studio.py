@@ -21,9 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from llm_backend.cli.main import main
+from testkit.app_server import AppServer
 from testkit.llm_server import FakeLLMServer
 from testkit.noisy_model import NoisyModel, make_items
-from tests.conftest import CHOICES_CONFIG, BackendProcess
+from tests.conftest import CHOICES_CONFIG
 from tests.test_jobs_label_studio import wait_for_predictions, wait_until_model_ready
 from tests.test_offline_predict import cli_env
 
@@ -63,13 +64,13 @@ def _annotations(label_studio: Any, project: int) -> dict[int, list[dict[str, An
 
 
 def test_calibrate_then_accept_apply_creates_one_annotation_per_accepted_task_once(
-    label_studio: Any, start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, tmp_path: Path
+    label_studio: Any, start_app: Callable[..., AppServer], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     items = make_items(TOTAL, LABELS, seed=21)
     llm.noisy = NoisyModel("sentiment", LABELS, items, seed=21)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
            "LLM_CONCURRENCY": "16", "PREDICT_DEADLINE": "20"}
-    backend = start_backend(**env)
+    backend = start_app(**env)
     wait_until_model_ready(backend)
     project = label_studio.create_project("trust", CHOICES_CONFIG)
     keys = list(items)
