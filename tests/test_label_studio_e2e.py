@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from testkit.app_server import AppServer
 from testkit.documents import Planted, gazetteer_for, planted_document
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, fixture_json
+from tests.conftest import ALL_CONTROLS_CONFIG, CHOICES_CONFIG, REPO, cli, fixture_json
 
 pytestmark = pytest.mark.label_studio
 
@@ -233,12 +232,11 @@ def test_the_demo_model_fills_text_and_image_projects_without_any_model(
     config = tmp_path / "label_config.xml"
     config.write_text(DEMO_TEXT_CONFIG + "\n")
     (tmp_path / "tasks.json").write_text(json.dumps([{"data": {"text": texts[0]}}]))
-    out = subprocess.run([sys.executable, "-m", "llm_backend", "predict", "--config", str(config), "--tasks",
-                          str(tmp_path / "tasks.json"), "--out", str(tmp_path / "out.json"), "--project",
-                          str(text_project)], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={**os.environ, "LLM_MODEL": "demo", "LLM_API_KEY": "", "LLM_API_BASE": "",
-                              "CACHE_DIR": str(tmp_path / "cache"), "PROMPTS_DIR": str(tmp_path / "prompts")})
-    assert out.returncode == 0, out.stderr
+    out = cli(["predict", "--config", str(config), "--tasks", str(tmp_path / "tasks.json"), "--out",
+               str(tmp_path / "out.json"), "--project", str(text_project)],
+              {"LLM_MODEL": "demo", "LLM_API_KEY": "", "LLM_API_BASE": "", "CACHE_DIR": str(tmp_path / "cache"),
+               "PROMPTS_DIR": str(tmp_path / "prompts")})
+    assert out.exit_code == 0, out.stderr
     stored_version = label_studio.predictions(text_project)[0]["model_version"]
     assert f"model_version {stored_version}" in out.stdout
     assert json.loads((tmp_path / "out.json").read_text())[0]["predictions"][0]["result"] == first
