@@ -21,12 +21,10 @@ from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from llm_backend.cli.main import LOG_FORMAT  # the format `serve` logs in, which tests read lines of
 from llm_backend.settings import Settings, load_settings
 from llm_backend.web.app import create_app, services_of
-from llm_backend.web.server import _post_worker_init, _worker_exit
-
-# The format `serve` logs in (`cli/main.py`'s configure_logging), which tests read lines of.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
+from llm_backend.web.server import post_worker_init, worker_exit
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -67,7 +65,7 @@ class AppServer:
         try:
             self.app = create_app(settings, consumers=False)
             self._worker = SimpleNamespace(wsgi=self.app)
-            _post_worker_init(self._worker)  # warm-up, and the job consumers with the whole of LLM_CONCURRENCY
+            post_worker_init(self._worker)  # warm-up, and the job consumers with the whole of LLM_CONCURRENCY
             self._server = make_server("127.0.0.1", self.port, self.app, threaded=True,
                                        request_handler=_QuietHandler)
         except BaseException:
@@ -90,7 +88,7 @@ class AppServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=30)
-        _worker_exit(None, self._worker)
+        worker_exit(None, self._worker)
         services_of(self.app).close()
         self._detach_log()
         return 0

@@ -16,9 +16,12 @@ from ..engine.inputs import task_texts
 from ..errors import LLMBackendError, SettingsError
 from ..settings import Settings, load_settings
 
+# What `serve` and the commands log lines in (the tests' in-process app, testkit/app_server.py, writes the same).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
+
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     # LiteLLM and httpx log every request at INFO; keep them for DEBUG.
     for noisy in ("LiteLLM", "litellm", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -52,7 +52,8 @@ def _child_exit(server: Any, worker: Any) -> None:
                         freed)
 
 
-def _post_worker_init(worker: Any) -> None:
+def post_worker_init(worker: Any) -> None:
+    """What each worker runs once it is forked (gunicorn's hook; the tests' in-process app runs it too)."""
     services = services_of(worker.wsgi)
     services.warm_up()
     settings = services.settings
@@ -66,7 +67,8 @@ def _post_worker_init(worker: Any) -> None:
                         "are not written back to Label Studio; the next \"Retrieve predictions\" collects them")
 
 
-def _worker_exit(server: Any, worker: Any) -> None:
+def worker_exit(server: Any, worker: Any) -> None:
+    """What each worker runs as it exits (gunicorn's hook; the tests' in-process app runs it too)."""
     # Let tasks that outlived their request finish, so their paid answers reach the cache.
     app = getattr(worker, "wsgi", None)
     if app is not None and "llm_backend" in getattr(app, "extensions", {}):
@@ -93,8 +95,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "pre_fork": _pre_fork,
         "post_fork": _post_fork,
         "child_exit": _child_exit,
-        "post_worker_init": _post_worker_init,
-        "worker_exit": _worker_exit,
+        "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
         "proc_name": "llm-backend",
     }
 
