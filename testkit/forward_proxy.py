@@ -21,6 +21,7 @@ class _Relay(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append(f"{self.command} {self.path}")
+        self.server.authorizations.append(self.headers.get("Proxy-Authorization"))
         headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
         upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=30)
         try:
@@ -52,6 +53,7 @@ class ForwardProxy(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Relay)
         self.seen: list[str] = []
+        self.authorizations: list[str | None] = []  # each relayed request's Proxy-Authorization
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def start(self) -> ForwardProxy:

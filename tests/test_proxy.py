@@ -4,6 +4,7 @@ going straight out on one path only."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
@@ -47,3 +48,12 @@ def test_no_proxy_sends_the_call_straight_to_the_server(
     assert _ask(llm) == "yes"
     assert proxy.seen == []
     assert len(llm.requests) == 1
+
+
+def test_the_proxy_url_s_credentials_are_sent_to_the_proxy(
+        llm: FakeLLMServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    llm.add_rule("Is this proxied?", Reply(content="yes"))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://labeller:s3cret@"))
+    assert _ask(llm) == "yes"
+    assert proxy.authorizations == ["Basic " + base64.b64encode(b"labeller:s3cret").decode()]
+    assert "s3cret" not in str(llm.requests[0])  # the proxy's credentials stop at the proxy

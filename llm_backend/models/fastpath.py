@@ -98,10 +98,25 @@ class Route:
     tier_from: int | None  # prompt tokens above which the map has another price
 
     @functools.cached_property
-    def _client_timeout(self) -> Any:
+    def _post_options(self) -> dict[str, Any]:
+        """session.post's options but the body: headers, timeout and the proxy HTTP(S)_PROXY and NO_PROXY name for
+        this URL, with its credentials (from the proxy URL or ~/.netrc), as acompletion's httpx and aiohttp's trust_env
+        find it, but found once per route: trust_env looks it up again on a thread for every request, which cost
+        1.5-2 ms of CPU a call (bench/batch.py, C=16)."""
         import aiohttp
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
 
-        return aiohttp.ClientTimeout(total=self.timeout)
+        options: dict[str, Any] = {"headers": dict(self.headers), "timeout": aiohttp.ClientTimeout(total=self.timeout)}
+        try:
+            proxy, auth = get_env_proxy_for_url(URL(self.url))
+        except LookupError:  # none named, or NO_PROXY covers this host
+            return options
+        options["proxy"] = proxy
+        if auth is not None:  # aiohttp sends proxy_headers only on an https URL's CONNECT; a plain one carries them
+            key = "proxy_headers" if self.url.startswith("https:") else "headers"
+            options[key] = {**options.get(key, {}), "Proxy-Authorization": auth.encode()}
+        return options
 
     @functools.cached_property
     def _sent(self) -> Any:
@@ -128,8 +143,7 @@ class Route:
         data, optional, litellm_params = self.body(messages)
         session = sessions.get()
         try:
-            async with session.post(self.url, data=json.dumps(data), headers=self.headers,
-                                    timeout=self._client_timeout) as answer:
+            async with session.post(self.url, data=json.dumps(data), **self._post_options) as answer:
                 raw = await answer.read()
                 status, headers = answer.status, dict(answer.headers)
         except TimeoutError:  # as acompletion reports it (a connection refused or broken is classified as it is)
@@ -224,8 +238,7 @@ class Sessions:
         session = self._by_loop.get(loop)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60)
-            # trust_env: HTTP(S)_PROXY and NO_PROXY apply as they do to acompletion (httpx reads them)
-            session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            session = aiohttp.ClientSession(connector=connector)  # the proxy, if any, is each route's (Route._proxy)
             with self._lock:
                 if not self._by_loop:
                     atexit.register(self.close)
