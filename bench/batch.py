@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,14 +39,12 @@ from pathlib import Path
 import requests
 from common import (  # the bench folder is on sys.path when a script runs
     CONFIG,
-    REPO,
-    child_pids,
-    free_port,
     llm_server,
     load_average,
     process_cpu_seconds,
     time_predict,
 )
+from common import serve as serve_backend
 
 from llm_backend.engine.prompts import DEFAULT_PROMPTS_DIR
 from llm_backend.settings import Settings
@@ -92,31 +87,11 @@ def plain_client(base_url: str, case: Case) -> float:
 @contextmanager
 def serve(base_url: str, concurrency: int, fast_path: str) -> Iterator[tuple[str, list[int]]]:
     """`llm-backend serve` with the defaults; (its URL, [master pid, worker pids]) once every worker is warm."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LLM_MODEL": "openai/bench",
-               "LLM_API_BASE": base_url, "LLM_API_KEY": "sk-bench", "LLM_CONCURRENCY": str(concurrency),
-               "CACHE_DIR": str(Path(tmp) / "cache"), "LOG_LEVEL": "WARNING", "LLM_FAST_PATH": fast_path,
-               "PROMPTS_DIR": str(Path(tmp) / "prompts")}  # the shipped templates, not a user's edits
-        server = subprocess.Popen([sys.executable, "-m", "llm_backend", "serve"], cwd=REPO, env=env,
-                                  stdout=subprocess.DEVNULL, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{url}/health", timeout=1).json().get("model_ready"):
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.1)
-            requests.post(f"{url}/setup", json={"schema": CONFIG, "project": "1.1"}, timeout=5).raise_for_status()
-            # Every worker loads LiteLLM and opens its connections before the clock starts.
-            _predict(url, concurrency * 2, "warm-up", first_id=10_000_000)
-            yield url, [server.pid, *child_pids(server.pid)]
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    started = serve_backend(base_url, CONFIG, "1.1", LLM_CONCURRENCY=str(concurrency), LLM_FAST_PATH=fast_path)
+    with started as (url, pids):
+        # Every worker loads LiteLLM and opens its connections before the clock starts.
+        _predict(url, concurrency * 2, "warm-up", first_id=10_000_000)
+        yield url, pids
 
 
 def _predict(url: str, tasks: int, salt: str, first_id: int) -> float:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +67,38 @@ def llm_server(latency: float, *options: str) -> Iterator[Any]:
         control.close()
         process.terminate()
         process.wait()
+
+
+@contextmanager
+def serve(base_url: str, config: str, project: str, **env: str) -> Iterator[tuple[str, list[int]]]:
+    """`llm-backend serve` against the LLM server at `base_url`, `env` over the defaults (the shipped templates, a
+    fresh CACHE_DIR), with `config` set up for `project`; (its URL, [master pid, worker pids]) once it answers."""
+    import requests
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LLM_MODEL": "openai/bench",
+                       "LLM_API_BASE": base_url, "LLM_API_KEY": "sk-bench", "CACHE_DIR": str(Path(tmp) / "cache"),
+                       "LOG_LEVEL": "WARNING",
+                       "PROMPTS_DIR": str(Path(tmp) / "prompts"),  # the shipped templates, not a user's edits
+                       **env}
+        server = subprocess.Popen([sys.executable, "-m", "llm_backend", "serve"], cwd=REPO, env=environment,
+                                  stdout=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{url}/health", timeout=1).json().get("model_ready"):
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.1)
+            requests.post(f"{url}/setup", json={"schema": config, "project": project}, timeout=10).raise_for_status()
+            yield url, [server.pid, *child_pids(server.pid)]
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
 
 
 def child_pids(pid: int) -> list[int]:

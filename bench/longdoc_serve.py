@@ -18,19 +18,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
 import requests
-from common import REPO, child_pids, free_port, llm_server, load_average, process_cpu_seconds
+from common import llm_server, load_average, process_cpu_seconds
+from common import serve as serve_backend
 
 from testkit.documents import gazetteer_for, planted_document
 
@@ -38,33 +33,10 @@ CONFIG = """<View><Text name="text" value="$text"/><Labels name="ner" toName="te
 <Label value="Person"/><Label value="Organization"/><Label value="Location"/></Labels></View>"""
 
 
-@contextmanager
-def serve(base_url: str, args: argparse.Namespace) -> Iterator[tuple[str, list[int]]]:
-    """`llm-backend serve`; its URL and [master pid, worker pids] once it answers /health."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LLM_MODEL": "openai/bench",
-               "LLM_API_BASE": base_url, "LLM_API_KEY": "sk-bench", "LLM_CONCURRENCY": str(args.concurrency),
-               "LLM_CONTEXT_TOKENS": str(args.context), "CACHE_ENABLED": "false", "PREDICT_DEADLINE": "90",
-               "CACHE_DIR": str(Path(tmp) / "cache"), "LOG_LEVEL": "WARNING",
-               "PROMPTS_DIR": str(Path(tmp) / "prompts")}  # the shipped templates, not a user's edits
-        server = subprocess.Popen([sys.executable, "-m", "llm_backend", "serve"], cwd=REPO, env=env,
-                                  stdout=subprocess.DEVNULL, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{url}/health", timeout=1).json().get("model_ready"):
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.1)
-            requests.post(f"{url}/setup", json={"schema": CONFIG, "project": "1"}, timeout=10).raise_for_status()
-            yield url, [server.pid, *child_pids(server.pid)]
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+def serve(base_url: str, args: argparse.Namespace) -> AbstractContextManager[tuple[str, list[int]]]:
+    """`llm-backend serve`, cache off; its URL and [master pid, worker pids] once it answers /health."""
+    return serve_backend(base_url, CONFIG, "1", LLM_CONCURRENCY=str(args.concurrency),
+                         LLM_CONTEXT_TOKENS=str(args.context), CACHE_ENABLED="false", PREDICT_DEADLINE="90")
 
 
 def _spans(result: dict[str, Any], text: str) -> set[tuple[int, int, str]]:
