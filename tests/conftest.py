@@ -357,6 +357,17 @@ def cli(args: list[str], env: dict[str, str]) -> Any:
     return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
 
+def records_once_idle(services: Any, job: Any, timeout: float) -> list[Any]:
+    """A job's ledger records once none is queued or running, or as they are when `timeout` runs out (a bound, not a
+    pause: the caller's assertions then say what was left)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = services.job_store.records(job.id)
+        if all(r.state not in ("queued", "running") for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
 def interrupt_after_calls(args: list[str], env: dict[str, str], llm: FakeLLMServer, calls: int
                           ) -> tuple[int, str, str]:
     """Run a CLI command, press Ctrl-C (SIGINT) once the model has seen `calls` calls; (rc, stdout, stderr)."""

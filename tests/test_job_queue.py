@@ -21,7 +21,7 @@ from llm_backend.services import Services, build_services
 from llm_backend.settings import Settings
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.claiming import claim_in_rounds, open_store
-from tests.conftest import CHOICES_CONFIG
+from tests.conftest import CHOICES_CONFIG, records_once_idle
 
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -116,15 +116,10 @@ def _tasks(ids: range) -> list[dict[str, Any]]:
     return [{"id": i, "data": {"text": f"text {i}"}} for i in ids]
 
 
-def _wait_idle(services: Services, job: JobInfo, timeout: float = 120) -> list[TaskRecord]:
-    # A bound, not a pause: the first model call of a test process imports LiteLLM, which on a loaded 2-core
-    # machine has taken over 30 s.
-    deadline = time.monotonic() + timeout
-    while True:
-        records = services.job_store.records(job.id)
-        if all(r.state not in ("queued", "running") for r in records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.05)
+def _wait_idle(services: Services, job: JobInfo) -> list[TaskRecord]:
+    # 120 s: the first model call of a test process imports LiteLLM, which on a loaded 2-core machine has taken
+    # over 30 s.
+    return records_once_idle(services, job, timeout=120)
 
 
 def test_a_job_runs_through_the_queue_and_each_task_is_predicted_once(

@@ -31,7 +31,7 @@ from llm_backend.engine.jobstore import JobInfo, JobStore, RedisJobStore, SQLite
 from llm_backend.services import Services, build_services
 from llm_backend.settings import Settings
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, free_port
+from tests.conftest import CHOICES_CONFIG, free_port, records_once_idle
 
 
 @pytest.mark.parametrize(("code", "message", "cause"), [
@@ -105,13 +105,8 @@ def _tasks(ids: range, word: str = "text") -> list[dict[str, Any]]:
     return [{"id": i, "data": {"text": f"{word} {i}"}} for i in ids]
 
 
-def _wait_idle(services: Services, job: JobInfo, timeout: float = 30) -> list[TaskRecord]:
-    deadline = time.monotonic() + timeout
-    while True:
-        records = services.job_store.records(job.id)
-        if all(r.state not in ("queued", "running") for r in records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.05)
+def _wait_idle(services: Services, job: JobInfo) -> list[TaskRecord]:
+    return records_once_idle(services, job, timeout=30)
 
 
 def test_the_ledger_prunes_finished_records_after_the_retention_and_keeps_the_rest(store: JobStore) -> None:
