@@ -14,16 +14,12 @@ from typing import Any
 from ..config_types import Control
 from ..html_text import HtmlText
 from .base import RegionInputs, RegionReport, Value, make_region
-from .labels import LabelsSpec
+from .labels import PlacedLabelsSpec
 
 
-class HyperTextLabelsSpec(LabelsSpec):
+class HyperTextLabelsSpec(PlacedLabelsSpec):
     tag = "HyperTextLabels"
     object_tags = frozenset({"hypertext"})
-
-    def add_regions(self, control: Control, answer: Any, inputs: RegionInputs, scores: list[float | None],
-                    report: RegionReport) -> None:
-        self.add_placed(control, answer, inputs, scores, report)
 
     def place(self, control: Control, spans: list[dict[str, Any]], inputs: RegionInputs, report: RegionReport
               ) -> None:

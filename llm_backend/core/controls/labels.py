@@ -118,15 +118,6 @@ class LabelsSpec(ControlSpec):
                                control.result_type: value["labels"]}
         return spans.regions
 
-    def add_placed(self, control: Control, answer: list[EntityAnswer], inputs: RegionInputs,
-                   scores: list[float | None], report: RegionReport) -> None:
-        """`add_regions` of a span control whose regions point into a structure (`place`)."""
-        spans = self.text_spans(control, answer, inputs, scores, report)
-        if inputs.text_only:  # a long text's part: placed once the parts are merged
-            report.regions.extend(spans)
-        else:
-            self.place(control, spans, inputs, report)
-
     def answer_from_values(self, control: Control, values: list[Value]) -> Any:
         to_value = {o.result_value: o.value for o in control.options}
         return [{"text": v["text"], "label": to_value.get(label, label)}
@@ -153,3 +144,16 @@ class LabelsSpec(ControlSpec):
         labels = [option.value for option in control.options]
         return [{"text": phrase, "label": pick(labels, phrase, control.name)}
                 for phrase in capitalised_phrases(inputs.texts.get(control.to_name[0], ""))]
+
+
+class PlacedLabelsSpec(LabelsSpec):
+    """A span control whose regions point into its object's structure (HyperText's XPaths, Paragraphs' utterances):
+    the quotes are found in the object's text, then its `place` turns those text spans into the structure's."""
+
+    def add_regions(self, control: Control, answer: list[EntityAnswer], inputs: RegionInputs,
+                    scores: list[float | None], report: RegionReport) -> None:
+        spans = self.text_spans(control, answer, inputs, scores, report)
+        if inputs.text_only:  # a long text's part: placed once the parts are merged
+            report.regions.extend(spans)
+        else:
+            self.place(control, spans, inputs, report)

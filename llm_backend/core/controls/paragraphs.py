@@ -15,7 +15,7 @@ from ..agreement.base import Value as ReportValue
 from ..config_types import Control
 from .base import RegionInputs, RegionReport, Value, make_region
 from .demo_rules import pick
-from .labels import LabelsSpec
+from .labels import PlacedLabelsSpec
 
 # A place (utterance, offset) as one number for evaluation: ordered and overlapping as the places are.
 _STRIDE = 1 << 32
@@ -72,13 +72,9 @@ class ParagraphSpanReport(SpanReport):
         return super().add(linear(gold), linear(predicted), "")
 
 
-class ParagraphLabelsSpec(LabelsSpec):
+class ParagraphLabelsSpec(PlacedLabelsSpec):
     tag = "ParagraphLabels"
     object_tags = frozenset({"paragraphs"})
-
-    def add_regions(self, control: Control, answer: Any, inputs: RegionInputs, scores: list[float | None],
-                    report: RegionReport) -> None:
-        self.add_placed(control, answer, inputs, scores, report)
 
     def place(self, control: Control, spans: list[dict[str, Any]], inputs: RegionInputs, report: RegionReport
               ) -> None:
