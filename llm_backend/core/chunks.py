@@ -15,6 +15,7 @@ answers, stay the same: a changed document pays only for the parts that changed.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 import zlib
@@ -171,6 +172,28 @@ class Merged:
     conflicts: int = 0  # overlapping a better span of the same label from another part: dropped
 
 
+class SpanIndex:
+    """Spans by start, to find the ones overlapping a span without a look at every other: a 1 MB document's 500
+    entities were 125,000 comparisons (20 ms at the end of every long task) when each was set against all."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._spans: list[Found] = []
+        self._longest = 0
+
+    def add(self, span: Found) -> None:
+        at = bisect.bisect_right(self._starts, span.start)
+        self._starts.insert(at, span.start)
+        self._spans.insert(at, span)
+        self._longest = max(self._longest, span.end - span.start)
+
+    def overlapping(self, span: Found) -> Iterator[Found]:
+        """The spans sharing a character with `span`: none that starts `longest` before it can reach it."""
+        low = bisect.bisect_right(self._starts, span.start - self._longest)
+        high = bisect.bisect_left(self._starts, span.end)
+        return (other for other in self._spans[low:high] if other.start < span.end and span.start < other.end)
+
+
 def _touches_cut(found: Found, part: Chunk, length: int) -> bool:
     return (found.end == part.end and part.end < length) or (found.start == part.start and part.start > 0)
 
@@ -203,7 +226,7 @@ def merge_found(found: list[Found], parts: list[Chunk], length: int) -> Merged:
     merged = Merged([])
     order = sorted(range(len(found)), key=lambda i: (-found[i].score, -_centrality(found[i], parts[found[i].part]),
                                                       found[i].start, i))
-    accepted: dict[tuple[str, str], list[int]] = {}
+    accepted: dict[str, SpanIndex] = {}
     seen: set[tuple[int, int, str, str]] = set()
     for index in order:
         item = found[index]
@@ -216,12 +239,12 @@ def merge_found(found: list[Found], parts: list[Chunk], length: int) -> Merged:
                 j != item.part and _inside(item, other, length) for j, other in enumerate(parts)):
             merged.cut_off += 1
             continue
-        rivals = accepted.setdefault(item.group, [])
-        if any(found[j].part != item.part and _clash(found[j], item) for j in rivals):
+        rivals = accepted.setdefault(item.group, SpanIndex())
+        if any(rival.part != item.part and _clash(rival, item) for rival in rivals.overlapping(item)):
             merged.conflicts += 1
             continue
         seen.add(key)
-        rivals.append(index)
+        rivals.add(item)
         merged.kept.append(index)
     merged.kept.sort(key=lambda i: (found[i].start, found[i].end, i))
     return merged
@@ -231,8 +254,12 @@ def add_new_pass(kept: list[Found], extra: list[Found]) -> list[Found]:
     """A further pass's spans that overlap nothing already kept in their group (its other finds
     are the same entities seen again, or disagreements the first pass settled)."""
     added: list[Found] = []
+    taken: dict[str, SpanIndex] = {}
+    for item in kept:
+        taken.setdefault(item.group, SpanIndex()).add(item)
     for item in extra:
-        if not any(other.group == item.group and other.start < item.end and item.start < other.end
-                   for other in (*kept, *added)):
+        spans = taken.setdefault(item.group, SpanIndex())
+        if not any(True for _ in spans.overlapping(item)):
             added.append(item)
+            spans.add(item)
     return added

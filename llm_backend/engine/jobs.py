@@ -82,6 +82,7 @@ class Jobs:
         self.predictor = predictor
         self.writeback = writeback  # whether this process can post to Label Studio
         self._changed = threading.Condition()
+        self._finishes = 0  # outcomes written by this process (under `_changed`): a wait sees one it did not wait for
         self._awaited: dict[tuple[str, int], float] = {}  # (job, task) -> deadline (time.time()) of a waiting /predict
         self.wake = threading.Event()  # set on submit: this process's idle workers look at the queue at once
         self.prompts = prompts
@@ -206,6 +207,7 @@ class Jobs:
         if finished is None:
             return
         with self._changed:
+            self._finishes += 1
             self._changed.notify_all()
         if finished.job is not None and finished.cause is not None and finished.cause.systemic:
             self._maybe_halt(finished.job, finished.cause, finished.record.error or "")
@@ -288,25 +290,27 @@ class Jobs:
         """Block until every submitted task is settled or the `deadline` (time.time()) passes, then read them once.
 
         While waiting it asks the ledger only which of the tasks still pending are queued or running (ids, no
-        records): at most every POLL_GAP seconds when tasks finish in this process, every POLL_EVERY when they
-        finish elsewhere (another worker, `llm-backend worker`)."""
+        records): at once when a task finishes in this process after a quiet spell (a long text's one task), at
+        most every POLL_GAP seconds while they finish one after another, every POLL_EVERY when they finish
+        elsewhere (another worker, `llm-backend worker`)."""
         job_id = submission.job.id
         pending = set(submission.task_ids)
-        polled = 0.0
-        while pending:
-            now = time.time()
-            if now >= deadline:
+        with self._changed:
+            seen = self._finishes
+        burst = False  # the last read followed a finish here
+        while pending and time.time() < deadline:
+            pending = self.store.working(job_id, pending)
+            read = time.time()
+            if not pending:
                 break
-            if now - polled >= POLL_GAP:
-                pending = self.store.working(job_id, pending)
-                polled = now
-                if not pending:
-                    break
             with self._changed:
-                self._changed.wait(timeout=min(POLL_EVERY, max(0.0, deadline - now)))
-            gap = polled + POLL_GAP - time.time()
-            if gap > 0:  # a burst of finishes: one ledger read for all of them
-                time.sleep(min(gap, max(0.0, deadline - time.time())))
+                # A finish written while the ledger was read counts: its notify came before this wait.
+                finished = self._finishes != seen or self._changed.wait(
+                    timeout=min(POLL_EVERY, max(0.0, deadline - read)))
+                seen = self._finishes
+            if finished and burst:  # finishes one after another: one ledger read for all of them
+                time.sleep(max(0.0, min(read + POLL_GAP, deadline) - time.time()))
+            burst = finished
         return self.store.records(job_id, submission.task_ids)
 
     def collect(self, submission: Submission, records: list[TaskRecord]) -> Collected:
