@@ -9,7 +9,16 @@ import re
 
 import pytest
 
-from llm_backend.core.chunks import CharMeasure, Chunk, Found, add_new_pass, choose_cut, merge_found, split_text
+from llm_backend.core.chunks import (
+    CharMeasure,
+    Chunk,
+    Found,
+    SpanIndex,
+    add_new_pass,
+    choose_cut,
+    merge_found,
+    split_text,
+)
 from llm_backend.core.config import parse_label_config
 from llm_backend.core.controls import spec_for
 from llm_backend.core.controls.combine import majority, median, union
@@ -153,6 +162,20 @@ def test_a_further_pass_adds_only_what_overlaps_nothing() -> None:
     kept = [Found(10, 20, "Person", "ner", 0)]
     extra = [Found(12, 18, "Person", "ner", 0), Found(30, 40, "Place", "ner", 0), Found(10, 20, "Place", "other", 0)]
     assert add_new_pass(kept, extra) == extra[1:]
+
+
+def test_the_span_index_finds_exactly_the_overlapping_spans() -> None:
+    rng = random.Random(7)
+    for _ in range(60):
+        spans = [Found(start, start + rng.randint(0, 6), "L", "g", 0) for start in
+                 (rng.randint(0, 30) for _ in range(rng.randint(0, 12)))]
+        index = SpanIndex()
+        for span in spans:
+            index.add(span)
+        for start, end in itertools.combinations_with_replacement(range(38), 2):  # every probe, edges included
+            found = sorted(index.overlapping(Found(start, end, "L", "g", 0)), key=lambda s: (s.start, s.end))
+            assert found == sorted((s for s in spans if s.start < end and start < s.end),
+                                   key=lambda s: (s.start, s.end)), (spans, start, end)
 
 
 def test_combine_strategies() -> None:
