@@ -330,6 +330,24 @@ def test_windows_per_model_name_router_deployments_and_the_setting() -> None:
     assert learned is not None and (learned.tokens, learned.source) == (4096, "the provider's error")
 
 
+def test_a_text_is_over_a_token_count_exactly_when_the_tokenizer_says_so(make_settings: Any,
+                                                                           llm: FakeLLMServer) -> None:
+    from llm_backend.models.context import LiteLLMTokenizer
+    from llm_backend.models.loader import load_litellm
+    from llm_backend.models.pricing import Pricing
+    from llm_backend.models.router import load_routing
+
+    settings = make_settings()
+    tokenizer = LiteLLMTokenizer(Pricing(settings, load_routing(settings)), "openai/gpt-4o-mini")
+    prose, _ = planted_document(5, 40_000, 10)
+    # Prose (about 4 characters a token), digits (about 3 a token: one look decides) and runs a token holds many
+    # of (more than 6 characters a token: the first look does not reach the end, the next one must).
+    for text in (prose, "0123456789 " * 3000, "=" * 60_000, prose[:3000] + "-" * 50_000):
+        tokens = len(load_litellm().encode(model="openai/gpt-4o-mini", text=text))  # what `fit` cuts with
+        for limit in (tokens // 8, tokens - 1, tokens, tokens + 1):
+            assert tokenizer.exceeds(text, limit) == (tokens > limit), (text[:20], limit, tokens)
+
+
 def test_the_outcome_reports_what_ran_for_the_log(make_settings: Any, llm: FakeLLMServer) -> None:
     from llm_backend.services import build_services
 
