@@ -10,7 +10,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LS_VENV ?= .venv-ls
 
 # Test workers: the suite waits on subprocesses and servers more than it computes, so more workers than
-# cores pays; tests marked `serial` (time limits Label Studio sets) then run alone.
+# cores pays. No test measures time against a limit, so every test can share the machine with the others.
 TEST_JOBS ?= 4
 # Bytecode caches on even where the shell turns them off (PYTHONDONTWRITEBYTECODE, common in containers): each test
 # worker would otherwise rewrite the asserts of every test module and plugin again (seconds of CPU per worker), and
@@ -58,15 +58,13 @@ doctor: $(SERVE_STAMP)
 
 check: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(PARALLEL) -m "not label_studio and not browser and not serial"
-	$(PYTEST) -m "serial and not label_studio and not browser"
+	$(PARALLEL) -m "not label_studio and not browser"
 
 # Label Studio installs on first use inside the run (its tests share two workers, each with one Label Studio),
 # while the other workers run everything else.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	LS_VENV=$(abspath $(LS_VENV)) $(PARALLEL) -m "not serial"
-	LS_VENV=$(abspath $(LS_VENV)) $(PYTEST) -m serial
+	LS_VENV=$(abspath $(LS_VENV)) $(PARALLEL)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

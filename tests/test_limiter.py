@@ -86,10 +86,3 @@ def test_one_serve_never_sends_more_than_llm_concurrency_calls(start_backend: Ca
     assert llm.calls == 36
     assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
 
-
-def test_serve_starts_with_workers_auto(start_backend: Callable[..., BackendProcess], llm: FakeLLMServer) -> None:
-    llm.add_rule("fine", Reply(json={"sentiment": "Positive"}))
-    backend = start_backend(WORKERS="auto", LLM_CONCURRENCY="64")  # two workers on a machine of two cores or more
-    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": i, "data": {"text": f"fine {i}"}} for i in range(70)]}
-    results = requests.post(f"{backend.url}/predict", json=body, timeout=60).json()["results"]
-    assert all(result["result"][0]["value"] == {"choices": ["Positive"]} for result in results)

@@ -289,16 +289,15 @@ def test_connection_refused_is_internal_server_error(litellm: ModuleType, model:
     assert not isinstance(info.value, litellm.APIConnectionError)
 
 
-@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 @pytest.mark.parametrize("model", MODELS)
 def test_slow_answer_raises_timeout(litellm: ModuleType, server: FakeLLMServer, model: str) -> None:
-    server.set_default(Reply(delay=3))
+    server.set_default(Reply(delay=30))  # an answer that comes far later than any load can delay the timeout
 
     started = time.monotonic()
     with pytest.raises(litellm.Timeout) as info:
         complete(litellm, server, model=model, timeout=0.3)
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # the client gave up; it did not wait for the answer
     assert type(info.value) is litellm.Timeout
     assert server.calls == 1
 
@@ -519,18 +518,16 @@ def test_stop_cuts_keep_alive_connections() -> None:
         requests.get(f"{server.base_url}/models", timeout=2)
 
 
-@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_stop_wakes_delayed_requests(server: FakeLLMServer) -> None:
     server.set_default(Reply(delay=30))
     worker = threading.Thread(target=_ignore_errors, args=(server,))
     worker.start()
-    while server.calls == 0:
+    deadline = time.monotonic() + 10
+    while server.calls == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    started = time.monotonic()
     server.stop()
-    worker.join(5)
+    worker.join(15)  # well before the 30 s delay would have answered: stop woke the request
     assert not worker.is_alive()
-    assert time.monotonic() - started < 3
 
 
 def _ignore_errors(server: FakeLLMServer) -> None:

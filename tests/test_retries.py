@@ -13,6 +13,7 @@ import pytest
 
 from llm_backend.errors import TransientLLMError
 from llm_backend.models.client import LiteLLMClient, LLMRequest
+from llm_backend.models.loader import load_litellm
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG
 
@@ -68,15 +69,22 @@ def test_without_a_deadline_llm_max_retries_is_the_cap(always_failing: FakeLLMSe
     assert failure.value.usage.calls == 3 and failure.value.usage.retries == 2
 
 
-@pytest.mark.serial  # a time limit (the last error before the deadline): run alone, after the parallel tests
 def test_with_a_deadline_retries_go_on_until_it_and_stop_before_it(always_failing: FakeLLMServer) -> None:
     client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=2, retry_max_wait=0.05)
-    deadline = time.time() + 1.5  # deadlines are on the wall clock (the job ledger shares them between hosts)
+    # One answer that takes 1 s: the client expects each attempt to take as long as its typical call, and starts none
+    # that could not end before the deadline. Failing attempts take milliseconds, so the last error comes about a
+    # second before the deadline, which a loaded machine does not use up (against 0.25 s with no typical call).
+    load_litellm()  # imported before the call is timed (a `serve` worker's warm-up does it)
+    always_failing.add_rule("a slow success", Reply(json={"ok": True}, delay=1), times=1)
+    client.complete(LLMRequest("openai/test-model", ({"role": "user", "content": "a slow success"},),
+                               api_base=always_failing.base_url))
+    deadline = time.time() + 3  # deadlines are on the wall clock (the job ledger shares them between hosts)
     with pytest.raises(TransientLLMError) as failure:
         client.complete(_request(always_failing), deadline=deadline)
     assert time.time() < deadline  # the caller gets the error in time to report it
-    assert always_failing.calls > 3  # LLM_MAX_RETRIES does not bound a request that has a deadline
-    assert failure.value.message.endswith(f"(gave up after {always_failing.calls} attempts: the request's deadline)")
+    failed = always_failing.calls - 1
+    assert failed > 3  # LLM_MAX_RETRIES does not bound a request that has a deadline
+    assert failure.value.message.endswith(f"(gave up after {failed} attempts: the request's deadline)")
 
 
 def test_past_the_deadline_only_llm_max_retries_go_on(llm: FakeLLMServer) -> None:

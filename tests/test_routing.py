@@ -347,24 +347,25 @@ def test_parse_extra_params_accepts_an_object_or_its_json_text() -> None:
     assert (choice.model, choice.params) == ("big", {"temperature": 0.0, "max_tokens": 300})
 
 
-@pytest.mark.serial  # a time limit: run alone, after the parallel tests
 def test_a_projects_model_holds_in_every_worker_and_after_a_restart(
-    fleet: Fleet, start_backend: Callable[..., BackendProcess]
+    fleet: Fleet, start_backend: Callable[..., BackendProcess], start_app: Callable[..., Any]
 ) -> None:
     """/setup chooses "big" in one worker; every /predict, whichever worker answers it, uses it, also after a
-    restart before Label Studio calls /setup again (the choice lives in the project store, not in a worker)."""
+    restart before Label Studio calls /setup again (the choice lives in the project store, not in a worker). The
+    restart is the app `serve` runs, built anew in this process on the same CACHE_DIR: what a restarted worker
+    finds is the store, and a second `serve` would only import LiteLLM twice more."""
     env = {"WORKERS": "2", "LLM_MODEL": "local", "LLM_ROUTER_CONFIG": str(FIXTURES / "router.yaml"),
            "LLM_API_BASE": ""}
     fleet.big.set_default(Reply(json={"sentiment": "Positive"}))
     backend = start_backend(**env)
     setup = {"schema": CHOICES_CONFIG, "project": "31.1700000000", "extra_params": '{"model": "big"}'}
-    assert requests.post(f"{backend.url}/setup", json=setup, timeout=3).status_code == 200
+    assert requests.post(f"{backend.url}/setup", json=setup, timeout=30).status_code == 200
 
-    def predict_fresh(marker: str) -> dict[str, Any]:
+    def predict_fresh(marker: str, url: str = backend.url) -> dict[str, Any]:
         with requests.Session() as session:  # a new connection each time: gunicorn spreads them over workers
             body = {"label_config": CHOICES_CONFIG, "project": "31.1700000000",
                     "tasks": [{"id": 1, "data": {"text": f"{marker} is a fine day"}}]}
-            response = session.post(f"{backend.url}/predict", json=body, timeout=60)
+            response = session.post(f"{url}/predict", json=body, timeout=60)
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()["results"][0]
         return result
@@ -375,6 +376,6 @@ def test_a_projects_model_holds_in_every_worker_and_after_a_restart(
     assert len({result["model_version"] for result in results}) == 1
 
     backend.stop()
-    backend = start_backend(**env)  # the same CACHE_DIR: the state a restart finds
-    assert "result" in predict_fresh("restarted")
+    restarted = start_app(**env)  # the same CACHE_DIR: the state a restart finds
+    assert "result" in predict_fresh("restarted", restarted.url)
     assert asked(fleet.big, "restarted") == 1 and fleet.a.calls + fleet.b.calls == 0
