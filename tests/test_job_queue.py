@@ -209,19 +209,29 @@ def test_a_claim_writes_the_consumers_previous_outcome_in_the_same_step(store: J
 
 
 def test_a_ledger_written_beside_the_old_queue_is_read_and_its_queued_tasks_claimed(tmp_path: Path) -> None:
-    """jobstate.sqlite3 from before the ledger was the queue (no queued_at column): opened as it is."""
+    """jobstate.sqlite3 from before the ledger was the queue (no queued_at column) and before task data had a
+    table of its own (it is in the record's row): opened as it is, each task claimed with its data."""
     import sqlite3
 
     path = tmp_path / "jobstate.sqlite3"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE tasks (job TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL, owner TEXT, "
                    "body TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job, task))")
-        db.execute("INSERT INTO tasks VALUES ('7:v1', 3, 'queued', NULL, ?, ?)",
-                   (TaskRecord(3, "queued").to_json(), json.dumps({"id": 3, "data": {}})))
+        for task_id in (3, 4):
+            db.execute("INSERT INTO tasks VALUES ('7:v1', ?, 'queued', NULL, ?, ?)",
+                       (task_id, TaskRecord(task_id, "queued").to_json(),
+                        json.dumps({"id": task_id, "data": {"text": f"old {task_id}"}})))
     db.close()
     store = SQLiteJobStore(path)
     claim = store.claim("c1")
     assert claim is not None and (claim.job_id, claim.record.task_id, claim.record.state) == ("7:v1", 3, "running")
+    assert claim.data == {"id": 3, "data": {"text": "old 3"}}
+    store.set_task_data("7:v1", 4, {"id": 4, "data": {"text": "edited"}})  # sent again with new data
+    assert store.task_data("7:v1", 4) == {"id": 4, "data": {"text": "edited"}}
+    claim = store.claim("c1")
+    assert claim is not None and claim.data == {"id": 4, "data": {"text": "edited"}}
+    store.set_task_data("7:v1", 99, {"id": 99, "data": {}})  # no such task: nothing is written
+    assert store.task_data("7:v1", 99) is None
     store.disconnect()
 
 

@@ -7,11 +7,16 @@ reads it and marks it `running` under the consumer's id (`claim`; the records an
 `engine/jobrecords.py`). A claimed task's lease is its owner's heartbeat: once that is older than the
 lease, any consumer's recovery moves the task back to `queued` (`engine/consumers.py`), which is the
 redelivery.
+
+A task's data (its text: up to MAX_TASK_CHARS) has a table of its own, written once: SQLite rewrites a whole
+row when any column of it changes, and a 1 MB document in the record's row was written again at its claim,
+its finish and its delivery (tens of ms each, more when the WAL checkpoints).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,9 @@ class SQLiteJobStore(SQLiteFile):
             "PRIMARY KEY (job, task))",
             "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (job, state)",
             "CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, seen REAL NOT NULL)",
+            # tasks.data: '' for a record added since; a ledger written before keeps its data there.
+            "CREATE TABLE IF NOT EXISTS task_data (job TEXT NOT NULL, task INTEGER NOT NULL, data TEXT NOT NULL, "
+            "PRIMARY KEY (job, task))",
         )
         db = self._connect()
         if "queued_at" not in {row[1] for row in db.execute("PRAGMA table_info(tasks)")}:
@@ -69,10 +77,11 @@ class SQLiteJobStore(SQLiteFile):
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO tasks (job, task, state, owner, body, data, queued_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (job_id, record.task_id, record.state, record.owner, record.to_json(),
-                     json.dumps(task, ensure_ascii=False), record.updated or record.submitted))
+                    (job_id, record.task_id, record.state, record.owner, record.to_json(), "",
+                     record.updated or record.submitted))
                 if cursor.rowcount == 1:
                     added.add(record.task_id)
+                    _put_data(db, job_id, record.task_id, task)
         return added
 
     def get_task(self, job_id: str, task_id: int) -> TaskRecord | None:
@@ -80,12 +89,13 @@ class SQLiteJobStore(SQLiteFile):
         return TaskRecord.from_json(row[0]) if row else None
 
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
-        row = self._connect().execute("SELECT data FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
-        return dict(json.loads(row[0])) if row else None
+        data = _data(self._connect(), job_id, task_id)
+        return dict(json.loads(data)) if data is not None else None
 
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
-        self._write("UPDATE tasks SET data = ? WHERE job = ? AND task = ?",
-                    (json.dumps(task, ensure_ascii=False), job_id, task_id))
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone():
+                _put_data(db, job_id, task_id, task)
 
     def records(self, job_id: str, task_ids: list[int] | None = None,
                 states: frozenset[str] | None = None) -> list[TaskRecord]:
@@ -153,14 +163,14 @@ class SQLiteJobStore(SQLiteFile):
                 job_id, done = finish
                 db.execute(f"{_MOVE} AND state = 'running' AND owner IS ?",
                            (*_moved(done), job_id, done.task_id, consumer))
-            row = db.execute("SELECT job, body, data FROM tasks WHERE state = 'queued' ORDER BY queued_at LIMIT 1"
-                             ).fetchone()
+            row = db.execute("SELECT job, body FROM tasks WHERE state = 'queued' ORDER BY queued_at LIMIT 1").fetchone()
             if row is None:
                 return None
             record = TaskRecord.from_json(row[1]).moved("running", owner=consumer)
             db.execute("UPDATE tasks SET state = 'running', owner = ?, body = ? WHERE job = ? AND task = ?",
                        (consumer, record.to_json(), row[0], record.task_id))
-        return Claim(row[0], record, dict(json.loads(row[2])))
+            data = _data(db, row[0], record.task_id)
+        return Claim(row[0], record, dict(json.loads(data or "{}")))
 
     def queued(self) -> bool:
         """Whether any task waits (a read: an idle consumer asks this, and claims only when it is true)."""
@@ -183,6 +193,20 @@ class SQLiteJobStore(SQLiteFile):
         """Remove what finished before `before` (engine/retention.py); the number of task records removed."""
         with self._transaction() as db:
             return prune_sqlite(db, before)
+
+
+def _put_data(db: sqlite3.Connection, job_id: str, task_id: int, task: dict[str, Any]) -> None:
+    db.execute("INSERT OR REPLACE INTO task_data (job, task, data) VALUES (?, ?, ?)",
+               (job_id, task_id, json.dumps(task, ensure_ascii=False)))
+
+
+def _data(db: sqlite3.Connection, job_id: str, task_id: int) -> str | None:
+    """A task's data: its own row, else (a ledger written before) its record's column; None: no such task."""
+    row = db.execute("SELECT data FROM task_data WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
+    if row is not None:
+        return str(row[0])
+    row = db.execute("SELECT data FROM tasks WHERE job = ? AND task = ?", (job_id, task_id)).fetchone()
+    return str(row[0]) if row is not None else None
 
 
 def _moved(record: TaskRecord) -> tuple[Any, ...]:

@@ -20,6 +20,9 @@ def prune_sqlite(db: sqlite3.Connection, before: float) -> int:
     marks = ",".join("?" * len(FINISHED))
     removed = db.execute(f"DELETE FROM tasks WHERE state IN ({marks}) AND json_extract(body, '$.updated') < ?",
                          (*FINISHED, before)).rowcount
+    if removed:  # their data (engine/jobstore.py keeps it in a table of its own)
+        db.execute("DELETE FROM task_data WHERE NOT EXISTS "
+                   "(SELECT 1 FROM tasks WHERE tasks.job = task_data.job AND tasks.task = task_data.task)")
     db.execute("DELETE FROM jobs WHERE json_extract(body, '$.updated') < ? AND id NOT IN (SELECT job FROM tasks)",
                (before,))
     db.execute("DELETE FROM consumers WHERE seen < ?", (before,))
