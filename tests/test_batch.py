@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, BackendProcess, free_port
+from tests.conftest import CHOICES_CONFIG, free_port
 
 
 def _batch(n: int, prefix: str = "task", first_id: int = 0) -> dict[str, Any]:
@@ -153,29 +152,12 @@ def test_concurrent_requests_share_the_process_wide_limit(make_client: Any, llm:
     assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
 
 
-def test_cache_is_shared_by_processes_through_sqlite(
-    start_backend: Callable[..., BackendProcess], make_client: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
-) -> None:
-    """Three processes on one CACHE_DIR: a `serve` with two gunicorn workers (forked from the master that built the
-    stores) and this test's own app. One answer per task is paid for, whichever process is asked."""
-    llm.set_default(Reply(json={"sentiment": "Positive"}))
-    cache_dir = tmp_path / "shared-cache"
-    served = start_backend(CACHE_DIR=str(cache_dir), WORKERS="2")
-    here = make_client(cache_dir=cache_dir)
-    first = requests.post(f"{served.url}/predict", json=_batch(8), timeout=60).json()
-    assert llm.calls == 8
-    assert here.post("/predict", json=_batch(8)).get_json() == first
-    for _ in range(4):  # new connections, spread over the served workers
-        assert requests.post(f"{served.url}/predict", json=_batch(8), timeout=60).json() == first
-    assert llm.calls == 8
-
-
 def test_a_consumers_heartbeat_is_stored_before_its_workers_can_claim_a_task(
     make_settings: Callable[..., Any]
 ) -> None:
     """Another process's recovery queues again a task running under an owner without a fresh heartbeat: a consumer
     whose workers claimed tasks before its first heartbeat was written had them run twice (the model paid twice;
-    9 calls for 8 tasks in the test above, now and then, on a busy machine)."""
+    9 calls for 8 tasks in a test of processes sharing one cache, now and then, on a busy machine)."""
     from llm_backend.engine.jobs import current_consumer
     from llm_backend.services import build_services
 

@@ -28,7 +28,7 @@ def _errors(log: str) -> list[str]:
     return [line for line in log.splitlines() if " ERROR " in line]
 
 
-def _wait_for(backend: BackendProcess, text: str, timeout: float = 60) -> str:
+def _wait_for(backend: Any, text: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = backend.log()
@@ -92,10 +92,11 @@ def test_an_unreachable_base_url_is_found_without_delaying_health(
 
 
 def test_an_openai_compatible_server_needs_no_key(
-    start_backend: Callable[..., BackendProcess], llm: FakeLLMServer, no_provider_keys: None
+    start_app: Callable[..., Any], llm: FakeLLMServer, no_provider_keys: None
 ) -> None:
-    """Was: "Missing credentials ... set the OPENAI_API_KEY" until a dummy LLM_API_KEY was set."""
-    backend = start_backend(LLM_API_KEY="", LLM_API_BASE=llm.base_url)
+    """Was: "Missing credentials ... set the OPENAI_API_KEY" until a dummy LLM_API_KEY was set. The app `serve` runs,
+    in this process: what is tested is the key LiteLLM is given, not the process."""
+    backend = start_app(LLM_API_KEY="", LLM_API_BASE=llm.base_url)
     body = {"label_config": ALL_CONTROLS_CONFIG, "tasks": [{"id": 1, "data": {"text": "Ada met Bob."}}]}
     [result] = requests.post(f"{backend.url}/predict", json=body, timeout=60).json()["results"]
     assert "result" in result, result
