@@ -1,17 +1,13 @@
-"""LLM_CONCURRENCY slots: per process, or shared by the processes forked from one `serve` (gunicorn's workers)."""
+"""LLM_CONCURRENCY slots: per process, or shared by the processes forked from one `serve` (gunicorn's workers; a
+whole `serve` held to its limit is in test_serve.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from llm_backend.models.limiter import SharedSlots
-from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import CHOICES_CONFIG, BackendProcess
 
 FORK = multiprocessing.get_context("fork")
 
@@ -62,27 +58,3 @@ def test_a_dead_workers_slots_are_reclaimed() -> None:
     with slots, slots:  # both usable again
         assert slots.held() == 2
     assert slots.assign() == index  # its index is free for the worker that replaces it
-
-
-def test_one_serve_never_sends_more_than_llm_concurrency_calls(start_backend: Callable[..., BackendProcess],
-                                                               llm: FakeLLMServer) -> None:
-    """Two workers, requests answered in the request (no background jobs), several /predict at once so that both
-    workers run tasks: the provider still sees at most LLM_CONCURRENCY calls from the whole `serve`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    # The first answers wait until three calls are in flight: the limit is reached for sure, and never passed.
-    llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=0.1, gate=3))
-    backend = start_backend(WORKERS="2", LLM_CONCURRENCY="3", JOBS_ENABLED="false", THREADS="8")
-
-    def predict(batch: int) -> int:
-        body = {"label_config": CHOICES_CONFIG,
-                "tasks": [{"id": batch * 100 + i, "data": {"text": f"slow {batch} {i}"}} for i in range(6)]}
-        with requests.Session() as session:  # a new connection each: gunicorn spreads them over the workers
-            results = session.post(f"{backend.url}/predict", json=body, timeout=60).json()["results"]
-        return sum("result" in result for result in results)
-
-    with ThreadPoolExecutor(6) as pool:
-        assert list(pool.map(predict, range(6))) == [6] * 6
-    assert llm.calls == 36
-    assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -37,37 +36,56 @@ def test_health_and_setup_answer_while_litellm_is_still_loading(
     assert backend.stop() == 0
 
 
-def test_gunicorn_workers_auto_and_another_process_share_one_cache(
+def test_a_serves_workers_share_the_provider_limit_and_one_cache_with_other_processes(
     start_backend: Callable[..., BackendProcess], make_client: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
-    """The default WORKERS=auto: one worker per 32 of LLM_CONCURRENCY, at most one per core (two on a machine of two
-    cores or more, where the tests run), forked from the master that built the stores. With this test's own app,
-    three processes on one CACHE_DIR: each answers /predict, and one answer per task is paid for, whichever is asked."""
-    from llm_backend.settings import cpu_cores
+    """Two gunicorn workers, forked from the master that built the stores and the LLM_CONCURRENCY slots, answering in
+    the request (no background jobs), several /predict at once so that both run tasks: the provider still sees at
+    most LLM_CONCURRENCY calls from the whole `serve`. With this test's own app, three processes on one CACHE_DIR:
+    one answer per task is paid for, whichever process is asked."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    llm.set_default(Reply(json={"sentiment": "Positive"}))
+    # The first answers wait until three calls are in flight: the limit is reached for sure, and never passed.
+    llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=0.1, gate=3))
     cache_dir = tmp_path / "shared-cache"
-    served = start_backend(CACHE_DIR=str(cache_dir), WORKERS="auto", LLM_CONCURRENCY="64")
+    backend = start_backend(CACHE_DIR=str(cache_dir), WORKERS="2", LLM_CONCURRENCY="3", JOBS_ENABLED="false",
+                            THREADS="8")
+
+    def body(batch: int) -> dict[str, Any]:
+        return {"label_config": CHOICES_CONFIG, "project": "5.1",
+                "tasks": [{"id": batch * 100 + i, "data": {"text": f"slow {batch} {i}"}} for i in range(6)]}
+
+    def predict(batch: int) -> dict[str, Any]:
+        with requests.Session() as session:  # a new connection each: gunicorn spreads them over the workers
+            answer: dict[str, Any] = session.post(f"{backend.url}/predict", json=body(batch), timeout=60).json()
+        return answer
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(predict, range(6)))
+    assert [sum(r["result"][0]["value"] == {"choices": ["Neutral"]} for r in a["results"]) for a in answers] == [6] * 6
+    assert llm.calls == 36
+    assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
+
     here = make_client(cache_dir=cache_dir)
-    body = {"label_config": CHOICES_CONFIG, "project": "5.1",
-            "tasks": [{"id": i, "data": {"text": f"lovely day {i}"}} for i in range(70)]}
-    response = requests.post(f"{served.url}/predict", json=body, timeout=60)
-    assert response.status_code == 200
-    first = response.json()
-    assert [r["result"][0]["value"]["choices"] for r in first["results"]] == [["Positive"]] * 70
-    assert llm.calls == 70
-    assert here.post("/predict", json=body).get_json() == first
-    for _ in range(4):  # new connections, spread over the served workers
-        assert requests.post(f"{served.url}/predict", json=body, timeout=60).json() == first
-    assert llm.calls == 70
-    deadline = time.monotonic() + 60
-    while served.log_path.read_text(errors="replace").count("Booting worker") < min(2, cpu_cores()):
-        assert time.monotonic() < deadline, served.log()
-        time.sleep(0.1)
+    assert [here.post("/predict", json=body(batch)).get_json() for batch in range(6)] == answers
+    for batch in range(6):  # new connections, spread over the served workers
+        assert predict(batch) == answers[batch]
+    assert llm.calls == 36
+
+
+def test_workers_auto_reaches_gunicorn(make_settings: Callable[..., Any]) -> None:
+    """The default WORKERS=auto, resolved (one worker per 32 of LLM_CONCURRENCY, at most one per core: see
+    test_settings), is the number of workers gunicorn is given."""
+    from llm_backend.settings import cpu_cores
+    from llm_backend.web.server import gunicorn_options
+
+    assert gunicorn_options(make_settings(workers="auto", llm_concurrency=64))["workers"] == min(2, cpu_cores())
+    assert gunicorn_options(make_settings(workers="auto", llm_concurrency=8))["workers"] == 1
 
 
 def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., BackendProcess],
-                                                llm: FakeLLMServer, tmp_path: Path) -> None:
+                                                make_client: Callable[..., Any], llm: FakeLLMServer,
+                                                tmp_path: Path) -> None:
     import threading
 
     llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=2))
@@ -93,9 +111,9 @@ def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., Bac
     assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert database.execute("SELECT COUNT(*) FROM responses").fetchone() == (1,)
     calls = llm.calls
-    again = start_backend()
+    again = make_client(cache_dir=tmp_path / "cache")  # the app `serve` runs, built anew on that cache
     body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "slow"}}]}
-    assert "result" in requests.post(f"{again.url}/predict", json=body, timeout=30).json()["results"][0]
+    assert "result" in again.post("/predict", json=body).get_json()["results"][0]
     assert llm.calls == calls
 
 
