@@ -103,7 +103,7 @@ def test_prompts_layer_user_edits_over_the_shipped_defaults(tmp_path: Path) -> N
     config = parse_label_config(CONFIG)
     root = tmp_path / "prompts"
     library = PromptLibrary(root)  # the folder does not exist yet: defaults only, nothing written
-    context = {**library.base_context(config, "schema", {}), "task": {"id": 1, "data": {}}, "instruction": None,
+    context = {**library.base_context(config, "schema", "{}"), "task": {"id": 1, "data": {}}, "instruction": None,
                "objects": [{"name": "t", "tag": "text", "text": "Ada wrote it.", "is_image": False}], "examples": []}
     user = library.render(None, "user.j2", context)
     assert "Ada wrote it." in user and '"Person"' in user and "YYYY-MM-DD" in user

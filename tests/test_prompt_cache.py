@@ -8,14 +8,14 @@ import os
 from pathlib import Path
 
 from llm_backend.core.config import parse_label_config
-from llm_backend.core.schema import json_schema
+from llm_backend.core.schema import json_schema_text
 from llm_backend.engine.prompts import PromptLibrary
 from tests.conftest import CHOICES_CONFIG
 
 
 def _system(prompts: PromptLibrary, task_id: int) -> str:
     config = parse_label_config(CHOICES_CONFIG)
-    context = prompts.base_context(config, "schema", json_schema(config))
+    context = prompts.base_context(config, "schema", json_schema_text(config))
     context.update(task={"id": task_id, "data": {"text": f"text {task_id}"}}, objects=[], instruction=None,
                    examples=[])
     [system, _user] = prompts.messages(None, context)

@@ -12,6 +12,7 @@ unknown choice among several) are dropped and reported, so callers can count the
 from __future__ import annotations
 
 import copy
+import json
 import re
 from functools import lru_cache
 from typing import Annotated, Any
@@ -48,6 +49,19 @@ def _json_schema(config: LabelConfig) -> dict[str, Any]:
 def json_schema(config: LabelConfig) -> dict[str, Any]:
     """The JSON schema of the answer (a fresh copy: callers may serialise or mutate it)."""
     return copy.deepcopy(_json_schema(config))
+
+
+def shared_json_schema(config: LabelConfig) -> dict[str, Any]:
+    """The same schema, one object per config, for the request of every task: read it, never change it (what
+    hands it to code that may, LiteLLM's, gives a copy: models/client.py). Copying it for each task cost more than
+    the rest of building the request."""
+    return _json_schema(config)
+
+
+@lru_cache(maxsize=256)
+def json_schema_text(config: LabelConfig) -> str:
+    """The schema as the prompts show it (JSON text), made once per config."""
+    return json.dumps(_json_schema(config), ensure_ascii=False)
 
 
 def _pydantic_validator(validate: Validator) -> BeforeValidator:

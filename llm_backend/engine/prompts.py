@@ -15,7 +15,6 @@ re-predict. Task data is passed as variables, never compiled, so `{{ 7*7 }}` in 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
@@ -55,8 +54,8 @@ def control_context(control: Control) -> dict[str, Any]:
     return spec_for(control.kind).template_vars(control)
 
 
-def _mtime_and_size(path: Path) -> tuple[int, int]:
-    stat = path.stat()
+def _mtime_and_size(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -90,7 +89,10 @@ class PromptLibrary:
         self._lock = threading.Lock()
         self._envs: dict[str, SandboxedEnvironment] = {}
         self._fingerprints: dict[str, tuple[tuple[Any, ...], str]] = {}
-        self._listings: dict[Path, tuple[tuple[tuple[str, int], ...], list[tuple[str, Path]]]] = {}
+        self._listings: dict[Path, tuple[tuple[tuple[str, int], ...], list[tuple[str, Path, str]]]] = {}
+        # Each project's candidate folders, as paths and as the strings stat() takes: a task looks them up three
+        # times (two renders and the fingerprint), and building the Paths again cost more than the stat calls.
+        self._candidates: dict[str | None, list[tuple[Path, str]]] = {}
         # Rendered once per label config: its base context, and the text of templates that read nothing else.
         self._bases: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._base_ids: set[int] = set()  # id() of each base context's controls list (kept alive by _bases)
@@ -104,19 +106,29 @@ class PromptLibrary:
         return self.root / "projects" / safe if safe else None
 
     def _search_path(self, project: str | None) -> list[Path]:
-        """Template folders, most specific first; folders that do not exist are left out."""
-        project_dir = self.project_dir(project)
-        candidates = [project_dir, self.root, self.defaults]
-        return [path for path in candidates if path is not None and path.is_dir()]
+        """Template folders, most specific first; folders that do not exist (now: a project's folder may be made at
+        any time) are left out."""
+        return [path for path, _ in self._search(project)]
+
+    def _search(self, project: str | None) -> list[tuple[Path, str]]:
+        candidates = self._candidates.get(project)
+        if candidates is None:
+            paths = [self.project_dir(project), self.root, self.defaults]
+            candidates = [(path, str(path)) for path in paths if path is not None]
+            with self._lock:
+                if len(self._candidates) >= MAX_CONFIGS:
+                    self._candidates.clear()
+                self._candidates[project] = candidates
+        return [(path, name) for path, name in candidates if os.path.isdir(name)]
 
     def _env(self, project: str | None) -> SandboxedEnvironment:
-        search = self._search_path(project)
-        key = "|".join(map(str, search))
+        search = self._search(project)
+        key = "|".join(name for _, name in search)
         with self._lock:
             env = self._envs.get(key)
             if env is None:
                 env = SandboxedEnvironment(
-                    loader=jinja2.FileSystemLoader([str(p) for p in search]),
+                    loader=jinja2.FileSystemLoader([name for _, name in search]),
                     auto_reload=True,
                     autoescape=False,
                     keep_trailing_newline=False,
@@ -127,12 +139,15 @@ class PromptLibrary:
 
     def files(self, project: str | None) -> dict[str, Path]:
         """{relative name: file in effect} for every template this project uses."""
-        effective: dict[str, Path] = {}
+        return {name: path for name, (path, _) in self._files(project).items()}
+
+    def _files(self, project: str | None) -> dict[str, tuple[Path, str]]:
+        effective: dict[str, tuple[Path, str]] = {}
         for directory in reversed(self._search_path(project)):
-            effective.update(self._templates_under(directory))
+            effective.update((name, (path, text)) for name, path, text in self._templates_under(directory))
         return effective
 
-    def _templates_under(self, directory: Path) -> list[tuple[str, Path]]:
+    def _templates_under(self, directory: Path) -> list[tuple[str, Path, str]]:
         """(name relative to `directory`, file) of each template under `directory` (not PROMPTS_DIR's projects/),
         listed again only when one of its folders changed (adding, removing or renaming a file changes its folder's
         mtime): a job checks the templates' fingerprint for every task, and walking the folders each time cost most
@@ -145,13 +160,13 @@ class PromptLibrary:
             except OSError:  # a folder went away: list again
                 pass
         folders: list[tuple[str, int]] = []
-        found: list[tuple[str, Path]] = []
+        found: list[tuple[str, Path, str]] = []
         for folder, subfolders, names in os.walk(directory):
             if directory == self.root and Path(folder) == directory and "projects" in subfolders:
                 subfolders.remove("projects")  # each project's own folder is a search root of its own
             folders.append((folder, os.stat(folder).st_mtime_ns))
-            found += [((Path(folder) / name).relative_to(directory).as_posix(), Path(folder) / name)
-                      for name in names if name.endswith(TEMPLATE_SUFFIX)]
+            found += [((Path(folder) / name).relative_to(directory).as_posix(), Path(folder) / name,
+                       str(Path(folder) / name)) for name in names if name.endswith(TEMPLATE_SUFFIX)]
         found.sort()
         with self._lock:
             self._listings[directory] = (tuple(folders), found)
@@ -159,15 +174,15 @@ class PromptLibrary:
 
     def fingerprint(self, project: str | None) -> str:
         """A hash of the templates in effect; re-read only when a file's mtime or size changes."""
-        files = {name: path for name, path in self.files(project).items() if name not in LAB_TEMPLATES}
-        stamp = tuple((name, str(path), *_mtime_and_size(path)) for name, path in sorted(files.items()))
+        files = {name: found for name, found in self._files(project).items() if name not in LAB_TEMPLATES}
+        stamp = tuple((name, text, *_mtime_and_size(text)) for name, (_, text) in sorted(files.items()))
         cache_key = project or ""
         with self._lock:
             cached = self._fingerprints.get(cache_key)
             if cached and cached[0] == stamp:
                 return cached[1]
         digest = hashlib.sha256()
-        for name, path in sorted(files.items()):
+        for name, (path, _) in sorted(files.items()):
             digest.update(name.encode())
             digest.update(path.read_bytes())
         value = digest.hexdigest()
@@ -249,10 +264,10 @@ class PromptLibrary:
             found += [included, *deeper]  # type: ignore[misc]
         return tuple(found)
 
-    def base_context(self, config: LabelConfig, output_mode: str, schema: dict[str, Any]) -> dict[str, Any]:
-        """The label config's variables: made once per config and output mode; the caller adds the task's to
-        its own copy."""
-        key = (config.fingerprint, output_mode, json.dumps(schema, ensure_ascii=False))
+    def base_context(self, config: LabelConfig, output_mode: str, schema: str) -> dict[str, Any]:
+        """The label config's variables, with the answer's JSON schema as text: made once per config and output
+        mode; the caller adds the task's to its own copy."""
+        key = (config.fingerprint, output_mode, schema)
         base = self._bases.get(key)
         if base is None:
             base = {

@@ -17,7 +17,7 @@ from typing import Any
 from ..core.align import AlignOptions
 from ..core.config import LabelConfig
 from ..core.regions import RegionInputs
-from ..core.schema import json_schema
+from ..core.schema import json_schema_text, shared_json_schema
 from ..errors import TaskError
 from ..models.client import LLMRequest
 from ..settings import Settings
@@ -119,8 +119,8 @@ class RequestBuilder:
                       ) -> LLMRequest:
         """The request for a task; `long_text` tells the templates that the text is a part of a longer one."""
         images = images or {}
-        schema = json_schema(job.config)
-        context = self.prompts.base_context(job.config, self.settings.llm_output_mode, schema)
+        schema = shared_json_schema(job.config)
+        context = self.prompts.base_context(job.config, self.settings.llm_output_mode, json_schema_text(job.config))
         objects = []
         for name, obj in job.config.objects.items():
             if name in texts:

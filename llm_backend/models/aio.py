@@ -33,7 +33,7 @@ class LoopThread:
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
+                loop = new_event_loop()
                 threading.Thread(target=loop.run_forever, name=self.name, daemon=True).start()
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
@@ -47,6 +47,16 @@ class LoopThread:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"the model call did not return within {timeout:.0f} s") from None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (not on Windows): the same calls cost less of its CPU around each one
+    (bench/CPU.md); asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 # Shared by every client of the process: one loop, one aiohttp session per provider.

@@ -50,7 +50,7 @@ __all__ = [
     "parse_retry_after",
 ]
 from .aio import LOOP
-from .fastpath import Choice, FastPath
+from .fastpath import Choice, FastPath, for_litellm
 from .loader import litellm_loaded, litellm_version, load_litellm
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ class LiteLLMClient:
         route = self.fast.choose(kwargs).route
         try:
             # Through the process's event loop (models/aio.py), not litellm.completion from this thread.
-            call = route.call(kwargs["messages"]) if route is not None else litellm.acompletion(**kwargs)
+            call = route.call(kwargs["messages"]) if route is not None else litellm.acompletion(**for_litellm(kwargs))
             response = LOOP.run(call, timeout=self.timeout + 30)
         except Exception as exc:  # mapped to our tree right here, at the boundary
             error = (self._refusal_of(exc, kwargs) or setup_failure(litellm, exc, request.model, request.api_base)
@@ -284,7 +284,26 @@ class LiteLLMClient:
             raise exc.with_usage(Usage(calls=1)) from exc.__cause__
 
     def complete(self, request: LLMRequest, deadline: float | None = None) -> Completion:
+        # Most calls succeed at once: the first attempt runs before tenacity's machinery is built (a Retrying and
+        # its per-attempt state cost about 30 µs of CPU a call); a failure becomes tenacity's first attempt below,
+        # so the waits, stops and counts are those of every attempt run under it.
+        started = time.monotonic()
+        try:
+            completion, calls = self._attempt(request)
+        except LLMError as exc:
+            return self._retried(request, deadline, exc, time.monotonic() - started)
+        self._timed(time.monotonic() - started)
+        completion.attempts = calls
+        return completion
+
+    def _timed(self, elapsed: float) -> None:
+        self._typical_call = elapsed if not self._typical_call else 0.8 * self._typical_call + 0.2 * elapsed
+
+    def _retried(self, request: LLMRequest, deadline: float | None, first: LLMError, first_took: float
+                 ) -> Completion:
+        """`complete` after its first attempt failed with `first`."""
         attempts = 0
+        failed: LLMError | None = first
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -308,8 +327,13 @@ class LiteLLMClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    started = time.monotonic()
                     attempts += 1
+                    if failed is not None:  # the attempt `complete` made
+                        attempts += failed.usage.calls
+                        last_call = first_took
+                        error, failed = failed, None
+                        raise error
+                    started = time.monotonic()
                     try:
                         completion, calls = self._attempt(request)
                     except LLMError as exc:
@@ -324,7 +348,6 @@ class LiteLLMClient:
             why = ("the request's deadline" if attempts > self.max_retries + 1 else
                    f"LLM_MAX_RETRIES={self.max_retries}" + (", past the request's deadline" if past else ""))
             raise gave_up(exc, attempts, why, usage) from exc.__cause__
-        elapsed = time.monotonic() - started
-        self._typical_call = elapsed if not self._typical_call else 0.8 * self._typical_call + 0.2 * elapsed
+        self._timed(time.monotonic() - started)
         completion.attempts = attempts
         return completion

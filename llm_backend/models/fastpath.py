@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -261,6 +262,14 @@ sessions = Sessions()
 _KEYED = tuple(sorted(_KNOWN - {"messages"}))
 
 
+def for_litellm(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with a response_format of their own, for LiteLLM code that may edit it: every task of a config
+    shares one schema object (core/schema.py `shared_json_schema`)."""
+    if kwargs.get("response_format") is None:
+        return kwargs
+    return {**kwargs, "response_format": copy.deepcopy(kwargs["response_format"])}
+
+
 def _key(kwargs: Mapping[str, Any]) -> str:
     # repr, not sorted JSON: 9 against 16 µs a call here. Equal values written in another order (a dict's
     # keys) only resolve once more.
@@ -298,7 +307,7 @@ class FastPath:
         if unknown:
             return Choice(LITELLM, f"parameters the fast path does not map: {', '.join(unknown)}")
         try:
-            return resolve(load_litellm(), kwargs)
+            return resolve(load_litellm(), for_litellm(dict(kwargs)))
         except Exception as exc:  # the mapping cannot say how to call it: acompletion can, or says why not
             return Choice(LITELLM, f"LiteLLM's mapping raised {type(exc).__name__}: {str(exc)[:200]}")
 

@@ -33,7 +33,7 @@ from ..redact import register_secrets
 from ..settings import Settings
 from .aio import LOOP
 from .client import NO_KEY, Completion, LiteLLMClient, LLMRequest, classify, load_litellm, needs_no_key
-from .fastpath import Choice, FastPath
+from .fastpath import Choice, FastPath, for_litellm
 from .routed import ATTEMPTS, build_router, install_call_counter, path_of_group, routing_problem
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ class RouterClient(LiteLLMClient):
         router = self.router()
         litellm = load_litellm()
         # No api_base/api_key: each deployment carries its own, and passing one would override them all.
-        kwargs = self._request_kwargs(request)
+        kwargs = for_litellm(self._request_kwargs(request))
         counter = [0]
         fallbacks = int(self.config.router_settings.get("max_fallbacks") or 5) if self.config else 5
         try:

@@ -252,7 +252,7 @@ class ImproveJob:
 
     def _check_used(self, library: PromptLibrary, instructions: str) -> None:
         """The templates in effect must show instructions.j2, or a candidate would change nothing."""
-        context = library.base_context(self.config, self.settings.llm_output_mode, {})
+        context = library.base_context(self.config, self.settings.llm_output_mode, "{}")
         context.update(objects=[], task={"id": 0, "data": {}}, examples=[], instruction=None, long_text=None)
         try:
             shown = "\n".join(message.content for message in library.messages(self.project, context))
