@@ -14,10 +14,11 @@ consumer id, in one atomic step (`claim`), so no two consumers ever hold the sam
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
+
+from . import storejson
 
 ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
 DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
@@ -48,11 +49,11 @@ class JobInfo:
 
     def to_json(self) -> str:
         # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
-        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
+        return storejson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobInfo:
-        return cls(**json.loads(raw))
+        return cls(**storejson.loads(raw))
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,12 @@ class TaskRecord:
         return replace(self, state=state, updated=time.time(), **changes)
 
     def to_json(self) -> str:
-        # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
-        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]}, ensure_ascii=False)
+        # Its fields in order (the Redis claim script edits the JSON text: engine/jobstore_redis.py)
+        return storejson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> TaskRecord:
-        return cls(**json.loads(raw))
+        return cls(**storejson.loads(raw))
 
 
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (JobInfo, TaskRecord)}

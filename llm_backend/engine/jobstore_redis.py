@@ -16,6 +16,7 @@ import json
 import time
 from typing import Any
 
+from . import storejson
 from .cache import RedisConnection
 from .jobrecords import ANY_OWNER, Claim, JobInfo, TaskRecord
 from .retention import prune_redis
@@ -57,7 +58,11 @@ return added
 # Returns {job, task, body, data} of the claimed task, nil when the list is empty, 1 when ARGV[4] entries were
 # dropped without finding a queued record (the caller asks again).
 _CLAIM = """
-local head = '"state": "queued", "owner": null, "updated": '
+-- Records are written compact (engine/storejson.py); before orjson, with spaces after ',' and ':'.
+local heads = {
+  {'"state":"queued","owner":null,"updated":', '"state":"running","owner":', ',"updated":'},
+  {'"state": "queued", "owner": null, "updated": ', '"state": "running", "owner": ', ', "updated": '},
+}
 for _ = 1, tonumber(ARGV[4]) do
   local entry = redis.call('LPOP', KEYS[1])
   if not entry then return nil end
@@ -66,15 +71,18 @@ for _ = 1, tonumber(ARGV[4]) do
     local tasks = ARGV[1] .. job .. ':tasks'
     local current = redis.call('HGET', tasks, task)
     if current and cjson.decode(current)['state'] == 'queued' then
-      -- The record as Python wrote it (json.dumps, fields in order), with state, owner and updated replaced in
-      -- place: decoding and encoding it here would round its numbers to 14 digits.
+      -- The record as Python wrote it (fields in order), with state, owner and updated replaced in place:
+      -- decoding and encoding it here would round its numbers to 14 digits.
       local body
-      local s, e = string.find(current, head, 1, true)
-      local stop = s and string.find(current, ',', e + 1, true)
-      if stop then
-        body = string.sub(current, 1, s - 1) .. '"state": "running", "owner": ' .. ARGV[2] .. ', "updated": '
-               .. ARGV[3] .. string.sub(current, stop)
-      else
+      for _, head in ipairs(heads) do
+        local s, e = string.find(current, head[1], 1, true)
+        local stop = s and string.find(current, ',', e + 1, true)
+        if stop then
+          body = string.sub(current, 1, s - 1) .. head[2] .. ARGV[2] .. head[3] .. ARGV[3] .. string.sub(current, stop)
+          break
+        end
+      end
+      if not body then
         local record = cjson.decode(current)
         record['state'] = 'running'
         record['owner'] = cjson.decode(ARGV[2])
@@ -144,7 +152,7 @@ class RedisJobStore(RedisConnection):
             # Data first: a record is never visible without the task it describes.
             data = self._redis.pipeline(transaction=False)
             for record, task in chunk:
-                data.hsetnx(self._data_key(job_id), str(record.task_id), json.dumps(task, ensure_ascii=False))
+                data.hsetnx(self._data_key(job_id), str(record.task_id), storejson.dumps(task))
             data.execute()
             args = [value for record, _task in chunk
                     for value in (str(record.task_id), record.to_json(), self._entry(job_id, record))]
@@ -158,10 +166,10 @@ class RedisJobStore(RedisConnection):
 
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
         raw = self._redis.hget(self._data_key(job_id), str(task_id))
-        return dict(json.loads(raw)) if raw else None
+        return dict(storejson.loads(raw)) if raw else None
 
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
-        self._redis.hset(self._data_key(job_id), str(task_id), json.dumps(task, ensure_ascii=False))
+        self._redis.hset(self._data_key(job_id), str(task_id), storejson.dumps(task))
 
     def records(self, job_id: str, task_ids: list[int] | None = None,
                 states: frozenset[str] | None = None) -> list[TaskRecord]:
@@ -214,7 +222,7 @@ class RedisJobStore(RedisConnection):
                 return None
             if isinstance(found, list):
                 job, _task, body, data = (part.decode() for part in found)
-                return Claim(job, TaskRecord.from_json(body), dict(json.loads(data) or {}))
+                return Claim(job, TaskRecord.from_json(body), dict(storejson.loads(data) or {}))
 
     def queued(self) -> bool:
         return bool(self._redis.llen(self._ready))

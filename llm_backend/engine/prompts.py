@@ -93,6 +93,13 @@ class PromptLibrary:
         # Each project's candidate folders, as paths and as the strings stat() takes: a task looks them up three
         # times (two renders and the fingerprint), and building the Paths again cost more than the stat calls.
         self._candidates: dict[str | None, list[tuple[Path, str]]] = {}
+        # The shipped templates' (mtime, size): they change only with the package, so they are read once, not for
+        # every task of every job (a fingerprint stat'ed all twenty of them each time).
+        self._shipped: dict[str, tuple[int, int]] = {}
+        shipped, edited = os.path.join(str(self.defaults), ""), os.path.join(str(self.root), "")
+        # (None when PROMPTS_DIR is, or holds, or lies in the shipped folder: its files are then a user's.)
+        self._shipped_prefix = None if self.root and (shipped.startswith(edited) or edited.startswith(shipped)) \
+            else shipped
         # Rendered once per label config: its base context, and the text of templates that read nothing else.
         self._bases: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._base_ids: set[int] = set()  # id() of each base context's controls list (kept alive by _bases)
@@ -175,7 +182,7 @@ class PromptLibrary:
     def fingerprint(self, project: str | None) -> str:
         """A hash of the templates in effect; re-read only when a file's mtime or size changes."""
         files = {name: found for name, found in self._files(project).items() if name not in LAB_TEMPLATES}
-        stamp = tuple((name, text, *_mtime_and_size(text)) for name, (_, text) in sorted(files.items()))
+        stamp = tuple((name, text, *self._mtime_and_size(text)) for name, (_, text) in sorted(files.items()))
         cache_key = project or ""
         with self._lock:
             cached = self._fingerprints.get(cache_key)
@@ -189,6 +196,14 @@ class PromptLibrary:
         with self._lock:
             self._fingerprints[cache_key] = (stamp, value)
         return value
+
+    def _mtime_and_size(self, path: str) -> tuple[int, int]:
+        known = self._shipped.get(path)
+        if known is None:
+            known = _mtime_and_size(path)
+            if self._shipped_prefix and path.startswith(self._shipped_prefix):
+                self._shipped[path] = known
+        return known
 
     def check(self, project: str | None = None) -> None:
         """Compile every template now, so a broken edit is reported with its file and line."""
