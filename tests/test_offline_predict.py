@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from llm_backend.services import build_services
 from llm_backend.settings import Settings
 from llm_backend.web.app import create_app
 from testkit.llm_server import FakeLLMServer, Reply
-from tests.conftest import FIXTURES, interrupt_after_calls
+from tests.conftest import FIXTURES
 from tests.conftest import cli as run_cli
 
 OFFLINE = FIXTURES / "offline"
@@ -246,27 +244,3 @@ def test_predict_tasks_stops_on_ctrl_c_and_resumes_from_the_cache(
     assert all(o is not None and o.regions is not None for o in second.outcomes)
     assert second.summary.cached >= 3
     assert llm.calls == 20  # every task was paid for exactly once over both runs
-
-
-def test_ctrl_c_stops_predict_without_writing_and_the_rerun_pays_only_for_the_rest(
-    llm: FakeLLMServer, tmp_path: Path
-) -> None:
-    llm.set_default(Reply(json={"sentiment": "Positive"}, delay=0.05))
-    tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({"text": f"review {i}"}) + "\n" for i in range(40)))
-    out = tmp_path / "predictions.json"
-    args = [sys.executable, "-m", "llm_backend", "predict", "--config", str(SENTIMENT_XML), "--tasks", str(tasks),
-            "--out", str(out), "--concurrency", "2"]
-    env = {**os.environ, **cli_env(llm, tmp_path)}
-    returncode, stdout, stderr = interrupt_after_calls(args, env, llm, 6)
-    assert returncode == 130, stdout + stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert not out.exists()
-    paid = llm.calls
-    assert paid < 40
-
-    rerun = run_cli(args[3:], cli_env(llm, tmp_path))  # the rerun in this process: only Ctrl-C needs one of its own
-    assert rerun.exit_code == 0, rerun.stdout + rerun.stderr
-    assert llm.calls == 40  # what the first run paid for came from the cache
-    assert f"({paid} from the cache)" in rerun.stdout
-    assert len(json.loads(out.read_text())) == 40

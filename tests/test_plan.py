@@ -90,14 +90,20 @@ def test_plan_prompt_tokens_are_within_ten_percent_of_the_bill_of_the_real_run(
     assert after["completion_source"] == "cached answers"
 
 
-def test_plan_counts_the_cached_tasks_right_after_an_interrupted_run(llm: FakeLLMServer, tmp_path: Path) -> None:
+def test_ctrl_c_stops_predict_without_writing_then_plan_counts_the_cached_tasks_and_the_rerun_pays_for_the_rest(
+    llm: FakeLLMServer, tmp_path: Path
+) -> None:
+    """One interrupted `predict` (a process of its own: only Ctrl-C needs one) for `plan` and for the rerun."""
     tasks = write_tasks(tmp_path / "tasks.jsonl", [{"text": text} for text in reviews(200, seed=11)])
     llm.set_default(Reply(json={"sentiment": "Neutral"}, delay=0.02))
     env = cli_env(llm, tmp_path)
+    out = tmp_path / "out.json"
     args = [sys.executable, "-m", "llm_backend", "predict", "--config", str(SENTIMENT), "--tasks", str(tasks),
-            "--out", str(tmp_path / "out.json"), "--concurrency", "4"]
+            "--out", str(out), "--concurrency", "4"]
     returncode, stdout, stderr = interrupt_after_calls(args, env, llm, 60)
     assert returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()
     answered = llm.count(200)
     assert 60 <= answered < 200
 
@@ -110,6 +116,12 @@ def test_plan_counts_the_cached_tasks_right_after_an_interrupted_run(llm: FakeLL
                                                    - billed_so_far, rel=0.10)
     assert model["cost_usd"] is None and "cost unknown" in run_cli(
         ["plan", "--config", str(SENTIMENT), "--tasks", str(tasks)], env).output  # no price: unknown, never $0
+
+    # The rerun (in this process) pays only for the rest: what the first run paid for comes from the cache.
+    rerun = run_cli(args[3:], env)
+    assert rerun.exit_code == 0, rerun.output
+    assert llm.count(200) == 200 and f"({answered} from the cache)" in rerun.stdout
+    assert len(json.loads(out.read_text())) == 200
 
 
 def test_a_sample_run_measures_answers_latency_and_accuracy_on_annotated_tasks(
