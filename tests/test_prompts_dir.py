@@ -57,8 +57,10 @@ def test_the_issues_failing_test_passes_next_to_edited_and_broken_user_templates
     (user / "projects" / "1" / "system.j2").write_text("My own system prompt for project one.")
     (user / "user.j2").write_text("{% for x in %}")  # a template error stops any service that reads it
     test = f"{REPO / 'tests' / 'test_routing.py'}::test_extra_params_choose_a_projects_model_and_temperature"
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO),
-                          "-c", str(REPO / "pyproject.toml"), test], capture_output=True, text=True, cwd=tmp_path,
-                         env=_env(), timeout=300)
+    # Only the plugin the suite's settings name (pytest-timeout): the others (xdist, hypothesis, schemathesis...)
+    # cost a second of CPU to load, for a test that needs none of them.
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+                          "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), test], capture_output=True,
+                         text=True, cwd=tmp_path, env=_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"), timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "1 passed" in out.stdout
