@@ -65,6 +65,8 @@ def _predict(url: str, text: str, task_id: int) -> tuple[dict[str, Any], float]:
 
 def timeline(requests: list[dict[str, Any]], sent: float, answered: float, concurrency: int) -> str:
     """One run's calls as the test server saw them (time.time(), the client's clock too), in ms from the request."""
+    if not requests:
+        return "no model call"
     received = sorted((r["_received_at"] - sent) * 1000 for r in requests)
     done = sorted((r["_answered_at"] - sent) * 1000 for r in requests)
     server = statistics.median((r["_answered_at"] - r["_received_at"]) * 1000 for r in requests)
