@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -68,15 +67,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import requests
 
-LS_VERSION = "1.23.2"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The install needs the standard library only (`make test` runs it with the system Python while .venv installs).
+from testkit.ls_install import LS_VERSION, REPO_ROOT, _dist_info, _file_lock, default_venv_path, ensure_venv
+
+__all__ = ["LS_VERSION", "REPO_ROOT", "LabelStudio", "LabelStudioError", "default_venv_path", "ensure_venv",
+           "start_label_studio"]
 
 #: Seconds to wait for ``GET /health`` (and for the one-off migration run): ~20-35 s when migrating.
 STARTUP_TIMEOUT = 240.0
@@ -123,68 +125,6 @@ class LabelStudioError(RuntimeError):
 
 class LabelStudioStartError(RuntimeError):
     """Label Studio did not come up; the message carries the tail of its log."""
-
-
-def default_venv_path() -> Path:
-    return Path(os.environ.get("LS_VENV") or REPO_ROOT / ".venv-ls")
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # pytest-xdist workers may all want the venv / migrated DB at once: build it once.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _dist_info(venv: Path, project: str) -> Path | None:
-    found = sorted(venv.glob(f"lib/python*/site-packages/{project}-*.dist-info"))
-    return found[-1] if found else None
-
-
-def _installed_ls_version(venv: Path) -> str | None:
-    info = _dist_info(venv, "label_studio")
-    return info.name[len("label_studio-") : -len(".dist-info")] if info else None
-
-
-def ensure_venv(path: Path | None = None, *, python: str = sys.executable, progress: bool = False) -> Path:
-    """Return the ``label-studio`` executable of the virtualenv at ``path``, building it if needed.
-
-    Locally the venv is reused; CI starts without one and pays the install once (about 1 GB, minutes
-    on 2 cores). A venv holding another LS version is brought to ``LS_VERSION`` in place. With
-    ``progress`` the install says what it is doing and pip shows each package, so a first run
-    does not look hung.
-    """
-    path = (path or default_venv_path()).absolute()
-    executable = path / "bin" / "label-studio"
-    if executable.exists() and _installed_ls_version(path) == LS_VERSION:
-        return executable
-    path.mkdir(parents=True, exist_ok=True)
-    with _file_lock(path / ".harness.lock"):
-        if executable.exists() and _installed_ls_version(path) == LS_VERSION:
-            return executable
-        started = time.monotonic()
-        if progress:
-            print(f"Installing label-studio=={LS_VERSION} into {path} for the end-to-end tests: about 1 GB, a few "
-                  "minutes on a first run; later runs reuse it.", file=sys.stderr, flush=True)
-        if not (path / "bin" / "python").exists():
-            subprocess.run([python, "-m", "venv", str(path)], check=True)
-        # Quiet unless asked: the full resolver log is ~200 lines per run; pip still prints errors. --no-compile: pip
-        # would compile every module of the 1 GB (19 s of the install's 63 s of CPU on the 2-core machine); Label
-        # Studio compiles those it imports on first use instead (about 6 s more for the first migration).
-        pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--no-compile",
-               *(("--progress-bar", "on") if progress else ("--quiet", "--progress-bar", "off"))]
-        subprocess.run([*pip, f"label-studio=={LS_VERSION}"], check=True)
-        if progress:
-            print(f"Installed label-studio=={LS_VERSION} in {time.monotonic() - started:.0f} s.", file=sys.stderr,
-                  flush=True)
-    if not executable.exists():
-        raise RuntimeError(f"pip installed label-studio=={LS_VERSION} into {path} but {executable} is missing")
-    return executable
 
 
 def _free_port() -> int:
