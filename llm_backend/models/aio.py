@@ -8,13 +8,16 @@ descriptor`, reported to LiteLLM users as "Connection error", then paid again as
 development machine, 64 calling threads against a 200 ms test server cost 8.4 ms of CPU per call that way and
 7.3 ms through the loop (interleaved runs); LiteLLM's own floor there is about 6 ms a call.
 
-The loop is built on first use in each process (never before gunicorn forks) and lives as long as the process.
+The loop is built on first use in each process (never before gunicorn forks) and lives as long as the process;
+uvloop's where it is installed. The fast path's aiohttp session lives on it too (`sessions`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine
@@ -59,5 +62,42 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-# Shared by every client of the process: one loop, one aiohttp session per provider.
+# Shared by every client of the process: one loop, one aiohttp session on it (the fast path's).
 LOOP = LoopThread()
+
+
+class Sessions:
+    """One aiohttp session per event loop (there is one loop per process, models/aio.py): keep-alive, at most
+    `limit` connections (LLM_CONCURRENCY bounds the calls in flight well below it), closed when the process exits."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The running loop's session (called on that loop)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._by_loop.get(loop)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60)
+            session = aiohttp.ClientSession(connector=connector)  # the proxy, if any, is each route's (Route._proxy)
+            with self._lock:
+                if not self._by_loop:
+                    atexit.register(self.close)
+                self._by_loop[loop] = session
+        return session
+
+    def close(self) -> None:
+        """Close every session on its own loop: left to the garbage collector, each logs an error at exit."""
+        with self._lock:
+            owned, self._by_loop = list(self._by_loop.items()), {}
+        for loop, session in owned:
+            if loop.is_running() and not session.closed:
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(2)
+
+
+sessions = Sessions()

@@ -20,9 +20,6 @@ Responses API, settings the mapping does not cover, and anything the mapping rai
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import copy
 import functools
 import json
@@ -37,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from .aio import sessions
 from .loader import load_litellm
 
 log = logging.getLogger(__name__)
@@ -222,43 +220,6 @@ def _sdk_message(text: str) -> str:
     error = body.get("error", body) if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     return message if isinstance(message, str) and message else text
-
-
-class Sessions:
-    """One aiohttp session per event loop (there is one loop per process, models/aio.py): keep-alive, at most
-    `limit` connections (LLM_CONCURRENCY bounds the calls in flight well below it), closed when the process exits."""
-
-    def __init__(self, limit: int = 512) -> None:
-        self.limit = limit
-        self._by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        """The running loop's session (called on that loop)."""
-        import aiohttp
-
-        loop = asyncio.get_running_loop()
-        session = self._by_loop.get(loop)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60)
-            session = aiohttp.ClientSession(connector=connector)  # the proxy, if any, is each route's (Route._proxy)
-            with self._lock:
-                if not self._by_loop:
-                    atexit.register(self.close)
-                self._by_loop[loop] = session
-        return session
-
-    def close(self) -> None:
-        """Close every session on its own loop: left to the garbage collector, each logs an error at exit."""
-        with self._lock:
-            owned, self._by_loop = list(self._by_loop.items()), {}
-        for loop, session in owned:
-            if loop.is_running() and not session.closed:
-                with contextlib.suppress(Exception):
-                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(2)
-
-
-sessions = Sessions()
 
 
 _KEYED = tuple(sorted(_KNOWN - {"messages"}))
