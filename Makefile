@@ -18,7 +18,7 @@ TEST_JOBS ?= 4
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 PARALLEL := $(PYTEST) -n $(TEST_JOBS) --dist loadgroup
 
-.PHONY: help install serve demo doctor check test lint bench clean label-studio ls-venv
+.PHONY: help install serve demo doctor check test lint bench clean label-studio
 
 help:
 	@echo "make serve    serve the backend on http://0.0.0.0:9090 (set LLM_MODEL first, see README)"
@@ -41,9 +41,6 @@ $(TEST_STAMP): $(SERVE_STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,lab]'
 	touch $@
 
-ls-venv:
-	@LS_VENV=$(abspath $(LS_VENV)) $(PYTHON) -m testkit.ls_install
-
 # Installs Label Studio and migrates its database on a first run, with progress; a no-op later.
 label-studio: $(TEST_STAMP)
 	@LS_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m testkit.label_studio
@@ -63,11 +60,12 @@ check: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(PARALLEL) -m "not label_studio and not browser"
 
-# Label Studio's virtualenv installs with the system Python while .venv does (two pips at once on two cores: a clean
-# clone waits for the longer install, not for one and then, inside the tests, the other); its database is migrated
-# on first use. Its tests share two workers, each with one Label Studio, while the other workers run everything else.
+# Label Studio's virtualenv installs in the background with the system Python, alongside .venv's install and the
+# first tests (its tests wait on the install's lock if it is not done; its database is migrated on first use).
+# Its tests share two workers, each with one Label Studio, while the other workers run everything else.
 test:
-	$(MAKE) --no-print-directory -j2 $(TEST_STAMP) ls-venv
+	LS_VENV=$(abspath $(LS_VENV)) $(PYTHON) -m testkit.ls_install &
+	$(MAKE) --no-print-directory $(TEST_STAMP)
 	$(BIN)/ruff check .
 	LS_VENV=$(abspath $(LS_VENV)) $(PARALLEL)
 

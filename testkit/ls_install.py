@@ -1,8 +1,9 @@
 """Label Studio's own virtualenv for the tests (.venv-ls, or LS_VENV), with the standard library only.
 
-`testkit/label_studio.py` calls `ensure_venv` when a test first needs Label Studio. `make test` also runs this module
-with the system Python while it installs .venv (`python3 -m testkit.ls_install`): two pips at once on two cores, so a
-clean clone does not wait for one install and then, inside the tests, for the other.
+`testkit/label_studio.py` calls `ensure_venv` when a test first needs Label Studio. `make test` also starts this module
+in the background with the system Python (`python3 -m testkit.ls_install &`) before it installs .venv: Label Studio's
+install (a minute or more) then runs alongside .venv's and the first tests, and its tests wait on the install's lock
+only if it is not done yet.
 """
 
 from __future__ import annotations
@@ -56,11 +57,15 @@ def ensure_venv(path: Path | None = None, *, python: str = sys.executable, progr
     """
     path = (path or default_venv_path()).absolute()
     executable = path / "bin" / "label-studio"
-    if executable.exists() and _installed_ls_version(path) == LS_VERSION:
+    # Written once pip is done: `make test` installs in the background, and a test must not take a venv whose
+    # label-studio is there while pip still writes the rest; it waits on the lock instead.
+    installed = path / ".installed"
+    if installed.exists() and executable.exists() and _installed_ls_version(path) == LS_VERSION:
         return executable
     path.mkdir(parents=True, exist_ok=True)
     with _file_lock(path / ".harness.lock"):
         if executable.exists() and _installed_ls_version(path) == LS_VERSION:
+            installed.touch()  # a venv from before the marker: under the lock, no install is running
             return executable
         started = time.monotonic()
         if progress:
@@ -74,6 +79,7 @@ def ensure_venv(path: Path | None = None, *, python: str = sys.executable, progr
         pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--no-compile",
                *(("--progress-bar", "on") if progress else ("--quiet", "--progress-bar", "off"))]
         subprocess.run([*pip, f"label-studio=={LS_VERSION}"], check=True)
+        installed.touch()
         if progress:
             print(f"Installed label-studio=={LS_VERSION} in {time.monotonic() - started:.0f} s.", file=sys.stderr,
                   flush=True)
