@@ -87,6 +87,30 @@ def test_with_a_deadline_retries_go_on_until_it_and_stop_before_it(always_failin
     assert failure.value.message.endswith(f"(gave up after {failed} attempts: the request's deadline)")
 
 
+def test_loading_litellm_is_not_taken_for_how_long_a_call_takes(always_failing: FakeLLMServer,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process's first call imports LiteLLM (seconds). Counted as the typical call, it made a deadline-bound
+    # request stop retrying that long before its deadline: here it would give up after one attempt.
+    import llm_backend.models.client as client_module
+
+    loaded: list[bool] = []
+
+    def slow_first_load() -> Any:
+        if not loaded:
+            loaded.append(True)
+            time.sleep(2)  # as long as a first `import litellm` on a loaded machine
+        return load_litellm()
+
+    monkeypatch.setattr(client_module, "load_litellm", slow_first_load)
+    client = LiteLLMClient(api_key="sk-test", timeout=5, max_retries=2, retry_max_wait=0.05)
+    always_failing.add_rule("the first call", Reply(json={"ok": True}), times=1)
+    client.complete(LLMRequest("openai/test-model", ({"role": "user", "content": "the first call"},),
+                               api_base=always_failing.base_url))
+    with pytest.raises(TransientLLMError):
+        client.complete(_request(always_failing), deadline=time.time() + 1.5)
+    assert always_failing.calls - 1 > 3  # retried until near the deadline, not given up at once
+
+
 def test_past_the_deadline_only_llm_max_retries_go_on(llm: FakeLLMServer) -> None:
     # A task the request stopped waiting for goes on in the background as far as an offline one would.
     llm.set_default(Reply(status=429, headers={"Retry-After": "1"}, error_message="slow down"))

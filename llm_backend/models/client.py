@@ -130,8 +130,6 @@ class CompletionClient(Protocol):
         ...
 
 
-
-
 def _reasoning_of(message: Any) -> str | None:
     reasoning = getattr(message, "reasoning_content", None)
     if not reasoning:
@@ -287,6 +285,7 @@ class LiteLLMClient:
         # Most calls succeed at once: the first attempt runs before tenacity's machinery is built (a Retrying and
         # its per-attempt state cost about 30 µs of CPU a call); a failure becomes tenacity's first attempt below,
         # so the waits, stops and counts are those of every attempt run under it.
+        load_litellm()  # a process's first call imports it (seconds): not how long a call takes (_typical_call)
         started = time.monotonic()
         try:
             completion, calls = self._attempt(request)
