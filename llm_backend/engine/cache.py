@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import storejson
+from .. import fastjson
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,13 @@ class SQLiteCache(SQLiteFile):
         except sqlite3.Error as exc:
             log.warning("cache read failed (%s); calling the model instead", exc)
             return None
-        return storejson.loads(row[0]) if row else None
+        return fastjson.loads(row[0]) if row else None
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         try:
             # One statement is one transaction: a crash leaves the row either absent or whole.
             self._write("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                        (key, storejson.dumps(value), time.time()))
+                        (key, fastjson.dumps(value), time.time()))
         except sqlite3.Error as exc:
             log.warning("cache write failed (%s); the answer is returned but not cached", exc)
 
@@ -155,11 +155,11 @@ class RedisCache(RedisConnection):
         except Exception as exc:  # redis errors must not fail a task
             log.warning("redis cache read failed (%s); calling the model instead", type(exc).__name__)
             return None
-        return storejson.loads(raw) if raw else None
+        return fastjson.loads(raw) if raw else None
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         try:
-            self._redis.set(self.prefix + key, storejson.dumps(value), ex=self.ttl)
+            self._redis.set(self.prefix + key, fastjson.dumps(value), ex=self.ttl)
         except Exception as exc:
             log.warning("redis cache write failed (%s)", type(exc).__name__)
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from . import storejson
+from .. import fastjson
 
 ACTIVE = frozenset({"queued", "running", "done", "posting"})  # work or delivery still ahead
 DELIVERED = frozenset({"returned", "posted", "present"})  # Label Studio has (or is storing) this prediction
@@ -49,11 +49,11 @@ class JobInfo:
 
     def to_json(self) -> str:
         # Its fields as they are: asdict() deep-copies every nested dict first, a tenth of a millisecond a record
-        return storejson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
+        return fastjson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobInfo:
-        return cls(**storejson.loads(raw))
+        return cls(**fastjson.loads(raw))
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,11 @@ class TaskRecord:
 
     def to_json(self) -> str:
         # Its fields in order (the Redis claim script edits the JSON text: engine/jobstore_redis.py)
-        return storejson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
+        return fastjson.dumps({name: getattr(self, name) for name in _FIELD_NAMES[type(self)]})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> TaskRecord:
-        return cls(**storejson.loads(raw))
+        return cls(**fastjson.loads(raw))
 
 
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (JobInfo, TaskRecord)}

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import storejson
+from .. import fastjson
 from .cache import SQLiteFile
 from .jobrecords import ACTIVE, ANY_OWNER, DELIVERED, WORKING, Claim, JobInfo, JobStore, TaskRecord
 from .jobstore_redis import RedisJobStore
@@ -90,7 +90,7 @@ class SQLiteJobStore(SQLiteFile):
 
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
         data = _data(self._connect(), job_id, task_id)
-        return dict(storejson.loads(data)) if data is not None else None
+        return dict(fastjson.loads(data)) if data is not None else None
 
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
         with self._transaction() as db:
@@ -170,7 +170,7 @@ class SQLiteJobStore(SQLiteFile):
             db.execute("UPDATE tasks SET state = 'running', owner = ?, body = ? WHERE job = ? AND task = ?",
                        (consumer, record.to_json(), row[0], record.task_id))
             data = _data(db, row[0], record.task_id)
-        return Claim(row[0], record, dict(storejson.loads(data or "{}")))
+        return Claim(row[0], record, dict(fastjson.loads(data or "{}")))
 
     def queued(self) -> bool:
         """Whether any task waits (a read: an idle consumer asks this, and claims only when it is true)."""
@@ -197,7 +197,7 @@ class SQLiteJobStore(SQLiteFile):
 
 def _put_data(db: sqlite3.Connection, job_id: str, task_id: int, task: dict[str, Any]) -> None:
     db.execute("INSERT OR REPLACE INTO task_data (job, task, data) VALUES (?, ?, ?)",
-               (job_id, task_id, storejson.dumps(task)))
+               (job_id, task_id, fastjson.dumps(task)))
 
 
 def _data(db: sqlite3.Connection, job_id: str, task_id: int) -> str | None:

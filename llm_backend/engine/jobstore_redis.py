@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any
 
-from . import storejson
+from .. import fastjson
 from .cache import RedisConnection
 from .jobrecords import ANY_OWNER, Claim, JobInfo, TaskRecord
 from .retention import prune_redis
@@ -58,7 +58,7 @@ return added
 # Returns {job, task, body, data} of the claimed task, nil when the list is empty, 1 when ARGV[4] entries were
 # dropped without finding a queued record (the caller asks again).
 _CLAIM = """
--- Records are written compact (engine/storejson.py); before orjson, with spaces after ',' and ':'.
+-- Records are written compact (engine/fastjson.py); before orjson, with spaces after ',' and ':'.
 local heads = {
   {'"state":"queued","owner":null,"updated":', '"state":"running","owner":', ',"updated":'},
   {'"state": "queued", "owner": null, "updated": ', '"state": "running", "owner": ', ', "updated": '},
@@ -152,7 +152,7 @@ class RedisJobStore(RedisConnection):
             # Data first: a record is never visible without the task it describes.
             data = self._redis.pipeline(transaction=False)
             for record, task in chunk:
-                data.hsetnx(self._data_key(job_id), str(record.task_id), storejson.dumps(task))
+                data.hsetnx(self._data_key(job_id), str(record.task_id), fastjson.dumps(task))
             data.execute()
             args = [value for record, _task in chunk
                     for value in (str(record.task_id), record.to_json(), self._entry(job_id, record))]
@@ -166,10 +166,10 @@ class RedisJobStore(RedisConnection):
 
     def task_data(self, job_id: str, task_id: int) -> dict[str, Any] | None:
         raw = self._redis.hget(self._data_key(job_id), str(task_id))
-        return dict(storejson.loads(raw)) if raw else None
+        return dict(fastjson.loads(raw)) if raw else None
 
     def set_task_data(self, job_id: str, task_id: int, task: dict[str, Any]) -> None:
-        self._redis.hset(self._data_key(job_id), str(task_id), storejson.dumps(task))
+        self._redis.hset(self._data_key(job_id), str(task_id), fastjson.dumps(task))
 
     def records(self, job_id: str, task_ids: list[int] | None = None,
                 states: frozenset[str] | None = None) -> list[TaskRecord]:
@@ -222,7 +222,7 @@ class RedisJobStore(RedisConnection):
                 return None
             if isinstance(found, list):
                 job, _task, body, data = (part.decode() for part in found)
-                return Claim(job, TaskRecord.from_json(body), dict(storejson.loads(data) or {}))
+                return Claim(job, TaskRecord.from_json(body), dict(fastjson.loads(data) or {}))
 
     def queued(self) -> bool:
         return bool(self._redis.llen(self._ready))

@@ -54,11 +54,6 @@ def control_context(control: Control) -> dict[str, Any]:
     return spec_for(control.kind).template_vars(control)
 
 
-def _mtime_and_size(path: str) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_mtime_ns, stat.st_size
-
-
 def _template_location(exc: BaseException, roots: list[Path]) -> str:
     """file:line of the innermost template frame (Jinja maps template lines into tracebacks),
     relative to its template folder so error responses do not reveal server paths."""
@@ -200,7 +195,8 @@ class PromptLibrary:
     def _mtime_and_size(self, path: str) -> tuple[int, int]:
         known = self._shipped.get(path)
         if known is None:
-            known = _mtime_and_size(path)
+            stat = os.stat(path)
+            known = stat.st_mtime_ns, stat.st_size
             if self._shipped_prefix and path.startswith(self._shipped_prefix):
                 self._shipped[path] = known
         return known

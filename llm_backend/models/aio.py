@@ -67,7 +67,7 @@ LOOP = LoopThread()
 
 
 class Sessions:
-    """One aiohttp session per event loop (there is one loop per process, models/aio.py): keep-alive, at most
+    """One aiohttp session per event loop (there is one loop per process, LOOP): keep-alive, at most
     `limit` connections (LLM_CONCURRENCY bounds the calls in flight well below it), closed when the process exits."""
 
     def __init__(self, limit: int = 512) -> None:
