@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import requests
 
+from llm_backend.models.client import litellm_version
 from testkit.import_gate import ImportGate
 from testkit.llm_server import FakeLLMServer, Reply
 from tests.conftest import CHOICES_CONFIG, REPO, BackendProcess
@@ -36,13 +38,16 @@ def test_health_and_setup_answer_while_litellm_is_still_loading(
     assert backend.stop() == 0
 
 
-def test_a_serves_workers_share_the_provider_limit_and_one_cache_with_other_processes(
+def test_a_serves_workers_share_the_provider_limit_and_one_cache_and_finish_in_flight_requests_on_sigterm(
     start_backend: Callable[..., BackendProcess], make_client: Callable[..., Any], llm: FakeLLMServer, tmp_path: Path
 ) -> None:
     """Two gunicorn workers, forked from the master that built the stores and the LLM_CONCURRENCY slots, answering in
     the request (no background jobs), several /predict at once so that both run tasks: the provider still sees at
     most LLM_CONCURRENCY calls from the whole `serve`. With this test's own app, three processes on one CACHE_DIR:
-    one answer per task is paid for, whichever process is asked."""
+    one answer per task is paid for, whichever process is asked. Then SIGTERM with a request in flight: it is
+    answered, and its answer reaches the cache whole. (One `serve` for all three: each costs two LiteLLM imports.)"""
+    import sqlite3
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     # The first answers wait until three calls are in flight: the limit is reached for sure, and never passed.
@@ -65,12 +70,41 @@ def test_a_serves_workers_share_the_provider_limit_and_one_cache_with_other_proc
     assert [sum(r["result"][0]["value"] == {"choices": ["Neutral"]} for r in a["results"]) for a in answers] == [6] * 6
     assert llm.calls == 36
     assert llm.max_in_flight_seen <= 3  # the bound under test; the gate makes the limit itself reached
+    # Each worker imported LiteLLM and said which (the version from the installed distribution; was "LiteLLM ?").
+    loaded = re.findall(r"INFO llm_backend.models.loader \[\d+\]: LiteLLM (\S+) loaded", backend.log())
+    assert loaded == [litellm_version()] * 2 and re.fullmatch(r"\d+\.\d+\.\d+.*", litellm_version())
 
     here = make_client(cache_dir=cache_dir)
     assert [here.post("/predict", json=body(batch)).get_json() for batch in range(6)] == answers
     for batch in range(6):  # new connections, spread over the served workers
         assert predict(batch) == answers[batch]
     assert llm.calls == 36
+
+    # SIGTERM while a request waits on the model (2 s): gunicorn lets it finish before the workers exit.
+    llm.add_rule("linger", Reply(json={"sentiment": "Positive"}, delay=2))
+    lingering = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "linger"}}]}
+    answer: dict[str, Any] = {}
+
+    def call() -> None:
+        answer["response"] = requests.post(f"{backend.url}/predict", json=lingering, timeout=30)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while llm.calls == 36 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert llm.calls == 37
+    assert backend.stop(15) == 0
+    thread.join()
+    assert answer["response"].json()["results"][0]["result"][0]["value"] == {"choices": ["Positive"]}
+    # The answer reached the cache whole: the file is sound and another process answers without the model.
+    database = sqlite3.connect(str(cache_dir / "responses.sqlite3"))
+    assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert database.execute("SELECT COUNT(*) FROM responses").fetchone() == (37,)
+    database.close()
+    assert here.post("/predict", json=lingering).get_json()["results"][0]["result"][0]["value"] == {
+        "choices": ["Positive"]}
+    assert llm.calls == 37
 
 
 def test_workers_auto_reaches_gunicorn(make_settings: Callable[..., Any]) -> None:
@@ -81,40 +115,6 @@ def test_workers_auto_reaches_gunicorn(make_settings: Callable[..., Any]) -> Non
 
     assert gunicorn_options(make_settings(workers="auto", llm_concurrency=64))["workers"] == min(2, cpu_cores())
     assert gunicorn_options(make_settings(workers="auto", llm_concurrency=8))["workers"] == 1
-
-
-def test_sigterm_lets_in_flight_requests_finish(start_backend: Callable[..., BackendProcess],
-                                                make_client: Callable[..., Any], llm: FakeLLMServer,
-                                                tmp_path: Path) -> None:
-    import threading
-
-    llm.add_rule("slow", Reply(json={"sentiment": "Neutral"}, delay=2))
-    backend = start_backend()
-    answer: dict[str, Any] = {}
-
-    def call() -> None:
-        body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "slow"}}]}
-        answer["response"] = requests.post(f"{backend.url}/predict", json=body, timeout=30)
-
-    thread = threading.Thread(target=call)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while llm.calls == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert backend.stop(15) == 0
-    thread.join()
-    assert answer["response"].json()["results"][0]["result"][0]["value"] == {"choices": ["Neutral"]}
-    # The answer reached the cache whole: the file is sound and a new server answers without the model.
-    import sqlite3
-
-    database = sqlite3.connect(str(tmp_path / "cache" / "responses.sqlite3"))
-    assert database.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert database.execute("SELECT COUNT(*) FROM responses").fetchone() == (1,)
-    calls = llm.calls
-    again = make_client(cache_dir=tmp_path / "cache")  # the app `serve` runs, built anew on that cache
-    body = {"label_config": CHOICES_CONFIG, "tasks": [{"id": 1, "data": {"text": "slow"}}]}
-    assert "result" in again.post("/predict", json=body).get_json()["results"][0]
-    assert llm.calls == calls
 
 
 def test_invalid_setting_stops_the_start_naming_the_variable() -> None:
