@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from testkit.llm_server import FakeLLMServer
 from tests.conftest import REPO, BackendProcess, backend_env
@@ -43,6 +41,10 @@ def _operations() -> list[str]:
 
 @pytest.mark.parametrize("operation", _operations())
 def test_api_conforms_to_its_spec(operation: str, fuzz_backend: BackendProcess) -> None:
+    # Imported here: at module level every test worker would import schemathesis while collecting.
+    import schemathesis
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
     # schemathesis' pytest plugin does not load under pytest 9: drive its strategies with hypothesis directly.
     api = schemathesis.openapi.from_url(f"{fuzz_backend.url}/openapi.json")
     method, path = operation.split(" ", 1)

@@ -6,9 +6,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from llm_backend.core.paired import Side, mcnemar, paired_bootstrap, stratified_split
+
+# scipy.stats is imported in the tests that compare with it: at module level every test worker would pay its import
+# (about half a second) while collecting, though one worker runs them.
 
 
 def _correct(rng: np.random.Generator, tasks: int, accuracy: float) -> np.ndarray:
@@ -16,6 +18,8 @@ def _correct(rng: np.random.Generator, tasks: int, accuracy: float) -> np.ndarra
 
 
 def test_the_paired_interval_matches_scipys_paired_bootstrap_on_a_difference_of_accuracies() -> None:
+    from scipy import stats
+
     rng = np.random.default_rng(7)
     a = _correct(rng, 300, 0.7)
     b = np.where(rng.random(300) < 0.15, 1.0, a)  # B fixes some of A's errors
@@ -32,6 +36,8 @@ def test_the_paired_interval_matches_scipys_paired_bootstrap_on_a_difference_of_
 
 def test_a_ratio_metric_matches_scipy_resampling_numerators_and_denominators_together() -> None:
     """Span F1 is 2·matched / (predicted + annotated), summed over tasks: both sums resampled with the task."""
+    from scipy import stats
+
     rng = np.random.default_rng(3)
     gold = rng.integers(0, 4, 200).astype(float)
     a_pred, b_pred = gold + rng.integers(0, 2, 200), gold + rng.integers(0, 2, 200)
@@ -87,6 +93,8 @@ def test_bad_shapes_are_refused() -> None:
 
 @pytest.mark.parametrize(("only_a", "only_b", "both"), [(0, 0, 5), (1, 9, 20), (7, 3, 0), (12, 30, 58)])
 def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_pairs(only_a: int, only_b: int, both: int) -> None:
+    from scipy import stats
+
     a = [True] * only_a + [False] * only_b + [True] * both
     b = [False] * only_a + [True] * only_b + [True] * both
     expected = 1.0 if only_a + only_b == 0 else stats.binomtest(only_b, only_a + only_b, 0.5).pvalue

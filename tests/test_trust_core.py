@@ -7,9 +7,6 @@ import random
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
-from sklearn.calibration import calibration_curve
-from sklearn.isotonic import IsotonicRegression
 
 from llm_backend.core.acceptance import Evidence, certify, lower_bound, more_needed, smallest_certifiable
 from llm_backend.core.calibration import (
@@ -23,8 +20,13 @@ from llm_backend.core.calibration import (
 )
 from testkit.noisy_model import simulate, trial
 
+# scipy and sklearn are imported in the tests that compare with them: at module level every test worker would pay
+# their imports (most of a second) while collecting, though one worker runs them.
+
 
 def test_the_fitted_map_is_sklearns_isotonic_regression() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
     rng = np.random.default_rng(3)
     scores = rng.uniform(0, 1, 400)
     correct = rng.uniform(0, 1, 400) < scores ** 3
@@ -35,6 +37,8 @@ def test_the_fitted_map_is_sklearns_isotonic_regression() -> None:
 
 
 def test_ece_is_the_count_weighted_gap_of_sklearns_calibration_curve() -> None:
+    from sklearn.calibration import calibration_curve
+
     rng = np.random.default_rng(5)
     probabilities = rng.beta(4, 1.5, 1000)
     probabilities[:5] = [0.0, 1.0, 0.25, 0.5, 0.9999]  # bin edges and ends
@@ -48,6 +52,8 @@ def test_ece_is_the_count_weighted_gap_of_sklearns_calibration_curve() -> None:
 @pytest.mark.parametrize(("right", "n", "confidence"), [(0, 10, 0.9), (7, 10, 0.9), (10, 10, 0.95), (93, 100, 0.9),
                                                         (480, 500, 0.99), (1, 1, 0.5)])
 def test_the_lower_bound_is_scipys_one_sided_clopper_pearson(right: int, n: int, confidence: float) -> None:
+    from scipy.stats import binomtest
+
     expected = binomtest(right, n, alternative="greater").proportion_ci(confidence_level=confidence, method="exact").low
     assert lower_bound(right, n, confidence) == pytest.approx(expected, abs=1e-9)
 
