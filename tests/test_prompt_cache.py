@@ -70,3 +70,25 @@ def test_the_fingerprint_follows_added_edited_and_removed_templates(tmp_path: Pa
     (tmp_path / "controls" / "choices.j2").unlink()
     (project / "user.j2").unlink()
     assert prompts.fingerprint("7") == shipped
+
+
+def test_a_new_library_compiles_a_file_edited_since_another_compiled_it(tmp_path: Path) -> None:
+    """Compiled templates are shared by every library of the process (an app, a CLI command, a prompt-lab variant
+    each build one); a file's compiled code is reused only while its text is unchanged, also with the same mtime."""
+    from llm_backend.errors import PromptError
+
+    system = tmp_path / "system.j2"
+    _edit(system, "Version one.")
+    PromptLibrary(tmp_path).check()
+    assert _system(PromptLibrary(tmp_path), 1) == "Version one."
+    stamp = system.stat().st_mtime
+    system.write_text("Version two.", encoding="utf-8")
+    os.utime(system, (stamp, stamp))
+    assert _system(PromptLibrary(tmp_path), 2) == "Version two."
+    system.write_text("Version {{ broken", encoding="utf-8")
+    try:
+        PromptLibrary(tmp_path).check()
+    except PromptError as exc:
+        assert "system.j2:1" in str(exc)
+    else:
+        raise AssertionError("a broken edit was not reported")
