@@ -41,14 +41,16 @@ CONFIG_VARIABLES = frozenset({"controls", "schema", "schema_in_prompt"})
 MAX_CONFIGS = 256
 
 
-class _CompiledTemplates(jinja2.BytecodeCache):
-    """Each template file's compiled code, kept in memory for the process and shared by every PromptLibrary: each
-    app, CLI command and prompt-lab variant builds its own library and compiles every template up front (`check`),
-    which was 50 ms of CPU per app, most of building one. A file's entry is used only while its text is the same
-    (Jinja's checksum of the source), so an edit is compiled again; all environments are made alike (`_env`)."""
+class _TemplateCache(jinja2.BytecodeCache):
+    """What is derived from a template file's text, kept in memory for the process and shared by every PromptLibrary:
+    each app, CLI command and prompt-lab variant builds its own library, compiled every template up front (`check`,
+    50 ms of CPU, most of building an app) and parsed system.j2 and its includes again to learn what they read. An
+    entry is used only for the same text (Jinja's checksum of the source, or the text itself), so an edit is compiled
+    and read again; all environments are made alike (`_env`)."""
 
     def __init__(self) -> None:
         self._codes: dict[str, tuple[str, Any]] = {}
+        self._reads: dict[str, tuple[bool, tuple[str | None, ...]]] = {}
         self._lock = threading.Lock()
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
@@ -57,13 +59,27 @@ class _CompiledTemplates(jinja2.BytecodeCache):
             bucket.code = found[1]
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._keep(self._codes, bucket.key, (bucket.checksum, bucket.code))
+
+    def reads(self, env: SandboxedEnvironment, source: str) -> tuple[bool, tuple[str | None, ...]]:
+        """Whether a template's text reads only CONFIG_VARIABLES, and the templates it includes (None: a name
+        computed at render time); a syntax error raises."""
+        found = self._reads.get(source)
+        if found is None:
+            tree = env.parse(source)
+            found = (jinja2.meta.find_undeclared_variables(tree) <= CONFIG_VARIABLES,
+                     tuple(jinja2.meta.find_referenced_templates(tree)))
+            self._keep(self._reads, source, found)
+        return found
+
+    def _keep(self, entries: dict[str, Any], key: str, value: Any) -> None:
         with self._lock:
-            if len(self._codes) >= MAX_CONFIGS * 4:  # one entry per file; forget all rather than track use
-                self._codes.clear()
-            self._codes[bucket.key] = (bucket.checksum, bucket.code)
+            if len(entries) >= MAX_CONFIGS * 4:  # about one entry per file; forget all rather than track use
+                entries.clear()
+            entries[key] = value
 
 
-_COMPILED = _CompiledTemplates()
+_TEMPLATES = _TemplateCache()
 
 
 @dataclass(frozen=True)
@@ -161,7 +177,7 @@ class PromptLibrary:
                     autoescape=False,
                     keep_trailing_newline=False,
                     trim_blocks=False,
-                    bytecode_cache=_COMPILED,
+                    bytecode_cache=_TEMPLATES,
                 )
                 self._envs[key] = env
         return env
@@ -284,13 +300,13 @@ class PromptLibrary:
     def _config_includes(self, env: SandboxedEnvironment, name: str, seen: set[str]) -> tuple[str, ...] | bool:
         """The templates `name` includes when it and they read only CONFIG_VARIABLES; False otherwise."""
         try:
-            tree = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+            config_only, referenced = _TEMPLATES.reads(env, env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
         except Exception:  # unreadable now: rendered every time, as before
             return False
-        if not jinja2.meta.find_undeclared_variables(tree) <= CONFIG_VARIABLES:
+        if not config_only:
             return False
         found: list[str] = []
-        for included in jinja2.meta.find_referenced_templates(tree):
+        for included in referenced:
             if included is None:  # a name computed at render time
                 return False
             if included in seen:
