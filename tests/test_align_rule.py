@@ -113,23 +113,34 @@ def written(name: str) -> str:
     return "Jose\u0301" if name == "José" else name
 
 
+# The strategies a document is drawn from, made once: made inside `documents`, each was a new object on every draw,
+# validated again each time (most of these tests' CPU); the draws, so the documents, are the same.
+_PARTS = st.integers(1, 12)
+_KINDS = st.sampled_from(["latin", "cjk", "emoji"])
+_CJK_FILLERS = st.lists(st.sampled_from(CJK_FILLER), min_size=1, max_size=4)
+_EMOJI_FILLERS = st.lists(st.sampled_from(EMOJI_FILLER), max_size=2)
+_LATIN_FILLERS = st.lists(st.sampled_from(LATIN_FILLER), min_size=1, max_size=3)
+_AFTER = st.sampled_from([" ", ", ", ". ", "\n"])
+_NAME = {"latin": st.sampled_from(LATIN), "cjk": st.sampled_from(CJK), "emoji": st.sampled_from(EMOJI)}
+
+
 @st.composite
 def documents(draw: st.DrawFn) -> tuple[str, list[tuple[str, int, int]]]:
     """A text with planted mentions: (name, start, end) in text order."""
     parts: list[str] = []
     size = 0
     planted: list[tuple[str, int, int]] = []
-    for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["latin", "cjk", "emoji"]))
+    for _ in range(draw(_PARTS)):
+        kind = draw(_KINDS)
         if kind == "cjk":
-            filler = "".join(draw(st.lists(st.sampled_from(CJK_FILLER), min_size=1, max_size=4)))
+            filler = "".join(draw(_CJK_FILLERS))
             before, after = filler, ""
         elif kind == "emoji":
-            before, after = " ".join(draw(st.lists(st.sampled_from(EMOJI_FILLER), max_size=2))) + " ", " "
+            before, after = " ".join(draw(_EMOJI_FILLERS)) + " ", " "
         else:
-            before = " ".join(draw(st.lists(st.sampled_from(LATIN_FILLER), min_size=1, max_size=3))) + " "
-            after = draw(st.sampled_from([" ", ", ", ". ", "\n"]))
-        name = draw(st.sampled_from({"latin": LATIN, "cjk": CJK, "emoji": EMOJI}[kind]))
+            before = " ".join(draw(_LATIN_FILLERS)) + " "
+            after = draw(_AFTER)
+        name = draw(_NAME[kind])
         parts.append(before)
         size += len(before)
         planted.append((name, size, size + len(written(name))))
