@@ -33,6 +33,9 @@ REPLIES = {
     "cut off": Reply(content='{"label": "y', finish_reason="length"),
     "image": Reply(json={"label": "no"}),
     "usage": Reply(json={"label": "yes"}, usage={"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290}),
+    # `n` answers in one call (the samples confidence signal): the other choices are read too
+    "samples": Reply(json={"label": "yes"},
+                     more_choices=[{"content": '{"label": "no"}'}, {"content": '{"label": "yes"}'}]),
 }
 FAILURES = {
     "429 with Retry-After": Reply(status=429, headers={"Retry-After": "3"}),
@@ -60,7 +63,8 @@ def _request(llm: FakeLLMServer, model: str, case: str) -> LLMRequest:
     if case == "image":
         question = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": PIXEL}}]
     return LLMRequest(model, ({"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": question}),
-                      response_format=SCHEMA, max_tokens=64, api_base=_base(llm, model), logprobs=case == "logprobs")
+                      response_format=SCHEMA, max_tokens=64, api_base=_base(llm, model), logprobs=case == "logprobs",
+                      n=3 if case == "samples" else 1)
 
 
 def _on_the_wire(llm: FakeLLMServer) -> list[dict[str, Any]]:
@@ -74,7 +78,7 @@ def _parsed(completion: Completion) -> dict[str, Any]:
     return {"content": completion.content, "finish_reason": completion.finish_reason, "refusal": completion.refusal,
             "reasoning": completion.reasoning, "logprobs": completion.logprobs, "model": completion.model,
             "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-            "cost": completion.cost, "attempts": completion.attempts}
+            "cost": completion.cost, "attempts": completion.attempts, "alternatives": completion.alternatives}
 
 
 def _run(llm: FakeLLMServer, model: str, case: str, reply: Reply, fast: bool) -> tuple[list[dict[str, Any]], Any]:
@@ -113,6 +117,7 @@ def test_the_replies_carry_what_was_scripted(llm: FakeLLMServer) -> None:
     assert read["logprobs"]["logprobs"] == [{"token": "yes", "logprob": -0.01}]
     assert read["cut off"]["finish_reason"] == "length"
     assert (read["usage"]["prompt_tokens"], read["usage"]["completion_tokens"]) == (1234, 56)
+    assert read["samples"]["alternatives"] == ('{"label": "no"}', '{"label": "yes"}')
     # gpt-4o-mini's price in LiteLLM's map, to the cent and below
     assert read["usage"]["cost"] == pytest.approx(1234 * 0.15e-6 + 56 * 0.6e-6, rel=1e-12)
 

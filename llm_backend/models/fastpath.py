@@ -44,9 +44,9 @@ LITELLM = "LiteLLM call"
 FAST_PROVIDERS = frozenset({"openai", "hosted_vllm", "ollama_chat"})
 # completion() arguments the fast path maps; any other (from LiteLLMClient.extra) means a LiteLLM call.
 _KNOWN = frozenset({"model", "messages", "temperature", "timeout", "num_retries", "max_retries", "drop_params",
-                    "response_format", "max_tokens", "max_completion_tokens", "logprobs", "api_base", "api_key",
+                    "response_format", "max_tokens", "max_completion_tokens", "logprobs", "n", "api_base", "api_key",
                     "input_cost_per_token", "output_cost_per_token"})  # the last two: a routing file's own price
-_PARAMS = ("temperature", "response_format", "max_tokens", "max_completion_tokens", "logprobs")
+_PARAMS = ("temperature", "response_format", "max_tokens", "max_completion_tokens", "logprobs", "n")
 # Where a reply's price depends on more than its two token counts (cached prompt tokens, a long-context
 # tier), that reply is priced by LiteLLM's own calculator, so the figure stays what it was.
 _TIER = re.compile(r"above_(\d+)(k?)_tokens")
