@@ -1,7 +1,7 @@
 """The backend's app served over real HTTP by a thread of the test process: what a `serve` worker runs, without a
 process to start.
 
-A `serve` subprocess imports LiteLLM again (about 4.5 s of CPU) and gunicorn around it; tests that only need a
+A `serve` subprocess imports LiteLLM again (about 2.6 s of CPU) and gunicorn around it; tests that only need a
 backend Label Studio can call (Label Studio is a real process either way, and calls it over HTTP) get this instead.
 It is built as `serve` builds it: settings read from the environment `serve` would be started with, the app
 `create_app(settings, consumers=False)` that gunicorn preloads, then what `serve` does in its worker after the fork

@@ -282,7 +282,7 @@ def start_backend(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callabl
 def start_app(tmp_path: Path, llm_server: FakeLLMServer) -> Iterator[Callable[..., Any]]:
     """`start_app(**env)`: the app `serve` runs, built from the same `backend_env(...)`, served over real HTTP by a
     thread of this process (testkit/app_server.py); the same `url`, `port`, `log()` and `stop()` as `start_backend`'s.
-    For tests where Label Studio needs a backend to call, not a process: a `serve` subprocess costs about 6 s of CPU
+    For tests where Label Studio needs a backend to call, not a process: a `serve` subprocess costs about 4 s of CPU
     (LiteLLM imported again). Stopped with the test."""
     from testkit.app_server import AppServer
 
