@@ -418,14 +418,19 @@ def test_64_concurrent_clients_are_all_served(server: FakeLLMServer) -> None:
 
 
 def test_raising_max_concurrent_releases_queued_requests(server: FakeLLMServer) -> None:
+    """Three requests queue behind one that holds the only slot for 3 s; raising the limit lets them in while it
+    still holds it (all four in flight at once), not one by one as it ends."""
     server.max_concurrent = 1
-    server.latency = 0.3
+    server.latency = 3.0
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(chat, requests, server) for _ in range(4)]
-        time.sleep(0.1)
-        server.latency = 0.0
+        deadline = time.monotonic() + 10
+        while not (server.calls == 4 and server.in_flight == 1):  # three queued behind the first
+            assert time.monotonic() < deadline, (server.calls, server.in_flight)
+            time.sleep(0.01)
         server.max_concurrent = None
         assert [f.result().status_code for f in futures] == [200] * 4
+    assert server.max_in_flight_seen == 4
 
 
 def test_error_body_has_openai_shape(server: FakeLLMServer) -> None:
